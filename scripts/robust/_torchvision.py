@@ -1,0 +1,39 @@
+"""Import torchvision's pure-Python parts even where its compiled operators cannot load.
+
+PyPI's torchvision wheels are linked against the CUDA build of torch. With a CPU-only torch (for example
+the CPU wheel on a machine without a GPU) the wheel's ``_C`` extension fails to load, and ``import
+torchvision`` then dies while registering fake kernels for ``torchvision::nms`` and ``torchvision::qnms``,
+operators that only the extension defines. We use none of the compiled operators (only ``models`` and
+``datasets``/``transforms``), so in that case we declare the two schemas ourselves and import again;
+calling ``torchvision.ops.nms`` would still fail, with torch's "no kernel" error.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+_SCHEMAS = (
+    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+)
+_library = None  # keeps the schema definitions alive for the life of the process
+
+
+def import_torchvision() -> ModuleType:
+    """Return the ``torchvision`` module, declaring missing operator schemas if needed."""
+    global _library
+    try:
+        import torchvision
+    except RuntimeError as err:
+        if "torchvision::" not in str(err) or _library is not None:
+            raise
+        import torch
+
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        _library = torch.library.Library("torchvision", "DEF")
+        for schema in _SCHEMAS:
+            _library.define(schema)
+        import torchvision
+    return torchvision
