@@ -1,0 +1,67 @@
+"""Clean and PGD-robust accuracy of one classifier on a subset of the test split.
+
+Step size follows the robustness-library convention: step_factor * eps / steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from robust import cli
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = cli.Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--model_id", required=True)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--norm", required=True, choices=["l2", "linf"])
+    p.add_argument("--eps", type=cli.positive_float, nargs="+", required=True)
+    p.add_argument("--steps", type=cli.positive_int, required=True)
+    p.add_argument("--step_factor", type=cli.positive_float, required=True)
+    p.add_argument("--random_start", action=argparse.BooleanOptionalAction, required=True)
+    p.add_argument("--skip", type=cli.positive_int, required=True)
+    p.add_argument("--max_images", type=cli.positive_int, required=True)
+    p.add_argument("--batch", type=cli.positive_int, required=True)
+    p.add_argument("--seed", type=cli.nonneg_int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    cli.add_common(p)
+    return p.parse_args(argv)
+
+
+@cli.entrypoint
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cli.setup_logging(args.log)
+    import torch
+
+    from robust import attacks, checkpoint, data, metrics
+
+    device = cli.resolve_device(args.device)
+    model, ckpt = checkpoint.load_checkpoint(args.checkpoint, map_location=device)
+    split = data.open_split(ckpt["dataset"], args.data, "test")
+    idx = cli.subset_indices(len(split), args.skip, args.max_images)
+    x, y = split.get(idx)
+    x, y = x.to(device), y.to(device)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    robust = {}
+    for eps in args.eps:
+        robust[str(eps)] = attacks.robust_accuracy(
+            model, x, y, norm=args.norm, eps=eps, steps=args.steps,
+            step_size=args.step_factor * eps / args.steps, batch_size=args.batch,
+            random_start=args.random_start, generator=generator,
+        )
+        cli.LOG.info("eps %s: robust accuracy %.4f", eps, robust[str(eps)])
+    params = ckpt["params"]
+    cli.write_json(args.out, {
+        "model_id": args.model_id, "arch": ckpt["arch"], "kind": params.get("kind"),
+        "train_sigma": params.get("sigma", 0.0), "train_eps": params.get("eps", 0.0),
+        "n_images": len(idx), "norm": args.norm, "steps": args.steps,
+        "clean_accuracy": metrics.accuracy(model, x, y, args.batch), "robust_accuracy": robust,
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

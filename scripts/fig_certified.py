@@ -1,0 +1,89 @@
+"""Certified accuracy versus L2 radius, one line per certify run (Cohen et al.'s figure).
+
+Each curve is the approximate certified accuracy (correct and radius >= r) on a 0.01 radius grid
+over [0, max(--radii)]. Published values (matched by sigma, only for runs certified at their
+training sigma) are drawn as hollow markers at --radii. Writes <out>.pdf and <out>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+from robust import report
+
+GRID_STEP = 0.01
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", nargs="+", required=True, help="certify run ids")
+    parser.add_argument("--radii", nargs="+", type=float, required=True)
+    parser.add_argument("--reference", type=Path, required=True, help="published accuracies TSV")
+    parser.add_argument("--certify_dir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="output path without suffix")
+    parser.add_argument(
+        "--legend", choices=["sigma", "train_sigma"], default="sigma",
+        help="label lines by the certification sigma (default) or the model's training sigma",
+    )  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def load_run(certify_dir: Path, run: str) -> dict:
+    """The run's sidecar JSON plus its per-image radius/correct arrays."""
+    path = certify_dir / f"{run}.json"
+    meta = report.load_json(path)
+    sigma = float(report.require(meta, "sigma", path))
+    radius, correct = report.read_certify(certify_dir / f"{run}.tsv")
+    train_sigma = float(meta.get("train_sigma", sigma))
+    return {"sigma": sigma, "train_sigma": train_sigma, "radius": radius, "correct": correct}
+
+
+def draw(plt, runs: list[dict], radii: list[float], reference: dict, legend: str):
+    max_radius = max(radii)
+    grid = np.round(np.arange(0.0, max_radius + GRID_STEP / 2, GRID_STEP), 10)
+    fig, ax = plt.subplots(figsize=(3.4, 2.5))
+    for i, run in enumerate(runs):
+        color = f"C{i}"
+        label = rf"$\sigma$ = {report.format_float(run[legend])}"
+        if legend == "train_sigma":
+            label = "train " + label
+        curve = report.certified_accuracy(run["radius"], run["correct"], grid)
+        ax.plot(grid, curve, color=color, label=label)
+        published = report.lookup(reference, run["sigma"])
+        if published is None or not math.isclose(run["sigma"], run["train_sigma"]):
+            continue
+        points = [(r, report.lookup(published, r)) for r in radii]
+        points = [(r, v) for r, v in points if v is not None]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, "o", color=color, mfc="none", ms=4, mew=0.9, clip_on=False)
+    ax.plot([], [], "o", color="0.35", mfc="none", ms=4, label="Cohen et al. (2019)")
+    ax.set(xlim=(0.0, max_radius), ylim=(0.0, 1.0))
+    ax.set_xlabel(r"radius ($\ell_2$)")
+    ax.set_ylabel("certified accuracy")
+    ax.legend(loc="upper right", frameon=False)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def build(args: argparse.Namespace) -> None:
+    if min(args.radii) < 0 or max(args.radii) <= 0:
+        raise report.ReportError("radii must be non-negative with a positive maximum")
+    runs = [load_run(args.certify_dir, run) for run in args.runs]
+    reference = report.read_reference(args.reference)
+    plt = report.use_style()
+    fig = draw(plt, runs, args.radii, reference, args.legend)
+    report.save_figure(fig, args.out)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return report.run_cli(lambda: build(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

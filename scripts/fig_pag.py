@@ -1,0 +1,143 @@
+"""Perceptually aligned images: Figure 1 and its sigma and eps sweeps, from results/pag/<column>.pt.
+
+fig1 / sigma_sweep: one row per (start image, target) pair, columns Original | one per PAG column,
+all at generation radius --eps. eps_sweep: one block per pair; rows are the PAG columns, columns
+Original | one per generation radius. Writes <out>.pdf and <out>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from robust import report
+
+CELL, LEFT, TOP, PAD = 1.05, 1.25, 0.5, 0.12  # inches
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--figure", required=True, choices=["fig1", "sigma_sweep", "eps_sweep"])
+    parser.add_argument("--columns", nargs="+", required=True, help="PAG column ids")
+    parser.add_argument("--rows", nargs="+", type=int, required=True, help="indices of PAG pairs")
+    parser.add_argument("--eps", type=float, help="generation radius (fig1, sigma_sweep)")
+    parser.add_argument("--pag_dir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="output path without suffix")
+    return parser.parse_args(argv)
+
+
+def load_columns(pag_dir: Path, columns: list[str], rows: list[int]) -> list[dict]:
+    """PAG records of the columns; checks they share their pairs and that the rows exist."""
+    records = [report.load_pag(pag_dir / f"{column}.pt") for column in columns]
+    first = records[0]
+    for column, record in zip(columns[1:], records[1:], strict=True):
+        same = torch.equal(record["labels"], first["labels"]) and torch.equal(
+            record["targets"], first["targets"]
+        )
+        if not same:
+            raise report.ReportError(f"columns {columns[0]} and {column} use different pairs")
+    n_pairs = len(first["labels"])
+    for row in rows:
+        if not 0 <= row < n_pairs:
+            raise report.ReportError(f"row {row} out of range: the results have {n_pairs} pairs")
+    return records
+
+
+def pair_label(record: dict, row: int) -> str:
+    names = [str(n).replace("$", r"\$") for n in record["class_names"]]
+    return (
+        f"{names[int(record['labels'][row])]} $\\rightarrow$ {names[int(record['targets'][row])]}"
+    )
+
+
+def cell(record: dict, e: int | None, row: int) -> tuple[torch.Tensor, str | None]:
+    """(image [C,H,W], caption) of one pair: x0 when e is None, else the image at eps index e."""
+    if e is None:
+        return record["x0"][row], None
+    prob = record.get("target_prob")
+    caption = None if prob is None else f"$p_t$ = {float(prob[e][row]):.2f}"
+    return record["images"][e][row], caption
+
+
+def draw(plt, grid: list[list], labels: list[str], titles: list[list]):
+    """A figure of image cells; grid[r][c] is (image, caption) or None (an empty cell)."""
+    nrows, ncols = len(grid), len(grid[0])
+    width, height = LEFT + ncols * CELL + PAD, TOP + nrows * (CELL + 0.3) + PAD
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(
+        left=LEFT / width, right=1 - PAD / width, top=1 - TOP / height, bottom=PAD / height,
+        wspace=0.06, hspace=0.38,
+    )  # fmt: skip
+    for r, c in ((r, c) for r in range(nrows) for c in range(ncols)):
+        ax = axes[r][c]
+        ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+        if titles[r][c]:
+            ax.set_title(titles[r][c], fontsize=7)
+        if c == 0:
+            ax.set_ylabel(labels[r], fontsize=7, rotation=0, ha="right", va="center")
+        if grid[r][c] is None:
+            ax.set_frame_on(False)
+            continue
+        image, caption = grid[r][c]
+        pixels = image.detach().float().clamp(0, 1).permute(1, 2, 0).numpy()
+        gray = pixels.shape[2] == 1
+        ax.imshow(pixels[..., 0] if gray else pixels, cmap="gray" if gray else None, vmin=0, vmax=1)
+        if caption:
+            ax.set_xlabel(caption, fontsize=6, labelpad=2)
+    return fig
+
+
+def layout_fixed_eps(records: list[dict], rows: list[int], eps: float, paths: list[Path]):
+    """Rows = pairs; columns = Original + one per record, all at generation radius eps."""
+    index = [report.eps_index(r, eps, path) for r, path in zip(records, paths, strict=True)]
+    grid = [
+        [cell(records[0], None, p)] + [cell(r, e, p) for r, e in zip(records, index, strict=True)]
+        for p in rows
+    ]
+    head = ["Original"] + [report.pag_title(r) for r in records]
+    titles = [head] + [[None] * len(head) for _ in rows[1:]]
+    return grid, [pair_label(records[0], p) for p in rows], titles
+
+
+def layout_eps_sweep(records: list[dict], rows: list[int], paths: list[Path]):
+    """One block per pair: rows = records, columns = Original + one per generation radius."""
+    eps = [float(e) for e in records[0]["eps"]]
+    for record, path in zip(records, paths, strict=True):
+        if [float(e) for e in record["eps"]] != eps:
+            raise report.ReportError(f"{path} has other eps values than {paths[0]}")
+    grid, labels, titles = [], [], []
+    for p in rows:
+        for k, record in enumerate(records):
+            original = cell(record, None, p) if k == 0 else None
+            grid.append([original] + [cell(record, e, p) for e in range(len(eps))])
+            labels.append(report.pag_title(record))
+            head = [pair_label(record, p)] + [
+                rf"$\epsilon$ = {report.format_float(e)}" for e in eps
+            ]
+            titles.append(head if k == 0 else [None] * len(head))
+    return grid, labels, titles
+
+
+def build(args: argparse.Namespace) -> None:
+    if args.figure != "eps_sweep" and args.eps is None:
+        raise report.ReportError(f"--eps is required for --figure {args.figure}")
+    records = load_columns(args.pag_dir, args.columns, args.rows)
+    paths = [args.pag_dir / f"{column}.pt" for column in args.columns]
+    if args.figure == "eps_sweep":
+        grid, labels, titles = layout_eps_sweep(records, args.rows, paths)
+    else:
+        grid, labels, titles = layout_fixed_eps(records, args.rows, args.eps, paths)
+    plt = report.use_style()
+    fig = draw(plt, grid, labels, titles)
+    report.save_figure(fig, args.out)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return report.run_cli(lambda: build(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""Training curves: per model, the training loss and the test accuracy (clean and under the
+model's evaluation noise) per epoch, as small multiples. Writes <out>.pdf and <out>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from robust import report
+
+PER_ROW = 3  # models per row of small multiples
+EPOCH_KEYS = ("epoch", "loss", "test_accuracy", "test_noise_accuracy")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", nargs="+", required=True, help="model ids")
+    parser.add_argument("--train_dir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="output path without suffix")
+    return parser.parse_args(argv)
+
+
+def load_model(train_dir: Path, model: str) -> dict:
+    """The training record with its per-epoch list checked (non-empty, required keys)."""
+    path = train_dir / f"{model}.json"
+    record = report.load_json(path)
+    epochs = report.require(record, "epochs", path)
+    if not epochs:
+        raise report.ReportError(f"{path}: no epochs recorded")
+    for key in EPOCH_KEYS:
+        report.require(epochs[0], key, path)
+    return record
+
+
+def model_title(model: str, record: dict) -> str:
+    params = record.get("params", {})
+    kind = record.get("kind", params.get("kind", ""))
+    if kind == "gaussian":
+        return rf"{model} (Gaussian $\sigma$={report.format_float(params.get('sigma', 0.0))})"
+    if kind == "adversarial":
+        return rf"{model} (PGD $\epsilon$={report.format_float(params.get('eps', 0.0))})"
+    return f"{model} ({kind})" if kind else model
+
+
+def draw_model(ax_loss, ax_acc, model: str, record: dict) -> None:
+    epochs = record["epochs"]
+    x = [e["epoch"] for e in epochs]
+    ax_loss.plot(x, [e["loss"] for e in epochs], color="C0")
+    ax_loss.set_title(model_title(model, record), fontsize=7)
+    ax_loss.set_ylabel("training loss")
+    ax_acc.plot(x, [e["test_accuracy"] for e in epochs], color="C1", label="clean")
+    eval_sigma = float(record.get("params", {}).get("eval_sigma", 0.0))
+    if eval_sigma > 0:
+        noisy = [e["test_noise_accuracy"] for e in epochs]
+        label = rf"noisy ($\sigma$={report.format_float(eval_sigma)})"
+        ax_acc.plot(x, noisy, color="C2", ls="--", label=label)
+    ax_acc.set(ylim=(0.0, 1.0))
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("test accuracy")
+    ax_acc.legend(loc="lower right", frameon=False)
+
+
+def build(args: argparse.Namespace) -> None:
+    records = [load_model(args.train_dir, model) for model in args.models]
+    plt = report.use_style()
+    ncols = min(PER_ROW, len(records))
+    nrows = math.ceil(len(records) / ncols)
+    fig, axes = plt.subplots(
+        2 * nrows, ncols, figsize=(2.4 * ncols, 3.2 * nrows), squeeze=False, sharex="col"
+    )
+    for k, (model, record) in enumerate(zip(args.models, records, strict=True)):
+        row, col = 2 * (k // ncols), k % ncols
+        draw_model(axes[row][col], axes[row + 1][col], model, record)
+    for k in range(len(records), nrows * ncols):  # unused cells of the last row
+        axes[2 * (k // ncols)][k % ncols].set_visible(False)
+        axes[2 * (k // ncols) + 1][k % ncols].set_visible(False)
+    fig.tight_layout(pad=0.3, h_pad=0.4)
+    report.save_figure(fig, args.out)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return report.run_cli(lambda: build(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

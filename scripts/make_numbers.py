@@ -1,0 +1,231 @@
+"""Every number quoted in the paper's text, as LaTeX macros (``\\newcommand{\\Name}{value}``).
+
+Two families:
+* fixed names used by paper/main.tex (set-up, summaries and one value per role, e.g.
+  \\CleanAccStandard = the first standard model of --models); 'n/a' where a role is absent;
+* one macro per id, ``<Quantity>Of<id>[At<number>]``, for every run, model and PAG column, e.g.
+  \\CertOfCifarOneZeroGaussZeroTwoFiveAtZeroPtFive (names from robust.report.macro_name: letters
+  kept, digits spelled out, '.' -> 'Pt'). Fixed names never contain 'Of': the families never clash.
+Units: model accuracies in percent (one decimal, no % sign); certified accuracies, differences and
+target probabilities as fractions (two decimals), as in the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from robust import report
+from robust.io import write_text
+
+FMT, PCT, NUM, NA = report.format_fraction, report.format_percent, report.format_float, "n/a"
+DATASET_NAMES = {"cifar10": "CIFAR-10", "imagenet": "ImageNet", "synthetic": "a synthetic dataset"}
+PAG_ROLES = {
+    "standard": "Standard",
+    "adversarial": "Adversarial",
+    "smoothed": "Smoothed",
+    "base": "NoiseBase",
+}
+
+
+class Macros(dict):
+    """Macro name -> value; defining a name twice (two ids with one name) is an error."""
+
+    def __setitem__(self, name: str, value: str) -> None:
+        if name in self:
+            raise report.ReportError(f"two ids map to the same macro name {name}")
+        super().__setitem__(name, value)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    for flag in ("--runs", "--models", "--columns"):
+        parser.add_argument(flag, nargs="+", required=True)
+    parser.add_argument("--radii", nargs="+", type=float, required=True)
+    parser.add_argument("--reference", type=Path, required=True, help="published accuracies TSV")
+    for flag in ("--certify_dir", "--eval_dir", "--train_dir", "--pag_dir"):
+        parser.add_argument(flag, type=Path, required=True)
+    parser.add_argument("--fig1_eps", type=float, help="PAG radius of Figure 1 (default: largest)")
+    parser.add_argument("--out", type=Path, required=True, help="numbers.tex")
+    return parser.parse_args(argv)
+
+
+def letters(i: int) -> str:
+    """Base-26 position suffix: 0 -> 'A', 25 -> 'Z', 26 -> 'AA'."""
+    return letters(i // 26 - 1) + chr(65 + i % 26) if i >= 26 else chr(65 + i)
+
+
+def distinct(values) -> str:
+    """Distinct values in first-seen order as words ('90', '90 and 30', 'n/a' when empty)."""
+    return report.join_words(list(dict.fromkeys(values)))
+
+
+def shared(records: list[dict], key: str) -> object:
+    """``key``'s value, the same in every certify run (the text states one protocol)."""
+    values = sorted({str(r[key]) for r in records})
+    if len(values) != 1:
+        raise report.ReportError(f"certify runs differ in '{key}' ({', '.join(values)})")
+    return records[0][key]
+
+
+def certify_setup(args: argparse.Namespace, runs: list[dict], m: Macros) -> None:
+    m[r"\CertNZero"], m[r"\CertN"] = str(shared(runs, "n0")), report.format_int(shared(runs, "n"))
+    m[r"\CertAlpha"], m[r"\NumCertImages"] = (
+        NUM(shared(runs, "alpha")),
+        str(shared(runs, "n_images")),
+    )
+    m[r"\SigmaList"] = report.join_words([NUM(r["sigma"]) for r in runs])
+    m[r"\RadiusMax"] = NUM(max(args.radii))
+    m[r"\RadiiList"] = report.join_words([NUM(r) for r in args.radii])
+    seconds = [float(r["seconds_per_image"]) for r in runs if "seconds_per_image" in r]
+    m[r"\CertSecondsPerImage"] = f"{sum(seconds) / len(seconds):.1f}" if seconds else NA
+    m[r"\AbstainList"] = report.join_words([FMT(r.get("abstain_rate")) for r in runs])
+    for i, run in enumerate(runs):
+        m[rf"\Sigma{letters(i)}"] = NUM(run["sigma"])
+
+
+def certify_macros(args: argparse.Namespace, m: Macros) -> None:
+    reference = report.read_reference(args.reference)
+    runs = []
+    for run in args.runs:
+        path = args.certify_dir / f"{run}.json"
+        runs.append(meta := report.load_json(path))
+        [report.require(meta, key, path) for key in ("sigma", "n0", "n", "alpha", "n_images")]
+    certify_setup(args, runs, m)
+    clean, clean_ref, diffs = [], [], []
+    for run, meta in zip(args.runs, runs, strict=True):
+        radius, correct = report.read_certify(args.certify_dir / f"{run}.tsv")
+        acc = [FMT(a) for a in report.certified_accuracy(radius, correct, [0.0, *args.radii])]
+        clean.append(acc[0])
+        sigma, train_sigma = float(meta["sigma"]), float(meta.get("train_sigma", meta["sigma"]))
+        # Published values exist only for models certified at their training sigma.
+        published = (report.lookup(reference, sigma) if sigma == train_sigma else None) or {}
+        if report.lookup(published, 0.0) is not None:
+            clean_ref.append(FMT(report.lookup(published, 0.0)))
+        for r, value in zip(args.radii, acc[1:], strict=True):
+            m[report.macro_name("CertOf", run, "At", r)] = value
+            ref = report.lookup(published, r)
+            if ref is not None:
+                m[report.macro_name("CertRefOf", run, "At", r)] = FMT(ref)
+                diffs.append((abs(float(value) - ref), NUM(sigma), NUM(r)))
+    m[r"\CertCleanList"], m[r"\CertRefCleanList"] = (
+        report.join_words(clean),
+        report.join_words(clean_ref),
+    )
+    m[r"\CertNumCompared"] = str(len(diffs))
+    mean = sum(d[0] for d in diffs) / len(diffs) if diffs else None
+    worst = max(diffs, default=(None, NA, NA))
+    m[r"\CertMeanAbsDiff"], m[r"\CertMaxAbsDiff"] = (
+        FMT(mean) if diffs else NA,
+        FMT(worst[0]) if diffs else NA,
+    )
+    m[r"\CertMaxAbsDiffSigma"], m[r"\CertMaxAbsDiffRadius"] = worst[1], worst[2]
+
+
+def training_setup(train: list[dict], m: Macros) -> None:
+    params = [t.get("params", {}) for t in train]
+    dataset = str(train[0].get("dataset", NA))
+    m[r"\Dataset"] = DATASET_NAMES.get(dataset, report.tex_escape(dataset))
+    m[r"\NumModels"] = str(len(train))
+    m[r"\TrainArch"] = distinct(
+        rf"\texttt{{{report.tex_escape(t.get('arch', NA))}}}" for t in train
+    )
+    for name, key in (("Epochs", "epochs"), ("Batch", "batch_size"), ("Lr", "lr")):
+        m[rf"\Train{name}"] = distinct(NUM(p[key]) if key in p else NA for p in params)
+    gaussian = [p for p in params if p.get("kind") == "gaussian"]
+    adversarial = [p for p in params if p.get("kind") == "adversarial"]
+    m[r"\TrainSigmaList"] = distinct(NUM(p.get("sigma", 0.0)) for p in gaussian)
+    m[r"\AdvEps"] = distinct(NUM(p.get("eps", 0.0)) for p in adversarial)
+    m[r"\AdvSteps"] = distinct(NUM(p.get("attack_steps", 0)) for p in adversarial)
+    m[r"\AdvStepSize"] = distinct(NUM(p.get("attack_step_size", 0.0)) for p in adversarial)
+
+
+def model_macros(args: argparse.Namespace, m: Macros) -> None:
+    train = [report.load_json(args.train_dir / f"{model}.json") for model in args.models]
+    evals = []
+    for model in args.models:
+        evals.append(ev := report.load_json(path := args.eval_dir / f"{model}.json"))
+        report.require(ev, "clean_accuracy", path)
+    training_setup(train, m)
+    robust = [{float(k): v for k, v in ev.get("robust_accuracy", {}).items()} for ev in evals]
+    eps = sorted({e for rob in robust for e in rob})
+    m[r"\EvalImages"], m[r"\EvalSteps"] = (
+        str(evals[0].get("n_images", NA)),
+        str(evals[0].get("steps", NA)),
+    )
+    m[r"\EvalEpsList"] = report.join_words([NUM(e) for e in eps])
+    for model, t, ev, rob in zip(args.models, train, evals, robust, strict=True):
+        m[report.macro_name("CleanAccOf", model)] = PCT(ev["clean_accuracy"])
+        m[report.macro_name("EpochsOf", model)] = NUM(
+            t.get("params", {}).get("epochs", len(t.get("epochs", [])))
+        )
+        m[report.macro_name("ArchOf", model)] = (
+            rf"\texttt{{{report.tex_escape(t.get('arch', NA))}}}"
+        )
+        for e, value in rob.items():
+            m[report.macro_name("RobustAccOf", model, "At", e)] = PCT(value)
+    kinds = [str(ev.get("kind", t.get("kind", ""))) for t, ev in zip(train, evals, strict=True)]
+    first = {kind: kinds.index(kind) for kind in ("standard", "adversarial") if kind in kinds}
+    main_eps = headline_eps(eps, evals[first["adversarial"]] if "adversarial" in first else {})
+    m[r"\EvalEpsMain"] = NA if main_eps is None else NUM(main_eps)
+    for kind, name in (("standard", "Standard"), ("adversarial", "Adversarial")):
+        i = first.get(kind)
+        m[rf"\CleanAcc{name}"] = NA if i is None else PCT(evals[i]["clean_accuracy"])
+        value = None if i is None or main_eps is None else report.lookup(robust[i], main_eps)
+        m[rf"\RobustAcc{name}Main"] = NA if value is None else PCT(value)
+
+
+def headline_eps(eps: list[float], adversarial: dict) -> float | None:
+    """The radius quoted in the text: the adversarial model's training eps when it was evaluated
+    there, else the smallest evaluated eps (None when there is none)."""
+    train_eps = float(adversarial.get("train_eps", -1.0))
+    if any(abs(e - train_eps) < 1e-9 for e in eps):
+        return train_eps
+    return eps[0] if eps else None
+
+
+def pag_macros(args: argparse.Namespace, m: Macros) -> None:
+    paths = [args.pag_dir / f"{column}.pt" for column in args.columns]
+    records = [report.load_pag(path) for path in paths]
+    all_eps = [float(e) for e in records[0]["eps"]]
+    eps = max(all_eps) if args.fig1_eps is None else args.fig1_eps
+    m[r"\PagEpsMain"], m[r"\PagEpsMax"] = NUM(eps), NUM(max(all_eps))
+    m[r"\PagEpsList"] = report.join_words([NUM(e) for e in all_eps])
+    m[r"\PagNumPairs"], m[r"\PagSteps"] = (
+        str(len(records[0]["labels"])),
+        str(records[0].get("steps", NA)),
+    )
+    m[r"\PagStepFactor"] = NUM(records[0]["step_factor"]) if "step_factor" in records[0] else NA
+    smoothed = [r for r in records if report.pag_role(r) == "smoothed"]
+    m[r"\PagM"] = str(smoothed[0].get("m", NA)) if smoothed else NA
+    fixed = smoothed[0].get("fixed_noise") if smoothed else None
+    m[r"\PagNoise"] = {True: "fixed across steps", False: "drawn afresh at every step"}.get(
+        fixed, NA
+    )
+    m[r"\PagSigmaSmoothed"] = NUM(smoothed[0]["sigma"]) if smoothed else NA
+    by_role: dict[str, str] = {}
+    for column, record, path in zip(args.columns, records, paths, strict=True):
+        e = report.eps_index(record, eps, path)
+        prob = FMT(float(report.require(record, "target_prob", path)[e].float().mean()))
+        m[report.macro_name("PagProbOf", column)] = prob
+        by_role.setdefault(report.pag_role(record), prob)  # the first column of each role
+    for role, name in PAG_ROLES.items():
+        m[rf"\PagProb{name}"] = by_role.get(role, NA)
+
+
+def build(args: argparse.Namespace) -> None:
+    macros = Macros()
+    for part in (certify_macros, model_macros, pag_macros):
+        part(args, macros)
+    lines = ["% Generated by scripts/make_numbers.py; macro names are explained in its docstring."]
+    lines += [report.newcommand(name, value) for name, value in macros.items()]
+    write_text(args.out, "\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return report.run_cli(lambda: build(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Generate perceptually aligned images for one column: a model, plain (sigma 0) or smoothed (sigma > 0).
+
+Every column of one parameter set starts from the same (test image, target class) pairs and runs the same
+targeted L2 PGD (steps, step = step_factor * eps / steps) at every generation eps.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from robust import cli
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = cli.Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--column", required=True)
+    p.add_argument("--model", required=True, help="model id")
+    p.add_argument("--sigma", type=cli.nonneg_float, required=True, help="0: plain model")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--pairs", type=cli.positive_int, required=True)
+    p.add_argument("--pair_skip", type=cli.positive_int, required=True)
+    p.add_argument("--pair_seed", type=cli.nonneg_int, required=True)
+    p.add_argument("--eps", type=cli.positive_float, nargs="+", required=True)
+    p.add_argument("--steps", type=cli.positive_int, required=True)
+    p.add_argument("--step_factor", type=cli.positive_float, required=True)
+    p.add_argument("--m", type=cli.positive_int, required=True, help="noise draws per step")
+    p.add_argument("--fixed_noise", action=argparse.BooleanOptionalAction, required=True)
+    p.add_argument("--batch", type=cli.positive_int, required=True)
+    p.add_argument("--seed", type=cli.nonneg_int, required=True)
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    cli.add_common(p)
+    return p.parse_args(argv)
+
+
+def pairs(labels, num_classes: int, count: int, skip: int, seed: int):
+    """(test indices, targets): idx = 0, skip, ...; each target drawn uniformly among the other classes."""
+    import torch
+
+    idx = torch.tensor(cli.subset_indices(len(labels), skip, count), dtype=torch.long)
+    if len(idx) < count:
+        raise ValueError(f"pag: only {len(idx)} test images at pair_skip {skip}, {count} pairs asked")
+    shift = torch.randint(1, num_classes, (count,), generator=torch.Generator().manual_seed(seed))
+    return idx, (labels[idx] + shift) % num_classes
+
+
+@cli.entrypoint
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cli.setup_logging(args.log)
+    import torch
+
+    from robust import checkpoint, data, pag
+
+    device = cli.resolve_device(args.device)
+    model, ckpt = checkpoint.load_checkpoint(args.checkpoint, map_location=device)
+    for param in model.parameters():
+        param.requires_grad_(False)  # only input gradients are needed
+    split = data.open_split(args.dataset, args.data, "test")
+    idx, targets = pairs(split.labels, split.num_classes, args.pairs, args.pair_skip, args.pair_seed)
+    x0, labels = split.get(idx)
+    x0, targets_dev = x0.to(device), targets.to(device)
+    images, target_prob = [], []
+    for eps in args.eps:
+        generator = torch.Generator(device=device).manual_seed(args.seed)
+        if args.sigma > 0:
+            scorer = pag.SmoothedScorer(model, args.sigma, args.m, args.fixed_noise, generator)
+        else:
+            scorer = pag.PlainScorer(model)
+        x = pag.generate_pag(scorer, x0, targets_dev, eps=eps, steps=args.steps,
+                             step_size=args.step_factor * eps / args.steps, batch_size=args.batch)
+        if args.sigma > 0:
+            check = torch.Generator(device=device).manual_seed(args.seed + 1)
+            prob = pag.smoothed_probability(model, x, targets_dev, args.sigma, args.m, check,
+                                            batch_size=args.batch * args.m)
+        else:
+            prob = pag.target_probability(model, x, targets_dev)
+        cli.LOG.info("eps %s: mean target probability %.4f", eps, float(prob.mean()))
+        images.append(x.cpu())
+        target_prob.append(prob.cpu())
+    params = ckpt["params"]
+    from robust import io
+
+    io.torch_save({
+        "column": args.column, "model_id": args.model, "kind": params.get("kind"),
+        "train_sigma": params.get("sigma", 0.0), "train_eps": params.get("eps", 0.0),
+        "sigma": args.sigma, "m": args.m, "fixed_noise": args.fixed_noise, "steps": args.steps,
+        "step_factor": args.step_factor, "eps": list(args.eps), "idx": idx, "labels": labels,
+        "targets": targets, "class_names": list(split.class_names), "x0": x0.cpu(),
+        "images": torch.stack(images), "target_prob": torch.stack(target_prob).float(),
+    }, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""LaTeX tables of the paper: certified accuracy versus the published values, clean/robust accuracy.
+
+certified_accuracy.tex: three blocks over the same radius columns: ours (certified accuracy of each
+run), Cohen et al. (2019) (published, matched by sigma) and the difference ours - published
+(computed from the two-decimal values shown). The column maximum of each of the first two blocks
+is bold. accuracy.tex: clean and L2-PGD robust accuracy (%) per model, column maxima bold.
+Both are complete booktabs tabulars without a float wrapper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from robust import report
+from robust.io import write_text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", nargs="+", required=True, help="certify run ids (table rows)")
+    parser.add_argument("--radii", nargs="+", type=float, required=True, help="table columns")
+    parser.add_argument("--reference", type=Path, required=True, help="published accuracies TSV")
+    parser.add_argument("--models", nargs="+", required=True, help="model ids (accuracy table)")
+    parser.add_argument("--certify_dir", type=Path, required=True)
+    parser.add_argument("--eval_dir", type=Path, required=True)
+    parser.add_argument("--out_dir", type=Path, required=True)
+    return parser.parse_args(argv)
+
+
+def run_label(meta: dict) -> str:
+    """'$\\sigma = 0.25$', plus the training sigma when it differs from the certification sigma."""
+    sigma, train = float(meta["sigma"]), float(meta.get("train_sigma", meta["sigma"]))
+    label = rf"$\sigma = {report.format_float(sigma)}$"
+    return label if math.isclose(sigma, train) else label + f" (train {report.format_float(train)})"
+
+
+def certified_table(certify_dir: Path, runs: list[str], radii: list[float], ref_path: Path) -> str:
+    reference = report.read_reference(ref_path)
+    labels, ours, published = [], [], []
+    for run in runs:
+        meta = report.load_json(certify_dir / f"{run}.json")
+        report.require(meta, "sigma", certify_dir / f"{run}.json")
+        radius, correct = report.read_certify(certify_dir / f"{run}.tsv")
+        labels.append(run_label(meta))
+        ours.append(
+            [report.format_fraction(a) for a in report.certified_accuracy(radius, correct, radii)]
+        )
+        same_sigma = math.isclose(
+            float(meta["sigma"]), float(meta.get("train_sigma", meta["sigma"]))
+        )
+        row = report.lookup(reference, float(meta["sigma"])) if same_sigma else None
+        published.append([report.format_fraction(report.lookup(row or {}, r)) for r in radii])
+    diff = [
+        [
+            report.format_signed(float(o) - float(p)) if p != "--" else "--"
+            for o, p in zip(a, b, strict=True)
+        ]
+        for a, b in zip(ours, published, strict=True)
+    ]
+    n = len(radii) + 1
+    header = [report.table_row(["Model"] + [rf"$r = {report.format_float(r)}$" for r in radii])]
+    body: list[str] = []
+    for k, (title, block, bold) in enumerate(
+        [
+            ("Ours", ours, True),
+            ("Cohen et al. (2019)", published, True),
+            (r"Ours $-$ Cohen et al.", diff, False),
+        ]
+    ):
+        if k:
+            body.append(r"\midrule")
+        body.append(table_row_title(title, n))
+        columns = [report.bold_max(col) if bold else list(col) for col in zip(*block, strict=True)]
+        body += [
+            report.table_row([lab, *cells])
+            for lab, cells in zip(labels, zip(*columns, strict=True), strict=True)
+        ]
+    return report.tabular("l" + "c" * len(radii), header, body)
+
+
+def table_row_title(title: str, n: int) -> str:
+    return rf"\multicolumn{{{n}}}{{l}}{{\emph{{{title}}}}} \\"
+
+
+def training_label(meta: dict) -> str:
+    kind = str(meta.get("kind", ""))
+    if kind == "gaussian":
+        return rf"Gaussian ($\sigma = {report.format_float(meta.get('train_sigma', 0.0))}$)"
+    if kind == "adversarial":
+        return rf"PGD ($\epsilon = {report.format_float(meta.get('train_eps', 0.0))}$)"
+    return report.tex_escape(kind)
+
+
+def accuracy_table(eval_dir: Path, models: list[str]) -> str:
+    records = []
+    for model in models:
+        path = eval_dir / f"{model}.json"
+        meta = report.load_json(path)
+        report.require(meta, "clean_accuracy", path)
+        report.require(meta, "robust_accuracy", path)
+        records.append(meta)
+    eps = sorted({float(e) for meta in records for e in meta["robust_accuracy"]})
+    columns = [[report.format_percent(meta["clean_accuracy"]) for meta in records]]
+    for e in eps:
+        values = [
+            report.lookup({float(k): v for k, v in m["robust_accuracy"].items()}, e)
+            for m in records
+        ]
+        columns.append([report.format_percent(v) for v in values])
+    columns = [report.bold_max(col) for col in columns]
+    span = rf"\multicolumn{{{len(eps)}}}{{c}}{{PGD ($\ell_2$) accuracy (\%)}}"
+    header = (
+        [report.table_row(["", "", "", span]), rf"\cmidrule(lr){{4-{3 + len(eps)}}}"] if eps else []
+    )
+    eps_cells = [rf"$\epsilon = {report.format_float(e)}$" for e in eps]
+    header.append(report.table_row(["Model", "Training", r"Clean (\%)", *eps_cells]))
+    body = [
+        report.table_row([rf"\texttt{{{report.tex_escape(model)}}}", training_label(meta), *cells])
+        for model, meta, cells in zip(models, records, zip(*columns, strict=True), strict=True)
+    ]
+    return report.tabular("ll" + "c" * (1 + len(eps)), header, body)
+
+
+def build(args: argparse.Namespace) -> None:
+    # Both tables are computed before either is written, so bad input leaves no partial output.
+    certified = certified_table(args.certify_dir, args.runs, args.radii, args.reference)
+    accuracy = accuracy_table(args.eval_dir, args.models)
+    write_text(args.out_dir / "certified_accuracy.tex", certified)
+    write_text(args.out_dir / "accuracy.tex", accuracy)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return report.run_cli(lambda: build(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

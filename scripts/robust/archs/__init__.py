@@ -1,0 +1,1 @@
+"""Network bodies (without input normalisation), one file per family; see ``robust.models``."""

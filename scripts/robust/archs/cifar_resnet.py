@@ -1,0 +1,92 @@
+"""The CIFAR ResNet used by Cohen et al. (2019) for randomized smoothing (depth 6n + 2).
+
+He et al.'s (2016) CIFAR design as implemented in the pytorch-classification code base that Cohen
+et al. took their ResNet-110 from: a 3x3 stem with 16 channels, three stages of n BasicBlocks with
+16/32/64 channels (stages 2 and 3 halve the resolution), average pooling over the final 8x8 map and
+a linear classifier. Where the shape changes, the shortcut is a strided 1x1 convolution + BN
+("option B").
+
+Attribute names (``conv1``, ``bn1``, ``layer1`` ... ``fc``; per block ``conv1``, ``bn1``, ``conv2``,
+``bn2``, ``downsample``) reproduce that code's state-dict keys, so its published checkpoints load
+into this module.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)); ``stride`` 2 halves H and W."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(in_channels, channels, stride)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(channels, channels)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_channels != channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(channels),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + shortcut)
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) for 32x32 inputs: [B, 3, 32, 32] -> logits [B, num_classes].
+
+    Args:
+        depth: 6n + 2 (20, 56, 110, ...), i.e. n BasicBlocks per stage.
+        num_classes: output size.
+    """
+
+    def __init__(self, depth: int, num_classes: int) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6 != 0:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1, got {depth}")
+        n = (depth - 2) // 6
+        self.conv1 = _conv3x3(3, 16)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._stage(16, 16, n, stride=1)  # 32x32
+        self.layer2 = self._stage(16, 32, n, stride=2)  # 16x16
+        self.layer3 = self._stage(32, 64, n, stride=2)  # 8x8
+        self.avgpool = nn.AvgPool2d(8)
+        self.fc = nn.Linear(64, num_classes)
+        self._init_weights()
+
+    @staticmethod
+    def _stage(in_channels: int, channels: int, blocks: int, stride: int) -> nn.Sequential:
+        layers = [BasicBlock(in_channels, channels, stride)]
+        layers += [BasicBlock(channels, channels) for _ in range(blocks - 1)]
+        return nn.Sequential(*layers)
+
+    def _init_weights(self) -> None:
+        # He et al.'s fan-out normal init for convolutions and identity BN, as the reference code.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))  # [B, 64] -> [B, K]

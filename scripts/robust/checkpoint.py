@@ -1,0 +1,168 @@
+"""Model checkpoints as plain dicts, loadable with ``torch.load(..., weights_only=True)``.
+
+A checkpoint holds what is needed to rebuild and audit a model, and no pickled classes:
+
+    state_dict  {name: CPU tensor} of ``Sequential(Normalize, net)`` (keys ``0.*`` and ``1.*``)
+    sha256      digest of the state dict's names, dtypes, shapes and bytes (catches corruption)
+    model_id    the run's readable id, e.g. "cifar10-gauss-s025"
+    arch        key of ``robust.models.ARCHITECTURES``
+    dataset     dataset name (gives num_classes, mean and std)
+    params      the parameters that produced the model (plain types only)
+    versions    {"torch", "torchvision", "python", "robust"}
+    extra       anything else the caller wants to keep (plain types or tensors)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import robust
+from robust.io import torch_save
+from robust.models import build_model
+
+_PLAIN = (str, int, float, bool, type(None))
+_REQUIRED = ("state_dict", "sha256", "model_id", "arch", "dataset", "params", "versions", "extra")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint (or training state) file cannot be read or does not match its model."""
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise ValueError unless ``value`` is built from plain types (and tensors) only."""
+    if isinstance(value, _PLAIN) or isinstance(value, torch.Tensor):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where} has a non-string key {key!r}")
+            _check_plain(item, f"{where}.{key}")
+        return
+    raise ValueError(f"{where} is a {type(value).__name__}; checkpoints hold plain types only")
+
+
+def state_dict_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the sorted names, dtypes, shapes and raw bytes of a state dict's tensors."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str | None]:
+    try:  # the installed version, without importing torchvision (slow, fragile on CPU-only torch)
+        torchvision = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        torchvision = None
+    return {
+        "torch": torch.__version__,
+        "torchvision": torchvision,
+        "python": platform.python_version(),
+        "robust": robust.__version__,
+    }
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    model_id: str,
+    arch: str,
+    dataset: str,
+    params: dict,
+    extra: dict | None = None,
+) -> None:
+    """Write ``model``'s weights and provenance to ``path`` atomically (see the module docstring).
+
+    Raises:
+        ValueError: ``params`` or ``extra`` holds a non-plain value (numpy, dataclass, Path, ...).
+    """
+    extra = {} if extra is None else extra
+    _check_plain(params, "params")
+    _check_plain(extra, "extra")
+    state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    checkpoint = {
+        "state_dict": state_dict,
+        "sha256": state_dict_digest(state_dict),
+        "model_id": model_id,
+        "arch": arch,
+        "dataset": dataset,
+        "params": params,
+        "versions": _versions(),
+        "extra": extra,
+    }
+    torch_save(checkpoint, path)
+
+
+def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; any read failure becomes a one-line CheckpointError.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: truncated, corrupt or not a weights-only torch file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # zip, unpickling and storage errors all mean the same: unreadable
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"cannot read {what} {path} (truncated or corrupt?): {reason}"
+        ) from err
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: Any = "cpu"
+) -> tuple[nn.Sequential, dict]:
+    """Rebuild the model saved at ``path``.
+
+    Args:
+        path: a file written by :func:`save_checkpoint`.
+        map_location: as for ``torch.load``; a device (str or ``torch.device``) also gets the model.
+
+    Returns:
+        (model in eval mode, the checkpoint dict).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: unreadable, incomplete or corrupt file, or weights that do not fit.
+    """
+    checkpoint = read_torch_file(path, "checkpoint", map_location)
+    missing = [
+        key for key in _REQUIRED if not isinstance(checkpoint, dict) or key not in checkpoint
+    ]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} lacks {', '.join(missing)}; not a robust checkpoint"
+        )
+    if state_dict_digest(checkpoint["state_dict"]) != checkpoint["sha256"]:
+        raise CheckpointError(f"checkpoint {path} is corrupt: weights do not match their sha256")
+    try:
+        model = build_model(checkpoint["arch"], checkpoint["dataset"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (ValueError, RuntimeError) as err:
+        reason = " ".join(str(err).split())[:300]  # torch's message spans lines
+        raise CheckpointError(
+            f"checkpoint {path} does not fit arch '{checkpoint['arch']}' on "
+            f"'{checkpoint['dataset']}': {reason}"
+        ) from err
+    if isinstance(map_location, (str, torch.device)):
+        model.to(map_location)
+    return model.eval(), checkpoint

@@ -1,0 +1,156 @@
+"""Shared plumbing of the stage scripts: one-line errors, logging, device choice, JSON output.
+
+Stage scripts are thin: they parse arguments, call the library and write results. Everything they share
+lives here so that each script reads as its own algorithm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from robust import io
+
+LOG = logging.getLogger("robust")
+
+# Errors that mean "bad input", reported as one line. Anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)
+
+
+class UsageError(ValueError):
+    """A command-line argument is inconsistent with the others."""
+
+
+def is_user_error(err: BaseException) -> bool:
+    """True for bad-input errors: ``USER_ERRORS`` and every exception class the library defines
+    (``DataError``, ``CheckpointError``, ``ParamsError``, ...), which all carry one-line messages."""
+    return isinstance(err, USER_ERRORS) or type(err).__module__.startswith("robust.")
+
+
+def entrypoint(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
+    """Wrap a script's ``main``: known errors become ``error: <message>`` on stderr and exit status 2."""
+
+    @functools.wraps(main)
+    def wrapped(argv: list[str] | None = None) -> int:
+        try:
+            return int(main(argv) or 0)
+        except Exception as err:
+            if not is_user_error(err):
+                raise
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            print(f"error: {message}", file=sys.stderr)
+            LOG.error("%s", message)
+            return 2
+
+    return wrapped
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line (``error: ...``) with exit status 2, no usage dump."""
+
+    def error(self, message: str) -> None:  # noqa: D102 - argparse API
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Flags every compute stage takes: ``--device`` (execution only) and ``--log``."""
+    parser.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: cuda if available"
+    )
+    parser.add_argument("--log", type=Path, required=True, help="log file of this stage")
+
+
+def setup_logging(path: Path) -> None:
+    """Log to ``path`` (overwritten) and to stderr."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    LOG.handlers.clear()
+    LOG.setLevel(logging.INFO)
+    for handler in (logging.FileHandler(path, mode="w"), logging.StreamHandler(sys.stderr)):
+        handler.setFormatter(fmt)
+        LOG.addHandler(handler)
+    LOG.info("command: %s", " ".join(sys.argv))
+
+
+def resolve_device(name: str) -> Any:
+    """The torch device for a ``--device`` value; ``auto`` picks cuda when one is visible."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as indented, key-sorted JSON, atomically."""
+    io.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def subset_indices(total: int, skip: int, max_images: int) -> list[int]:
+    """Cohen et al.'s image subset: idx = 0, skip, 2*skip, ... below ``total``, at most ``max_images``."""
+    return list(range(0, total, skip))[:max_images]
+
+
+class Timer:
+    """Wall-clock seconds since construction."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def progress(items: list[int], done: set[str]) -> Any:
+    """Iterate over ``items`` not yet in ``done`` (keys as text), with a tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    todo = [i for i in items if str(i) not in done]
+    if len(todo) < len(items):
+        LOG.info("resuming: %d of %d already done", len(items) - len(todo), len(items))
+    return tqdm(todo, total=len(items), initial=len(items) - len(todo), mininterval=1.0)

@@ -1,0 +1,148 @@
+"""Validation of params.yaml: the JSON Schema (types, ranges, required keys) and the cross-references
+a schema cannot express (a run naming an existing model, n0 <= n, figure columns that exist, ...).
+
+Both tools call this before any job starts: Snakemake from ``workflow/rules/common.smk`` and DVC through the
+``check_params`` stage that every other stage depends on. Each problem is one line naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """params.yaml is malformed; the message names the key and the reason, one problem per line."""
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Parse a YAML file into a dict, with a one-line error naming the file, line and reason."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ParamsError(f"{path}:{where}: YAML does not parse: {problem}") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def _key(path: Any) -> str:
+    return ".".join(str(part) for part in path) or "(top level)"
+
+
+def schema_errors(params: dict, schema: dict) -> list[str]:
+    """One line per schema violation, ``<key>: <reason>``, sorted by key."""
+    import jsonschema  # installed with snakemake, which validates with it too
+
+    validator = jsonschema.Draft202012Validator(schema)
+    lines = []
+    for error in validator.iter_errors(params):
+        leaf = jsonschema.exceptions.best_match([error])
+        deepest = max([leaf, *error.context], key=lambda e: len(e.absolute_path))
+        lines.append(f"{_key(deepest.absolute_path)}: {deepest.message}")
+    return sorted(set(lines))
+
+
+def _model_checks(models: dict, datasets: dict) -> Iterator[str]:
+    for mid, m in models.items():
+        key = f"models.{mid}"
+        if m["dataset"] not in datasets:
+            yield f"{key}.dataset: unknown dataset '{m['dataset']}'; defined: {', '.join(datasets)}"
+        if m["kind"] == "gaussian" and m["sigma"] <= 0:
+            yield f"{key}.sigma: kind gaussian needs sigma > 0"
+        if m["kind"] != "gaussian" and m["sigma"] != 0:
+            yield f"{key}.sigma: must be 0.0 for kind {m['kind']}"
+        if m["kind"] == "adversarial":
+            if m["eps"] <= 0 or m["attack_steps"] < 1 or m["attack_step_size"] <= 0:
+                yield f"{key}: kind adversarial needs eps > 0, attack_steps >= 1, attack_step_size > 0"
+        elif m["eps"] != 0 or m["attack_steps"] != 0:
+            yield f"{key}.eps: eps and attack_steps must be 0 for kind {m['kind']}"
+
+
+def _run_checks(section: str, runs: dict, models: dict) -> Iterator[str]:
+    for rid, run in runs.items():
+        key = f"{section}.{rid}"
+        model = models.get(run["model"])
+        if model is None:
+            yield f"{key}.model: unknown model '{run['model']}'; defined: {', '.join(models)}"
+        elif run["dataset"] != model["dataset"]:
+            yield f"{key}.dataset: '{run['dataset']}' differs from model's dataset '{model['dataset']}'"
+        if "n0" in run and run["n0"] > run["n"]:
+            yield f"{key}.n0: n0 ({run['n0']}) must not exceed n ({run['n']})"
+
+
+def _pag_checks(pag: dict, models: dict, datasets: dict) -> Iterator[str]:
+    settings = pag["settings"]
+    if settings["dataset"] not in datasets:
+        yield f"pag.settings.dataset: unknown dataset '{settings['dataset']}'"
+    else:
+        available = len(range(0, datasets[settings["dataset"]]["n_test"], settings["pair_skip"]))
+        if settings["pairs"] > available:
+            yield f"pag.settings.pairs: {settings['pairs']} pairs but only {available} test images at pair_skip"
+    for cid, col in pag["columns"].items():
+        model = models.get(col["model"])
+        if model is None:
+            yield f"pag.columns.{cid}.model: unknown model '{col['model']}'; defined: {', '.join(models)}"
+        elif model["dataset"] != settings["dataset"]:
+            yield f"pag.columns.{cid}.model: model dataset '{model['dataset']}' is not pag's dataset"
+
+
+def _report_checks(report: dict, params: dict) -> Iterator[str]:
+    columns, settings = params["pag"]["columns"], params["pag"]["settings"]
+    for fig in ("fig1", "sigma_sweep", "eps_sweep"):
+        grid = report[fig]
+        for c in grid["columns"]:
+            if c not in columns:
+                yield f"report.{fig}.columns: unknown PAG column '{c}'; defined: {', '.join(columns)}"
+        for r in grid["rows"]:
+            if r >= settings["pairs"]:
+                yield f"report.{fig}.rows: row {r} but pag.settings.pairs is {settings['pairs']}"
+        if "eps" in grid and grid["eps"] not in settings["eps"]:
+            yield f"report.{fig}.eps: {grid['eps']} is not one of pag.settings.eps {settings['eps']}"
+    checks = [
+        ("certified.runs", report["certified"]["runs"], params["certify"]),
+        ("training.models", report["training"]["models"], params["models"]),
+        ("numbers.columns", report["numbers"]["columns"], columns),
+    ]
+    for fid, figure in report["train_vs_certify"].items():
+        checks.append((f"train_vs_certify.{fid}.runs", figure["runs"], params["certify"]))
+    for section, ids, pool in checks:
+        for i in ids:
+            if i not in pool:
+                yield f"report.{section}: unknown id '{i}'"
+
+
+def semantic_errors(params: dict, root: Path = Path(".")) -> list[str]:
+    """Cross-reference problems of a schema-valid params dict, one line each."""
+    models, datasets = params["models"], params["datasets"]
+    lines = list(_model_checks(models, datasets))
+    lines += _run_checks("certify", params["certify"], models)
+    lines += _run_checks("predict", params["predict"], models)
+    lines += _pag_checks(params["pag"], models, datasets)
+    lines += _report_checks(params["report"], params)
+    figures = {"certified": params["report"]["certified"], **params["report"]["train_vs_certify"]}
+    for key, figure in figures.items():
+        reference = root / figure["reference"]
+        if not reference.is_file():
+            lines.append(f"report.{key}.reference: file not found: {reference}")
+    return lines
+
+
+def check(params: dict, schema_path: Path, root: Path = Path(".")) -> None:
+    """Raise ParamsError listing every problem (schema first, then cross-references)."""
+    schema = load_yaml(schema_path)
+    errors = schema_errors(params, schema)
+    if not errors:
+        errors = semantic_errors(params, root)
+    if errors:
+        raise ParamsError("\n".join(errors))

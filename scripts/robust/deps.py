@@ -1,0 +1,64 @@
+"""Which library files a stage script imports, so each rule and stage can declare them as inputs.
+
+Snakemake does not track modules imported by a script and DVC only tracks declared deps, so both tools list
+a script's transitive imports inside the ``robust`` package. Snakemake computes them with this module; a
+test checks that dvc.yaml declares the same files.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+PACKAGE = "robust"
+
+
+def _imported_modules(source: Path) -> set[str]:
+    """Dotted names of ``robust`` modules imported anywhere in ``source`` (also inside functions)."""
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == PACKAGE:
+                found.add(node.module)
+                found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def _module_file(root: Path, dotted: str) -> Path | None:
+    base = root.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None  # an attribute, not a module
+
+
+@cache
+def library_deps(script: str, root: str = "scripts") -> tuple[str, ...]:
+    """Sorted paths (relative to the repository) of the ``robust`` files ``script`` imports, transitively.
+
+    Args:
+        script: path of the stage script, e.g. ``"scripts/train.py"``.
+        root: folder that holds the ``robust`` package.
+    """
+    base = Path(root)
+    todo, seen = [Path(script)], set()
+    files: set[Path] = {base / PACKAGE / "__init__.py"}
+    while todo:
+        current = todo.pop()
+        for dotted in _imported_modules(current):
+            path = _module_file(base, dotted)
+            parts = dotted.split(".")
+            # importing a.b.c also runs a/__init__ and a/b/__init__
+            for i in range(1, len(parts)):
+                init = _module_file(base, ".".join(parts[:i]))
+                if init is not None:
+                    files.add(init)
+            if path is not None and path not in seen:
+                seen.add(path)
+                files.add(path)
+                todo.append(path)
+    return tuple(sorted(str(p) for p in files))

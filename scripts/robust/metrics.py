@@ -1,0 +1,157 @@
+"""Evaluation metrics and the certify / predict log format of Cohen et al.
+
+Certified accuracy at radius r is the share of images that CERTIFY classifies correctly with a
+radius of at least r; abstentions (predict == -1) are wrong. Logs are tab-separated with a header
+row, one image per row; the time column is ``str(datetime.timedelta)``, e.g. ``0:00:03.141593``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "CERTIFY_COLUMNS",
+    "PREDICT_COLUMNS",
+    "abstention_rate",
+    "accuracy",
+    "average_certified_radius",
+    "certified_accuracy",
+    "format_time",
+    "parse_time",
+    "read_certify_tsv",
+    "read_predict_tsv",
+]
+
+CERTIFY_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time")
+PREDICT_COLUMNS = ("idx", "label", "predict", "correct", "time")
+_INT_COLUMNS = frozenset({"idx", "label", "predict", "correct"})
+# str(timedelta) writes "[D day[s], ]H:MM:SS[.ffffff]".
+_TIME_RE = re.compile(r"^(?:(\d+) days?, )?(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$")
+
+
+def _as_1d(name: str, values: Sequence | np.ndarray) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {array.shape}")
+    return array
+
+
+def certified_accuracy(
+    radius: Sequence[float] | np.ndarray,
+    correct: Sequence[int] | np.ndarray,
+    radii: Sequence[float] | np.ndarray,
+) -> np.ndarray:
+    """Share of images certified correct at each radius.
+
+    Args:
+        radius: certified L2 radius per image [N] (pixel units; 0 for abstentions).
+        correct: 1 where the certified class equals the label, else 0 [N].
+        radii: radii r to evaluate [R]; r = 0 gives the smoothed classifier's clean accuracy.
+
+    Returns:
+        float64 [R]: mean over images of (correct == 1 and radius >= r).
+    """
+    radius, correct = _as_1d("radius", radius), _as_1d("correct", correct)
+    if radius.shape != correct.shape:
+        raise ValueError(f"radius and correct differ in length: {radius.size} vs {correct.size}")
+    radii = np.atleast_1d(np.asarray(radii, dtype=np.float64))
+    hits = (correct == 1)[None, :] & (radius[None, :] >= radii[:, None])
+    return hits.mean(axis=1)
+
+
+def average_certified_radius(
+    radius: Sequence[float] | np.ndarray, correct: Sequence[int] | np.ndarray
+) -> float:
+    """Mean over images of radius * correct (wrong and abstained images count as 0)."""
+    radius, correct = _as_1d("radius", radius), _as_1d("correct", correct)
+    if radius.shape != correct.shape:
+        raise ValueError(f"radius and correct differ in length: {radius.size} vs {correct.size}")
+    return float(np.mean(radius.astype(np.float64) * (correct == 1)))
+
+
+def abstention_rate(predict: Sequence[int] | np.ndarray) -> float:
+    """Share of images where the smoothed classifier abstained (predict == -1)."""
+    return float(np.mean(_as_1d("predict", predict) == -1))
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    """Clean top-1 accuracy of ``model`` on images x [N, C, H, W] with labels y [N].
+
+    Runs under no_grad on x's device (the caller places x on the model's device); the model's
+    train/eval mode is left as it is. Correct predictions are counted on the device.
+    """
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"need as many labels as images (> 0), got {x.shape[0]} and {y.shape[0]}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    y = y.to(x.device)
+    hits = torch.zeros((), dtype=torch.int64, device=x.device)
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            logits = model(x[start : start + batch_size])
+            hits += (logits.argmax(dim=1) == y[start : start + batch_size]).sum()
+    return int(hits) / x.shape[0]
+
+
+def format_time(seconds: float) -> str:
+    """Elapsed time as ``str(datetime.timedelta)``: ``H:MM:SS.ffffff`` (no fraction when whole)."""
+    if not seconds >= 0:
+        raise ValueError(f"elapsed time must be non-negative, got {seconds}")
+    return str(datetime.timedelta(seconds=seconds))
+
+
+def parse_time(text: str) -> float:
+    """Inverse of ``format_time``: ``[D day(s), ]H:MM:SS[.ffffff]`` to seconds."""
+    match = _TIME_RE.match(text.strip())
+    if match is None:
+        raise ValueError(f"time {text!r} is not of the form H:MM:SS[.ffffff]")
+    days, hours, minutes, secs = match.groups()
+    return ((int(days or 0) * 24 + int(hours)) * 60 + int(minutes)) * 60 + float(secs)
+
+
+def _read_tsv(path: str | Path, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"log file not found: {path}")
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle, delimiter="\t"))
+    if not rows or tuple(rows[0]) != columns:
+        found = " ".join(rows[0]) if rows else "an empty file"
+        raise ValueError(f"{path}: expected header {' '.join(columns)} (tabs), found {found}")
+    body = [row for row in rows[1:] if row]  # tolerate a trailing blank line
+    result: dict[str, np.ndarray] = {}
+    for i, name in enumerate(columns):
+        try:
+            cells = [row[i] for row in body]
+            if name == "time":
+                result[name] = np.array([parse_time(c) for c in cells], dtype=np.float64)
+            elif name in _INT_COLUMNS:
+                result[name] = np.array([int(c) for c in cells], dtype=np.int64)
+            else:
+                result[name] = np.array([float(c) for c in cells], dtype=np.float64)
+        except (IndexError, ValueError) as error:
+            raise ValueError(f"{path}: bad value in column {name!r}: {error}") from None
+    return result
+
+
+def read_certify_tsv(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a certify log (``idx label predict radius correct time``) into arrays.
+
+    Returns:
+        {"idx", "label", "predict", "correct": int64 [N], "radius": float64 [N] (pixel units),
+        "time": float64 [N] seconds}.
+    """
+    return _read_tsv(path, CERTIFY_COLUMNS)
+
+
+def read_predict_tsv(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a predict log (``idx label predict correct time``); same types as read_certify_tsv."""
+    return _read_tsv(path, PREDICT_COLUMNS)

@@ -1,0 +1,257 @@
+"""Perceptually aligned gradient (PAG) images for plain and smoothed classifiers.
+
+A PAG image is obtained by targeted large-eps L2 PGD from a start image x0: normalised-gradient
+ascent on the log-probability of a target class t, each iterate projected onto
+{ ||x - x0||_2 <= eps } and [0, 1] (Santurkar et al. 2019 / MadryLab ``robustness`` conventions).
+
+Both kinds of classifier are seen through one interface, :class:`Scorer`, so a figure compares
+columns on equal terms:
+
+* :class:`PlainScorer`: log softmax(f(x))_t.
+* :class:`SmoothedScorer`: log G(x)_t for the soft smoothed classifier
+  G(x) = E_delta[softmax f(x + delta)], delta ~ N(0, sigma^2 I), estimated as in Salman et al.
+  (2019): log((1/m) sum_i softmax(f(x + delta_i))_t), i.e. the softmax is averaged over the m noisy
+  copies and the log is taken of the average (not the average of log-softmaxes).
+
+Images are float32 [B, C, H, W] in [0, 1]; eps, step_size and sigma are in [0, 1] pixel units.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robust.attacks import L2, threat_model
+
+
+class Scorer(Protocol):
+    """What :func:`generate_pag` ascends.
+
+    ``log_prob(x, target)``: x [B, C, H, W], target int64 [B] -> log-probability of the target
+    under the classifier, shape [B], differentiable w.r.t. x.
+    ``reset(x0)``: called with each batch of start images before its first step, so a scorer that
+    keeps per-image state (fixed noise) can set it up; stateless scorers do nothing.
+    """
+
+    def log_prob(self, x: Tensor, target: Tensor) -> Tensor: ...
+
+    def reset(self, x0: Tensor) -> None: ...
+
+
+def _targets(target: Tensor | int, n: int, device: torch.device) -> Tensor:
+    """Target classes as int64 [n] on ``device`` (an int is broadcast to every image)."""
+    t = torch.as_tensor(target, dtype=torch.long, device=device)
+    t = t.expand(n) if t.dim() == 0 else t
+    if t.shape != (n,):
+        raise ValueError(f"target must be an int or have shape [{n}], got {tuple(t.shape)}")
+    return t
+
+
+def _per_image_noise(x: Tensor, m: int, sigma: float, generator: torch.Generator) -> Tensor:
+    """Gaussian noise [B, m, C, H, W] with std sigma, float32, on x's device.
+
+    Drawn image after image (m draws each) on the generator's device, so image i's noise depends
+    only on how many images the generator served before it, not on how images are batched.
+    """
+    shape = (m, *x.shape[1:])
+    blocks = [
+        torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
+        for _ in range(x.shape[0])
+    ]
+    return (sigma * torch.stack(blocks)).to(x.device)
+
+
+class PlainScorer:
+    """Scorer of a plain classifier: log softmax(model(x))_target, shape [B]."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def log_prob(self, x: Tensor, target: Tensor) -> Tensor:
+        """Log-probability [B] of ``target`` [B] at x [B, C, H, W]; differentiable w.r.t. x."""
+        logits = self.model(x)
+        return F.log_softmax(logits, dim=1).gather(1, target.view(-1, 1)).squeeze(1)
+
+    def reset(self, x0: Tensor) -> None:
+        """Stateless: nothing to do."""
+
+
+class SmoothedScorer:
+    """Scorer of the soft smoothed classifier G(x) = E_delta[softmax model(x + delta)].
+
+    log_prob returns the Monte Carlo estimate log((1/m) sum_i softmax(model(x + delta_i))_t),
+    delta_i ~ N(0, sigma^2 I), computed stably as logsumexp_i(log_softmax_t) - log m. The m noisy
+    copies of the B images go through the model as one [B*m, C, H, W] batch; they are not
+    clipped to [0, 1] (as in Cohen et al. and Salman et al.).
+
+    Args:
+        model: base classifier f, images in [0, 1] -> logits [., K]; use it in eval mode.
+        sigma: noise level in [0, 1] pixel units.
+        m: noise draws per image per step.
+        fixed_noise: True draws each image's m noise vectors once per :meth:`reset` and reuses
+            them at every step (Salman et al.'s attack, a deterministic objective); False draws
+            fresh noise at every call (a stochastic gradient of log G).
+        generator: source of all noise. A generator on the images' device avoids a copy.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sigma: float,
+        m: int,
+        fixed_noise: bool,
+        generator: torch.Generator,
+    ) -> None:
+        if sigma < 0 or m < 1:
+            raise ValueError(f"need sigma >= 0 and m >= 1, got sigma={sigma}, m={m}")
+        self.model, self.sigma, self.m = model, float(sigma), int(m)
+        self.fixed_noise, self.generator = bool(fixed_noise), generator
+        self.noise: Tensor | None = None  # [B, m, C, H, W] when fixed_noise and drawn
+
+    def reset(self, x0: Tensor) -> None:
+        """Start a new batch of images x0 [B, C, H, W]: redraw the fixed noise (if fixed_noise)."""
+        # Fresh-noise mode keeps no state, and must not consume the generator here.
+        self.noise = None
+        if self.fixed_noise:
+            self.noise = _per_image_noise(x0, self.m, self.sigma, self.generator)
+
+    def log_prob(self, x: Tensor, target: Tensor) -> Tensor:
+        """MC estimate [B] of log G(x)_target, differentiable w.r.t. x [B, C, H, W].
+
+        With fixed_noise the noise of the last :meth:`reset` is used (drawn now if there is none
+        for a batch of this size).
+        """
+        if not self.fixed_noise:
+            noise = _per_image_noise(x, self.m, self.sigma, self.generator)
+        else:
+            if self.noise is None or self.noise.shape[0] != x.shape[0]:
+                self.reset(x)
+            noise = self.noise
+        b = x.shape[0]
+        noisy = (x.unsqueeze(1) + noise).reshape(b * self.m, *x.shape[1:])
+        log_p = F.log_softmax(self.model(noisy), dim=1).view(b, self.m, -1)
+        log_p_t = log_p.gather(2, target.view(b, 1, 1).expand(b, self.m, 1)).squeeze(2)
+        return torch.logsumexp(log_p_t, dim=1) - math.log(self.m)
+
+
+def _pag_batch(
+    scorer: Scorer, x0: Tensor, target: Tensor, threat: L2, steps: int, use_best: bool
+) -> Tensor:
+    """Targeted L2 PGD ascent on scorer.log_prob for one batch of start images x0 [B, C, H, W]."""
+    scorer.reset(x0)
+    x = threat.project(x0, x0)
+    best, best_score = x.clone(), torch.full((x.shape[0],), -math.inf, device=x.device)
+    for _ in range(steps):
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            score = scorer.log_prob(x, target)
+            (grad,) = torch.autograd.grad(score.sum(), x)
+        x = x.detach()
+        if use_best:  # score belongs to the iterate before this step
+            better = score.detach() > best_score
+            best[better], best_score[better] = x[better], score.detach()[better]
+        x = threat.project(threat.step(x, grad), x0)
+    if not use_best:
+        return x
+    with torch.no_grad():
+        better = scorer.log_prob(x, target) > best_score
+    best[better] = x[better]
+    return best
+
+
+def generate_pag(
+    scorer: Scorer,
+    x0: Tensor,
+    target: Tensor | int,
+    *,
+    eps: float,
+    steps: int,
+    step_size: float,
+    batch_size: int | None = None,
+    use_best: bool = False,
+) -> Tensor:
+    """Perceptually aligned image: maximise scorer.log_prob(x, target) over the L2 eps-ball.
+
+    Each step is x <- Proj(x + step_size * g / ||g||_2), g = d log_prob / dx per image, Proj the
+    projection onto { ||x - x0||_2 <= eps } and [0, 1] (see :class:`robust.attacks.L2`).
+
+    Args:
+        scorer: :class:`PlainScorer`, :class:`SmoothedScorer` or any :class:`Scorer`; its model
+            should be in eval mode (it is not switched here) and gets no parameter gradients.
+        x0: start images, float [B, C, H, W] in [0, 1].
+        target: int64 [B] target classes (or one int for all images).
+        eps: L2 radius; steps: number of steps; step_size: L2 length of each step.
+        batch_size: images optimised together (None: all B). A smoothed scorer forwards
+            batch_size * m noisy copies at once. With fixed noise the result does not depend on
+            batch_size; with fresh noise the noise stream is consumed step by step, so it does.
+        use_best: return, per image, the iterate with the highest log_prob seen (as the
+            ``robustness`` library does) instead of the last one; costs one extra forward pass.
+            With fresh noise "highest" is judged on a noisy estimate.
+
+    Returns:
+        Detached images [B, C, H, W] inside the eps-ball around x0 and [0, 1].
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    threat = threat_model("l2", eps, step_size)
+    x0 = x0.detach()
+    t = _targets(target, x0.shape[0], x0.device)
+    size = x0.shape[0] if batch_size is None else batch_size
+    if size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    chunks = [
+        _pag_batch(scorer, x0[i : i + size], t[i : i + size], threat, steps, use_best)
+        for i in range(0, x0.shape[0], size)
+    ]
+    return torch.cat(chunks).detach()
+
+
+@torch.no_grad()
+def target_probability(model: nn.Module, x: Tensor, target: Tensor | int) -> Tensor:
+    """softmax(model(x))_target, float [B], for x [B, C, H, W] (no gradient)."""
+    t = _targets(target, x.shape[0], x.device)
+    return F.softmax(model(x), dim=1).gather(1, t.view(-1, 1)).squeeze(1)
+
+
+@torch.no_grad()
+def smoothed_probability(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor | int,
+    sigma: float,
+    m: int,
+    generator: torch.Generator,
+    batch_size: int | None = None,
+) -> Tensor:
+    """Monte Carlo estimate of G(x)_target = E_delta[softmax(model(x + delta))_target], float [B].
+
+    Args:
+        model: base classifier (eval mode); x: images [B, C, H, W] in [0, 1].
+        target: int64 [B] (or one int); sigma: noise level; m: draws per image.
+        generator: noise source; image i gets m draws after images 0..i-1 (as in SmoothedScorer),
+            so the estimate does not depend on batch_size.
+        batch_size: most noisy copies per forward pass (None: all B * m at once). The noise of
+            whole images is drawn at once, so memory holds at least m * C * H * W floats.
+
+    Returns:
+        Mean over the m draws of the target's softmax probability, shape [B], standard error at
+        most 0.5 / sqrt(m).
+    """
+    if m < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
+    t = _targets(target, x.shape[0], x.device)
+    per_group = max(1, x.shape[0] if batch_size is None else batch_size // m)
+    out = []
+    for i in range(0, x.shape[0], per_group):
+        xg, tg = x[i : i + per_group], t[i : i + per_group]
+        noisy = (xg.unsqueeze(1) + _per_image_noise(xg, m, sigma, generator)).flatten(0, 1)
+        step = noisy.shape[0] if batch_size is None else batch_size
+        probs = torch.cat(
+            [F.softmax(model(noisy[j : j + step]), dim=1) for j in range(0, len(noisy), step)]
+        )
+        out.append(probs.view(len(xg), m, -1).gather(2, tg.view(-1, 1, 1).expand(-1, m, 1)).mean(1))
+    return torch.cat(out).squeeze(1)

@@ -1,0 +1,120 @@
+"""Helpers for the tests that drive the real tools (git, Snakemake, DVC) on a temporary copy of the repo."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def tool_env() -> dict[str, str]:
+    """The environment of the pipeline tools: this interpreter's venv first on PATH, no analytics."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env.setdefault("GIT_AUTHOR_NAME", "test")
+    env.setdefault("GIT_AUTHOR_EMAIL", "test@example.org")
+    env.setdefault("GIT_COMMITTER_NAME", "test")
+    env.setdefault("GIT_COMMITTER_EMAIL", "test@example.org")
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a command, capturing text output; on failure the assertion shows its output."""
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}"
+            f"\n--- stderr\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def tracked_files() -> list[str]:
+    """Files of the working tree that git would commit (tracked, or untracked and not ignored)."""
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout
+    return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
+
+
+def copy_repo(dest: Path, params: Path | None = ROOT / "config" / "smoke.yaml") -> Path:
+    """Copy the repository into ``dest`` as a fresh git repo whose params.yaml is ``params``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in tracked_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    if params is not None:
+        shutil.copy2(params, dest / "params.yaml")
+    remote = dest.parent / f"{dest.name}-remote"
+    run(["git", "init", "-q"], dest)
+    run(["dvc", "remote", "modify", "local", "url", str(remote)], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "copy"], dest)
+    return dest
+
+
+def edit_params(repo: Path, path: list[str], value) -> None:
+    """Set one key of params.yaml (nested keys as a list) and write the file back."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    node = params
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def snakemake_jobs(output: str) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a Snakemake (dry) run."""
+    counts: dict[str, int] = {}
+    table = output.split("Job stats:", 1)
+    if len(table) < 2:
+        return counts
+    for line in table[1].splitlines()[3:]:
+        match = re.match(r"^(\S+)\s+(\d+)\s*$", line)
+        if not match:
+            break
+        if match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def dvc_ran_stages(output: str) -> list[str]:
+    """Stages DVC ran (or would run, with --dry) from 'Running stage' lines."""
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def dvc_commands(output: str) -> list[str]:
+    """Commands printed by ``dvc repro`` (lines starting with '> ')."""
+    return [line[2:].strip() for line in output.splitlines() if line.startswith("> ")]
+
+
+def snakemake_commands(output: str) -> list[str]:
+    """Shell commands printed by ``snakemake -n -p`` (joined over continuation lines)."""
+    commands, current = [], None
+    for line in output.splitlines():
+        if line.strip() == "Shell command:" or line.startswith("Shell command:"):
+            current = []
+            continue
+        if current is not None:
+            if not line.strip():
+                if current:
+                    commands.append(" ".join(current))
+                current = None
+            else:
+                current.append(line.strip())
+    if current:
+        commands.append(" ".join(current))
+    return commands

@@ -1,0 +1,67 @@
+# Configuration checks, command-line rendering and target lists shared by all rules.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
+
+from robust import config as params_check  # noqa: E402
+from robust.deps import library_deps  # noqa: E402
+from robust.report import latex_available  # noqa: E402
+
+SCHEMA = Path(workflow.basedir) / "schemas" / "params.schema.yaml"
+
+try:
+    params_check.check(config, SCHEMA)
+except params_check.ParamsError as err:
+    for line in str(err).splitlines():
+        print(f"error: params.yaml: {line}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
+    model="[A-Za-z0-9][A-Za-z0-9_-]*",
+    run="[A-Za-z0-9][A-Za-z0-9_-]*",
+    column="[A-Za-z0-9][A-Za-z0-9_-]*",
+
+
+def cli(section):
+    """Render a params section as flags exactly as DVC unpacks ``${section}`` in a command.
+
+    (DVC with parsing.bool = boolean_optional: true -> --k, false -> --no-k, list -> --k a b, [] omitted.)
+    """
+    out = []
+    for key, value in section.items():
+        if isinstance(value, bool):
+            out.append(f"--{key}" if value else f"--no-{key}")
+        elif isinstance(value, list):
+            if value:
+                out.append(" ".join([f"--{key}"] + [str(v) for v in value]))
+        else:
+            out.append(f"--{key} {value}")
+    return " ".join(out)
+
+
+def code(script):
+    """A stage script and the library files it imports: inputs, so that code edits rerun the rule."""
+    return [script, *library_deps(script)]
+
+
+CHECKED = "results/params.ok"
+
+
+def final_targets():
+    targets = ["paper/generated/numbers.tex"]
+    targets += expand("paper/figures/{name}.{ext}", name=FIGURES, ext=["pdf", "png"])
+    targets += expand("paper/tables/{name}.tex", name=TABLES)
+    targets += expand("results/predict/{run}.json", run=config["predict"])
+    if latex_available():
+        targets.append("paper/main.pdf")
+    else:
+        print(
+            "note: no latexmk found; figures and tables are built but not paper/main.pdf "
+            "(apt-get install texlive-latex-base texlive-latex-recommended "
+            "texlive-fonts-recommended latexmk)",
+            file=sys.stderr,
+        )
+    return targets

@@ -1,0 +1,19 @@
+# Clean and PGD-robust accuracy of every model.
+
+
+rule evaluate:
+    input:
+        code("scripts/evaluate.py"),
+        ckpt="results/models/{model}.pt",
+        data=lambda wc: f"resources/data/{config['models'][wc.model]['dataset']}.pt",
+    output:
+        "results/eval/{model}.json",
+    params:
+        args=cli(config["evaluate"]),
+    log:
+        "logs/evaluate/{model}.log",
+    resources:
+        gpu=1,
+    shell:
+        "python scripts/evaluate.py --model_id {wildcards.model} {params.args} "
+        "--checkpoint {input.ckpt} --data {input.data} --out {output} --log {log}"

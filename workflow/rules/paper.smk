@@ -1,0 +1,151 @@
+# From results to the paper: figures, LaTeX tables, in-text numbers and the PDF.
+# The scripts read whole result folders (DVC declares the folders as deps); Snakemake lists the files.
+
+REPORT = config["report"]
+FIGURES = ["fig1", "sigma_sweep", "eps_sweep", "certified_accuracy", "training_curves"]
+FIGURES += [f"train_vs_certify_{key}" for key in REPORT["train_vs_certify"]]
+TABLES = ["certified_accuracy", "accuracy"]
+CERTIFIED = cli(REPORT["certified"])
+TRAINING = cli(REPORT["training"])
+
+
+def pag_files(columns):
+    return expand("results/pag/{column}.pt", column=columns)
+
+
+def certify_files(runs):
+    return expand("results/certify/{run}.{ext}", run=runs, ext=["tsv", "json"])
+
+
+rule fig_pag:
+    input:
+        code("scripts/fig_pag.py"),
+        pag=lambda wc: pag_files(REPORT[wc.figure]["columns"]),
+    output:
+        report("paper/figures/{figure}.pdf", caption="../report/{figure}.rst", category="PAG images"),
+        "paper/figures/{figure}.png",
+    wildcard_constraints:
+        figure="fig1|sigma_sweep|eps_sweep",
+    params:
+        args=lambda wc: cli(REPORT[wc.figure]),
+    log:
+        "logs/figures/{figure}.log",
+    shell:
+        "python scripts/fig_pag.py --figure {wildcards.figure} {params.args} --pag_dir results/pag "
+        "--out paper/figures/{wildcards.figure} --log {log}"
+
+
+rule fig_certified:
+    input:
+        code("scripts/fig_certified.py"),
+        certify_files(REPORT["certified"]["runs"]),
+        reference=REPORT["certified"]["reference"],
+    output:
+        report(
+            "paper/figures/certified_accuracy.pdf",
+            caption="../report/certified_accuracy.rst",
+            category="Certification",
+        ),
+        "paper/figures/certified_accuracy.png",
+    params:
+        args=CERTIFIED,
+    log:
+        "logs/figures/certified_accuracy.log",
+    shell:
+        "python scripts/fig_certified.py {params.args} --certify_dir results/certify "
+        "--out paper/figures/certified_accuracy --log {log}"
+
+
+rule fig_train_vs_certify:
+    input:
+        code("scripts/fig_certified.py"),
+        lambda wc: certify_files(REPORT["train_vs_certify"][wc.key]["runs"]),
+        reference=lambda wc: REPORT["train_vs_certify"][wc.key]["reference"],
+    output:
+        report(
+            "paper/figures/train_vs_certify_{key}.pdf",
+            caption="../report/train_vs_certify.rst",
+            category="Certification",
+        ),
+        "paper/figures/train_vs_certify_{key}.png",
+    params:
+        args=lambda wc: cli(REPORT["train_vs_certify"][wc.key]),
+    log:
+        "logs/figures/train_vs_certify_{key}.log",
+    shell:
+        "python scripts/fig_certified.py {params.args} --legend train_sigma "
+        "--certify_dir results/certify --out paper/figures/train_vs_certify_{wildcards.key} --log {log}"
+
+
+rule fig_training:
+    input:
+        code("scripts/fig_training.py"),
+        expand("results/train/{model}.json", model=REPORT["training"]["models"]),
+    output:
+        report(
+            "paper/figures/training_curves.pdf",
+            caption="../report/training_curves.rst",
+            category="Training",
+        ),
+        "paper/figures/training_curves.png",
+    params:
+        args=TRAINING,
+    log:
+        "logs/figures/training_curves.log",
+    shell:
+        "python scripts/fig_training.py {params.args} --train_dir results/train "
+        "--out paper/figures/training_curves --log {log}"
+
+
+rule tables:
+    input:
+        code("scripts/make_tables.py"),
+        certify_files(REPORT["certified"]["runs"]),
+        expand("results/eval/{model}.json", model=REPORT["training"]["models"]),
+        reference=REPORT["certified"]["reference"],
+    output:
+        expand("paper/tables/{name}.tex", name=TABLES),
+    params:
+        args=f"{CERTIFIED} {TRAINING}",
+    log:
+        "logs/tables.log",
+    shell:
+        "python scripts/make_tables.py {params.args} --certify_dir results/certify "
+        "--eval_dir results/eval --out_dir paper/tables --log {log}"
+
+
+rule numbers:
+    input:
+        code("scripts/make_numbers.py"),
+        certify_files(REPORT["certified"]["runs"]),
+        expand("results/eval/{model}.json", model=REPORT["training"]["models"]),
+        expand("results/train/{model}.json", model=REPORT["training"]["models"]),
+        pag_files(REPORT["numbers"]["columns"]),
+        reference=REPORT["certified"]["reference"],
+    output:
+        "paper/generated/numbers.tex",
+    params:
+        args=f"{CERTIFIED} {TRAINING} {cli(REPORT['numbers'])}",
+    log:
+        "logs/numbers.log",
+    shell:
+        "python scripts/make_numbers.py {params.args} --certify_dir results/certify "
+        "--eval_dir results/eval --train_dir results/train --pag_dir results/pag "
+        "--out paper/generated/numbers.tex --log {log}"
+
+
+rule paper:
+    input:
+        code("scripts/build_paper.py"),
+        tex="paper/main.tex",
+        bib="paper/refs.bib",
+        numbers="paper/generated/numbers.tex",
+        figures=expand("paper/figures/{name}.pdf", name=FIGURES),
+        tables=expand("paper/tables/{name}.tex", name=TABLES),
+    output:
+        "paper/main.pdf",
+    log:
+        "logs/paper.log",
+    shell:
+        "python scripts/build_paper.py --tex {input.tex} --out {output} "
+        "--latex_log paper/build/latexmk.log --log {log}"

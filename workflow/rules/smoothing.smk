@@ -1,0 +1,52 @@
+# Randomized smoothing: Cohen et al.'s CERTIFY and PREDICT, one job per run of params.yaml.
+
+
+def smoothing_inputs(section):
+    def inputs(wc):
+        run = config[section][wc.run]
+        return {
+            "ckpt": f"results/models/{run['model']}.pt",
+            "data": f"resources/data/{run['dataset']}.pt",
+        }
+
+    return inputs
+
+
+rule certify:
+    input:
+        code("scripts/certify.py"),
+        unpack(smoothing_inputs("certify")),
+    output:
+        tsv="results/certify/{run}.tsv",
+        summary="results/certify/{run}.json",
+    params:
+        args=lambda wc: cli(config["certify"][wc.run]),
+        state="resources/state/certify/{run}.tsv",
+    log:
+        "logs/certify/{run}.log",
+    resources:
+        gpu=1,
+    shell:
+        "python scripts/certify.py --run_id {wildcards.run} {params.args} --checkpoint {input.ckpt} "
+        "--data {input.data} --out {output.tsv} --summary {output.summary} --state {params.state} "
+        "--log {log}"
+
+
+rule predict:
+    input:
+        code("scripts/predict.py"),
+        unpack(smoothing_inputs("predict")),
+    output:
+        tsv="results/predict/{run}.tsv",
+        summary="results/predict/{run}.json",
+    params:
+        args=lambda wc: cli(config["predict"][wc.run]),
+        state="resources/state/predict/{run}.tsv",
+    log:
+        "logs/predict/{run}.log",
+    resources:
+        gpu=1,
+    shell:
+        "python scripts/predict.py --run_id {wildcards.run} {params.args} --checkpoint {input.ckpt} "
+        "--data {input.data} --out {output.tsv} --summary {output.summary} --state {params.state} "
+        "--log {log}"

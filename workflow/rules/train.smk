@@ -1,0 +1,20 @@
+# Training: one checkpoint per entry of params.yaml `models` (standard, gaussian or adversarial).
+
+
+rule train:
+    input:
+        code("scripts/train.py"),
+        data=lambda wc: f"resources/data/{config['models'][wc.model]['dataset']}.pt",
+    output:
+        ckpt="results/models/{model}.pt",
+        metrics="results/train/{model}.json",
+    params:
+        args=lambda wc: cli(config["models"][wc.model]),
+        state="resources/state/train/{model}.pt",
+    log:
+        "logs/train/{model}.log",
+    resources:
+        gpu=1,
+    shell:
+        "python scripts/train.py --model_id {wildcards.model} {params.args} --data {input.data} "
+        "--out {output.ckpt} --metrics {output.metrics} --state {params.state} --log {log}"
