@@ -60,7 +60,7 @@ def certified_table(certify_dir: Path, runs: list[str], radii: list[float], ref_
         for a, b in zip(ours, published, strict=True)
     ]
     n = len(radii) + 1
-    header = [report.table_row(["Model"] + [rf"$r = {report.format_float(r)}$" for r in radii])]
+    header = [report.table_row([""] + [rf"$r = {report.format_float(r)}$" for r in radii])]
     body: list[str] = []
     for k, (title, block, bold) in enumerate(
         [

@@ -7,10 +7,13 @@ outputs below were worked out by hand from those files.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -81,8 +84,9 @@ def make_results(root: Path) -> Path:
                   "batch_size": 8, "lr": 0.1, "eval_sigma": train_sigma,
                   "attack_steps": 7 if kind == "adversarial" else 0,
                   "attack_step_size": 0.1 if kind == "adversarial" else 0.0}  # fmt: skip
-        epochs = [{"epoch": e, "loss": 2.0 / e, "train_accuracy": 0.3 * e, "test_accuracy": 0.25 * e,
-                   "test_noise_accuracy": 0.2 * e, "lr": 0.1, "seconds": 1.0} for e in (1, 2)]  # fmt: skip
+        epochs = [{"epoch": e, "loss": 2.0 / e, "train_accuracy": 0.3 * e,
+                   "test_accuracy": 0.25 * e, "test_noise_accuracy": 0.2 * e, "lr": 0.1,
+                   "seconds": 1.0} for e in (1, 2)]  # fmt: skip
         write_json(root / f"results/train/{model}.json", {
             "model_id": model, "arch": "tiny_cnn", "dataset": "synthetic", "kind": kind,
             "params": params, "epochs": epochs, "final": epochs[-1], "seconds": 2.0,
@@ -109,6 +113,26 @@ def run_script(name: str, args: list[str], cwd: Path) -> subprocess.CompletedPro
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+def load_script(name: str) -> ModuleType:
+    """Import scripts/<name> as a module (cheaper than a fresh interpreter per call)."""
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), ROOT / "scripts" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def call(name: str, args: list[str], cwd: Path, capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """(exit code, stderr) of scripts/<name>'s main(args) run in-process with cwd as working dir."""
+    capsys.readouterr()
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        code = load_script(name).main(args)
+    finally:
+        os.chdir(old)
+    return code, capsys.readouterr().err
+
+
 def tables_args(out_dir: str = "paper/tables") -> list[str]:
     return [
         "--runs", *RUNS, "--radii", *RADII, "--reference", "config/reference.tsv",
@@ -129,3 +153,170 @@ def numbers_args() -> list[str]:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_results(tmp_path_factory.mktemp("tables"))
+
+
+EXPECTED_CERTIFIED = r"""\begin{tabular}{lccc}
+\toprule
+ & $r = 0$ & $r = 0.25$ & $r = 0.5$ \\
+\midrule
+\multicolumn{4}{l}{\emph{Ours}} \\
+$\sigma = 0.25$ & \textbf{0.75} & \textbf{0.50} & \textbf{0.25} \\
+$\sigma = 0.5$ & 0.50 & 0.25 & \textbf{0.25} \\
+$\sigma = 0.5$ (train 0.25) & 0.50 & 0.25 & 0.00 \\
+\midrule
+\multicolumn{4}{l}{\emph{Cohen et al. (2019)}} \\
+$\sigma = 0.25$ & \textbf{0.75} & 0.40 & \textbf{0.43} \\
+$\sigma = 0.5$ & 0.65 & \textbf{0.55} & 0.21 \\
+$\sigma = 0.5$ (train 0.25) & -- & -- & -- \\
+\midrule
+\multicolumn{4}{l}{\emph{Ours $-$ Cohen et al.}} \\
+$\sigma = 0.25$ & $0.00$ & $+0.10$ & $-0.18$ \\
+$\sigma = 0.5$ & $-0.15$ & $-0.30$ & $+0.04$ \\
+$\sigma = 0.5$ (train 0.25) & -- & -- & -- \\
+\bottomrule
+\end{tabular}
+"""
+
+EXPECTED_ACCURACY = r"""\begin{tabular}{llcccc}
+\toprule
+ &  &  & \multicolumn{3}{c}{PGD ($\ell_2$) accuracy (\%)} \\
+\cmidrule(lr){4-6}
+Model & Training & Clean (\%) & $\epsilon = 0.25$ & $\epsilon = 0.5$ & $\epsilon = 1$ \\
+\midrule
+\texttt{std} & standard & \textbf{95.1} & 8.7 & 0.3 & 0.0 \\
+\texttt{at-050} & PGD ($\epsilon = 0.5$) & 90.8 & \textbf{82.3} & \textbf{70.2} & \textbf{40.5} \\
+\texttt{g025} & Gaussian ($\sigma = 0.25$) & 77.0 & 31.0 & 5.0 & 0.0 \\
+\texttt{g050} & Gaussian ($\sigma = 0.5$) & 66.0 & 42.0 & 20.0 & -- \\
+\bottomrule
+\end{tabular}
+"""
+
+# Hand-checked: e.g. mean |ours - Cohen| = (0 + .10 + .18 + .15 + .30 + .04) / 6 = 0.128 -> 0.13;
+# PAG mean target probability at eps 2: std (.9+.9+.9)/3, at-050 (.7+.8+.6)/3, smooth (.5+.4+.3)/3.
+EXPECTED_NUMBERS_SELECTED = {
+    r"\CertNZero": "100", r"\CertN": "100{,}000", r"\CertAlpha": "0.001", r"\NumCertImages": "4",
+    r"\SigmaList": "0.25, 0.5 and 0.5", r"\SigmaA": "0.25", r"\SigmaC": "0.5",
+    r"\RadiiList": "0, 0.25 and 0.5", r"\RadiusMax": "0.5", r"\CertSecondsPerImage": "3.0",
+    r"\AbstainList": "0.25, 0.25 and 0.50",
+    r"\CertOfGZeroTwoFiveAtZero": "0.75", r"\CertOfGZeroTwoFiveAtZeroPtTwoFive": "0.50",
+    r"\CertRefOfGZeroTwoFiveAtZeroPtFive": "0.43", r"\CertOfGZeroFiveZeroAtZeroPtFive": "0.25",
+    r"\CertOfGZeroFiveZeroTZeroTwoFiveAtZeroPtFive": "0.00",
+    r"\CertCleanList": "0.75, 0.50 and 0.50", r"\CertRefCleanList": "0.75 and 0.65",
+    r"\CertNumCompared": "6", r"\CertMeanAbsDiff": "0.13", r"\CertMaxAbsDiff": "0.30",
+    r"\CertMaxAbsDiffSigma": "0.5", r"\CertMaxAbsDiffRadius": "0.25",
+    r"\Dataset": "a synthetic dataset", r"\NumModels": "4", r"\TrainArch": r"\texttt{tiny\_cnn}",
+    r"\TrainEpochs": "2", r"\TrainBatch": "8", r"\TrainLr": "0.1",
+    r"\TrainSigmaList": "0.25 and 0.5", r"\AdvEps": "0.5", r"\AdvSteps": "7",
+    r"\AdvStepSize": "0.1", r"\EvalImages": "100", r"\EvalSteps": "20",
+    r"\EvalEpsList": "0.25, 0.5 and 1", r"\CleanAccOfStd": "95.1",
+    r"\RobustAccOfAtZeroFiveZeroAtOne": "40.5", r"\EpochsOfGZeroFiveZero": "2",
+    r"\EvalEpsMain": "0.5", r"\CleanAccStandard": "95.1", r"\RobustAccStandardMain": "0.3",
+    r"\CleanAccAdversarial": "90.8", r"\RobustAccAdversarialMain": "70.2",
+    r"\PagEpsMain": "2", r"\PagEpsMax": "2", r"\PagEpsList": "1 and 2", r"\PagNumPairs": "3",
+    r"\PagSteps": "5", r"\PagStepFactor": "2.5", r"\PagM": "4",
+    r"\PagNoise": "drawn afresh at every step", r"\PagSigmaSmoothed": "0.5",
+    r"\PagProbOfStd": "0.90", r"\PagProbOfAtZeroFiveZero": "0.70",
+    r"\PagProbOfSmoothZeroFiveZero": "0.40", r"\PagProbOfBaseZeroFiveZero": "0.60",
+    r"\PagProbStandard": "0.90", r"\PagProbAdversarial": "0.70", r"\PagProbSmoothed": "0.40",
+    r"\PagProbNoiseBase": "0.60",
+}  # fmt: skip
+
+
+def read_macros(path: Path) -> dict[str, str]:
+    """{\\Name: value} of a numbers.tex; every line after the comment must be a \\newcommand."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("%")
+    macros = {}
+    for line in lines[1:]:
+        assert line.startswith("\\newcommand{\\") and line.endswith("}"), line
+        name, value = line[len(r"\newcommand{") :].split("}{", 1)
+        assert name[1:].isalpha() and name not in macros, name
+        macros[name] = value[:-1]
+    return macros
+
+
+def test_tables_match_hand_computed_snapshots(results: Path) -> None:
+    proc = run_script("make_tables.py", tables_args(), results)
+    assert proc.returncode == 0, proc.stderr
+    tables = results / "paper/tables"
+    assert (tables / "certified_accuracy.tex").read_text(encoding="utf-8") == EXPECTED_CERTIFIED
+    assert (tables / "accuracy.tex").read_text(encoding="utf-8") == EXPECTED_ACCURACY
+
+
+def test_bold_entry_is_the_column_maximum(results: Path, capsys: pytest.CaptureFixture) -> None:
+    code, err = call("make_tables.py", tables_args("bold"), results, capsys)
+    assert code == 0, err
+    lines = (results / "bold/accuracy.tex").read_text(encoding="utf-8").splitlines()
+    rows = [line.removesuffix(r" \\").split(" & ")[2:] for line in lines if "texttt" in line]
+    for column in zip(*rows, strict=True):
+        plain = [float(c.replace(r"\textbf{", "").rstrip("}")) if c != "--" else -1 for c in column]
+        bold = [c.startswith(r"\textbf{") for c in column]
+        assert bold == [v == max(plain) for v in plain]
+
+
+def test_numbers_match_hand_computed_values(results: Path) -> None:
+    # the one make_numbers run through the real command line
+    proc = run_script("make_numbers.py", numbers_args(), results)
+    assert proc.returncode == 0, proc.stderr
+    macros = read_macros(results / "paper/generated/numbers.tex")
+    assert {k: macros.get(k) for k in EXPECTED_NUMBERS_SELECTED} == EXPECTED_NUMBERS_SELECTED
+    # one macro per run x radius, per model (clean, epochs, arch, each eps) and per column
+    assert sum(k.startswith(r"\CertOf") for k in macros) == 9
+    assert sum(k.startswith(r"\CertRefOf") for k in macros) == 6
+    assert sum(k.startswith(r"\RobustAccOf") for k in macros) == 11
+    assert sum(k.startswith(r"\PagProbOf") for k in macros) == 4
+    # 12 certify set-up + 15 per run + 7 summary, 13 training set-up + 23 per model + 5 roles,
+    # 9 PAG set-up + 4 per column + 4 roles
+    assert len(macros) == 92
+
+
+def test_numbers_fig1_eps_and_bad_eps(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = make_results(tmp_path)
+    code, err = call("make_numbers.py", [*numbers_args(), "--fig1_eps", "1.0"], root, capsys)
+    assert code == 0, err
+    out = root / "paper/generated/numbers.tex"
+    macros = read_macros(out)
+    assert macros[r"\PagEpsMain"] == "1" and macros[r"\PagProbOfStd"] == "0.60"
+    before = out.read_bytes()
+    code, err = call("make_numbers.py", [*numbers_args(), "--fig1_eps", "3.0"], root, capsys)
+    assert code == 2 and err == "error: eps 3 not in results/pag/std.pt (has 1, 2)\n"
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("script", "change", "message"),
+    [
+        (
+            "make_tables.py",
+            ["--runs", "g025", "nope"],
+            "error: missing result file results/certify/nope.json",
+        ),
+        (
+            "make_tables.py",
+            ["--models", "std", "nope"],
+            "error: missing result file results/eval/nope.json",
+        ),
+        (
+            "make_numbers.py",
+            ["--columns", "std", "nope"],
+            "error: missing PAG result results/pag/nope.pt",
+        ),
+        (
+            "make_numbers.py",
+            ["--reference", "missing.tsv"],
+            "error: missing reference file missing.tsv",
+        ),
+    ],
+)
+def test_bad_input_one_line_exit_2_no_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture, script: str, change: list[str], message: str
+) -> None:
+    root = make_results(tmp_path)
+    args = tables_args() if script == "make_tables.py" else numbers_args()
+    flag = change[0]
+    start = args.index(flag) + 1
+    end = next((i for i in range(start, len(args)) if args[i].startswith("--")), len(args))
+    args = args[: start - 1] + change + args[end:]
+    code, err = call(script, args, root, capsys)
+    assert (code, err) == (2, message + "\n")
+    assert not (root / "paper").exists()

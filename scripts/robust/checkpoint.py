@@ -18,6 +18,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,14 @@ class CheckpointError(RuntimeError):
 
 def _check_plain(value: Any, where: str) -> None:
     """Raise ValueError unless ``value`` is built from plain types (and tensors) only."""
-    if isinstance(value, _PLAIN) or isinstance(value, torch.Tensor):
+    # Exact types: subclasses such as numpy.float64 or named tuples would need their class to load.
+    if type(value) in _PLAIN or isinstance(value, torch.Tensor):
         return
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple):
         for i, item in enumerate(value):
             _check_plain(item, f"{where}[{i}]")
         return
-    if isinstance(value, dict):
+    if type(value) in (dict, OrderedDict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError(f"{where} has a non-string key {key!r}")
@@ -70,7 +72,7 @@ def _versions() -> dict[str, str | None]:
     except importlib.metadata.PackageNotFoundError:
         torchvision = None
     return {
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # TorchVersion would need its class to load
         "torchvision": torchvision,
         "python": platform.python_version(),
         "robust": robust.__version__,
@@ -122,7 +124,8 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # zip, unpickling and storage errors all mean the same: unreadable
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        lines = str(err).strip().splitlines()
+        reason = f"{type(err).__name__}: {lines[0][:200] if lines else ''}".rstrip(": ")
         raise CheckpointError(
             f"cannot read {what} {path} (truncated or corrupt?): {reason}"
         ) from err

@@ -130,7 +130,8 @@ def semantic_errors(params: dict, root: Path = Path(".")) -> list[str]:
     lines += _run_checks("predict", params["predict"], models)
     lines += _pag_checks(params["pag"], models, datasets)
     lines += _report_checks(params["report"], params)
-    figures = {"certified": params["report"]["certified"], **params["report"]["train_vs_certify"]}
+    figures = {"certified": params["report"]["certified"]}
+    figures |= {f"train_vs_certify.{k}": v for k, v in params["report"]["train_vs_certify"].items()}
     for key, figure in figures.items():
         reference = root / figure["reference"]
         if not reference.is_file():

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robust.checkpoint import read_torch_file
+from robust.checkpoint import CheckpointError, read_torch_file
 from robust.io import torch_save
 
 PERTURBATIONS = ("none", "gaussian", "pgd")
@@ -290,9 +290,11 @@ def _run_identity(perturb: Perturbation, config: TrainConfig, num_train: int, de
 def _restore(path: Path, model, optimizer, generators: Generators, identity: dict) -> list[dict]:
     """Load a state into model, optimizer and generators; refuse one from a different run."""
     state = read_torch_file(path, "training state")
-    saved = state.get("identity", {}) if isinstance(state, dict) else {}
+    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+        raise CheckpointError(f"{path} is not a training state of this version")
+    saved = state["identity"]
     differ = sorted(k for k in identity.keys() | saved.keys() if saved.get(k) != identity.get(k))
-    if state.get("format") != _STATE_FORMAT or differ:
+    if differ:
         raise ValueError(f"training state {path} is from another run ({', '.join(differ)})")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,113 @@
+"""params.yaml and config/smoke.yaml against the schema and cross-reference checks; 30+ malformed sets."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from robust import config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
+SMOKE = config.load_yaml(ROOT / "config" / "smoke.yaml")
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "config/smoke.yaml"])
+def test_shipped_params_are_valid(name):
+    config.check(config.load_yaml(ROOT / name), SCHEMA, root=ROOT)
+
+
+def _set(params, path, value):
+    node = params
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+
+
+def _delete(params, path):
+    node = params
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+
+
+def _rename(params, path, new):
+    node = params
+    for key in path[:-1]:
+        node = node[key]
+    node[new] = node.pop(path[-1])
+
+
+M = ["models", "synthetic-gauss-025"]
+C = ["certify", "synthetic-gauss-025"]
+S = ["pag", "settings"]
+# (case id, mutation, text the error must contain: the key and the reason)
+CASES = [
+    ("sigma-negative", lambda p: _set(p, M + ["sigma"], -0.25), "models.synthetic-gauss-025.sigma"),
+    ("sigma-string", lambda p: _set(p, M + ["sigma"], "0.25"), "is not of type 'number'"),
+    ("sigma-zero-gaussian", lambda p: _set(p, M + ["sigma"], 0.0), "kind gaussian needs sigma > 0"),
+    ("eps-negative", lambda p: _set(p, ["models", "synthetic-at-l2-100", "eps"], -1.0), "eps"),
+    ("eps-on-standard", lambda p: _set(p, ["models", "synthetic-std", "eps"], 0.5), "synthetic-std.eps"),
+    ("epochs-zero", lambda p: _set(p, M + ["epochs"], 0), "epochs: 0 is less than the minimum of 1"),
+    ("epochs-float", lambda p: _set(p, M + ["epochs"], 2.5), "epochs: 2.5 is not of type 'integer'"),
+    ("lr-negative", lambda p: _set(p, M + ["lr"], -0.1), "lr"),
+    ("augment-string", lambda p: _set(p, M + ["augment"], "yes"), "augment: 'yes' is not of type"),
+    ("unknown-arch", lambda p: _set(p, M + ["arch"], "resnet9000"), "arch: 'resnet9000' is not one of"),
+    ("unknown-kind", lambda p: _set(p, M + ["kind"], "magic"), "kind: 'magic' is not one of"),
+    ("unknown-schedule", lambda p: _set(p, M + ["schedule"], "warm"), "schedule"),
+    ("unknown-dataset", lambda p: _set(p, M + ["dataset"], "mnist"), "unknown dataset 'mnist'"),
+    ("dot-in-model-id", lambda p: _rename(p, M, "synthetic.gauss"), "does not match"),
+    ("dot-in-run-id", lambda p: _rename(p, C, "run.1"), "does not match"),
+    ("missing-model-key", lambda p: _delete(p, M + ["seed"]), "'seed' is a required property"),
+    ("extra-model-key", lambda p: _set(p, M + ["dropout"], 0.1), "'dropout' was unexpected"),
+    ("missing-section", lambda p: _delete(p, ["evaluate"]), "'evaluate' is a required property"),
+    ("extra-section", lambda p: _set(p, ["extra"], {}), "'extra' was unexpected"),
+    ("n-negative", lambda p: _set(p, C + ["n"], -5), "n: -5 is less than the minimum of 1"),
+    ("n0-greater-than-n", lambda p: _set(p, C + ["n0"], 5000), "n0 (5000) must not exceed n"),
+    ("alpha-above-one", lambda p: _set(p, C + ["alpha"], 1.5), "alpha: 1.5 is greater than or equal"),
+    ("alpha-zero", lambda p: _set(p, C + ["alpha"], 0.0), "alpha: 0.0 is less than or equal"),
+    ("certify-sigma-zero", lambda p: _set(p, C + ["sigma"], 0.0), "sigma"),
+    ("certify-unknown-model", lambda p: _set(p, C + ["model"], "ghost"), "unknown model 'ghost'"),
+    ("certify-dataset-mismatch", lambda p: _set(p, C + ["dataset"], "cifar10"), "dataset"),
+    ("certify-missing-n0", lambda p: _delete(p, C + ["n0"]), "n0"),
+    ("predict-with-n0", lambda p: _set(p, ["predict", "synthetic-gauss-025", "n0"], 10), "predict"),
+    ("pag-m-zero", lambda p: _set(p, S + ["m"], 0), "pag.settings.m"),
+    ("pag-eps-scalar", lambda p: _set(p, S + ["eps"], 4.0), "pag.settings.eps"),
+    ("pag-too-many-pairs", lambda p: _set(p, S + ["pairs"], 10_000), "pag.settings.pairs"),
+    ("pag-column-unknown-model", lambda p: _set(p, ["pag", "columns", "std", "model"], "x"), "unknown"),
+    ("fig1-unknown-column", lambda p: _set(p, ["report", "fig1", "columns"], ["nope"]), "'nope'"),
+    ("fig1-eps-not-generated", lambda p: _set(p, ["report", "fig1", "eps"], 3.0), "report.fig1.eps"),
+    ("fig1-row-out-of-range", lambda p: _set(p, ["report", "fig1", "rows"], [99]), "row 99"),
+    ("report-unknown-run", lambda p: _set(p, ["report", "certified", "runs"], ["r"]), "unknown id 'r'"),
+    ("reference-missing-file", lambda p: _set(p, ["report", "certified", "reference"], "no.tsv"), "no.tsv"),
+    ("md5-malformed", lambda p: _set(p, ["datasets", "synthetic"], {
+        "kind": "cifar10", "url": "https://x/y.tar.gz", "md5": "xyz", "archive": "none",
+        "n_train": 10, "n_test": 10}), "datasets.synthetic"),
+    ("top-level-list", lambda p: _set(p, ["models"], []), "models: [] is not of type 'object'"),
+]
+
+
+@pytest.mark.parametrize("case, mutate, expected", CASES, ids=[c[0] for c in CASES])
+def test_malformed_params_are_rejected_with_the_key(case, mutate, expected):
+    params = copy.deepcopy(SMOKE)
+    mutate(params)
+    with pytest.raises(config.ParamsError) as err:
+        config.check(params, SCHEMA, root=ROOT)
+    message = str(err.value)
+    assert expected in message
+    assert "Traceback" not in message
+    for line in message.splitlines():
+        assert ":" in line  # every line names a key, then the reason
+
+
+def test_yaml_that_does_not_parse(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("models:\n  a: [1, 2\n")
+    with pytest.raises(config.ParamsError, match="line .* YAML does not parse"):
+        config.load_yaml(bad)
+
+
+def test_at_least_thirty_cases():
+    assert len(CASES) + 1 >= 30

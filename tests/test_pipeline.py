@@ -1,0 +1,149 @@
+"""Contract tests of the two tools on a temporary copy of the repository with the smoke parameters.
+
+Real git, real Snakemake, real DVC. One Snakemake workspace and one DVC workspace are built once per
+session (the first run builds everything) and then edited step by step.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+
+import pytest
+import torch
+import yaml
+
+from pipeline_utils import (
+    copy_repo,
+    dvc_commands,
+    dvc_ran_stages,
+    edit_params,
+    run,
+    snakemake_commands,
+    snakemake_jobs,
+)
+
+pytestmark = pytest.mark.slow
+LATEX = shutil.which("latexmk") is not None
+SMOKE = yaml.safe_load(open(__file__.replace("tests/test_pipeline.py", "config/smoke.yaml")))
+
+
+@pytest.fixture(scope="module")
+def smk(tmp_path_factory):
+    """A copy built once by ``snakemake --cores 2`` (as make smoke does)."""
+    repo = copy_repo(tmp_path_factory.mktemp("smk") / "repo")
+    run(["snakemake", "--cores", "2"], repo, timeout=1200)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def dvc(tmp_path_factory):
+    """A copy built once by ``dvc repro``."""
+    repo = copy_repo(tmp_path_factory.mktemp("dvc") / "repo")
+    run(dvc_repro_cmd(), repo, timeout=1200)
+    return repo
+
+
+def dvc_repro_cmd(*extra: str) -> list[str]:
+    """``dvc repro``; without TeX the paper stage cannot run, so reproduce everything up to it."""
+    targets = [] if LATEX else ["numbers", "tables", "fig1", "sigma_sweep", "eps_sweep", "fig_certified",
+                                 "fig_training", "fig_train_vs_certify", "predict"]
+    return ["dvc", "repro", *extra, *targets]
+
+
+def test_parity_of_commands(tmp_path):
+    """`dvc repro --dry --force` and `snakemake -n -p --forceall` run the same command set."""
+    repo = copy_repo(tmp_path / "repo")
+    for folder in ("results/pag", "results/certify", "results/eval", "results/train", "paper/figures",
+                   "paper/tables"):
+        (repo / folder).mkdir(parents=True, exist_ok=True)
+    dvc_cmds = dvc_commands(run(["dvc", "repro", "--dry", "--force"], repo).stdout)
+    smk_cmds = snakemake_commands(run(["snakemake", "-n", "-p", "--forceall"], repo).stdout)
+    if not LATEX:
+        dvc_cmds = [c for c in dvc_cmds if "build_paper.py" not in c]
+    assert sorted(dvc_cmds) == sorted(smk_cmds)
+    assert len(smk_cmds) > 20
+
+
+def test_snakemake_builds_everything(smk):
+    for run_id in SMOKE["certify"]:
+        lines = (smk / f"results/certify/{run_id}.tsv").read_text().splitlines()
+        assert lines[0].split("\t") == ["idx", "label", "predict", "radius", "correct", "time"]
+        assert len(lines) == 1 + SMOKE["certify"][run_id]["max_images"]
+    for column in SMOKE["pag"]["columns"]:
+        pag = torch.load(smk / f"results/pag/{column}.pt", weights_only=True)
+        n_eps, n_pairs = len(SMOKE["pag"]["settings"]["eps"]), SMOKE["pag"]["settings"]["pairs"]
+        assert pag["images"].shape[:2] == (n_eps, n_pairs)
+        assert 0.0 <= float(pag["images"].min()) and float(pag["images"].max()) <= 1.0
+    for name in ("fig1", "sigma_sweep", "eps_sweep", "certified_accuracy", "training_curves",
+                 "train_vs_certify_certify-050"):
+        assert (smk / f"paper/figures/{name}.pdf").read_bytes().startswith(b"%PDF")
+        png = (smk / f"paper/figures/{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24])[0] > 100
+    for table in ("certified_accuracy", "accuracy"):
+        text = (smk / f"paper/tables/{table}.tex").read_text()
+        assert "\\toprule" in text and "\\bottomrule" in text and "??" not in text
+    assert "\\newcommand" in (smk / "paper/generated/numbers.tex").read_text()
+    if LATEX:
+        assert (smk / "paper/main.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_snakemake_second_run_does_nothing(smk):
+    out = run(["snakemake", "-n"], smk)
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_snakemake_certify_edit_reruns_only_that_run(smk):
+    edit_params(smk, ["certify", "synthetic-gauss-050", "n"], 800)
+    jobs = snakemake_jobs(run(["snakemake", "-n"], smk).stdout)
+    assert jobs.get("certify") == 1
+    assert "train" not in jobs and "pag" not in jobs and "evaluate" not in jobs
+    run(["snakemake", "--cores", "2"], smk)
+    assert "Nothing to be done" in "".join(run(["snakemake", "-n"], smk).stdout)
+
+
+def test_snakemake_model_edit_reruns_only_that_chain(smk):
+    edit_params(smk, ["models", "synthetic-std", "lr"], 0.04)
+    jobs = snakemake_jobs(run(["snakemake", "-n"], smk).stdout)
+    assert jobs.get("train") == 1 and jobs.get("evaluate") == 1
+    assert "certify" not in jobs and "predict" not in jobs
+    assert jobs.get("pag") == 1  # only the standard model's column
+
+
+def test_dvc_builds_then_does_nothing(dvc):
+    out = run(dvc_repro_cmd(), dvc)
+    assert dvc_ran_stages(out.stdout) == []
+
+
+def test_dvc_certify_edit_reruns_only_that_run(dvc):
+    edit_params(dvc, ["certify", "synthetic-gauss-050", "n"], 800)
+    ran = dvc_ran_stages(run(dvc_repro_cmd(), dvc).stdout)
+    assert "certify@synthetic-gauss-050" in ran
+    assert not [s for s in ran if s.startswith(("train@", "pag@", "evaluate@", "prepare@"))]
+    assert not [s for s in ran if s.startswith("certify@") and s != "certify@synthetic-gauss-050"]
+
+
+def test_dvc_model_edit_reruns_only_that_chain(dvc):
+    edit_params(dvc, ["models", "synthetic-std", "lr"], 0.04)
+    ran = dvc_ran_stages(run(dvc_repro_cmd(), dvc).stdout)
+    assert [s for s in ran if s.startswith("train@")] == ["train@synthetic-std"]
+    assert not [s for s in ran if s.startswith(("certify@", "predict@"))]
+    assert [s for s in ran if s.startswith("pag@")] == ["pag@std"]
+
+
+def test_dvc_hands_over_to_snakemake(dvc):
+    run(["snakemake", "--touch", "--cores", "1"], dvc)
+    out = run(["snakemake", "-n"], dvc)
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_bad_params_rejected_by_both_tools_before_any_job(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    edit_params(repo, ["certify", "synthetic-gauss-025", "alpha"], 1.5)
+    smk = run(["snakemake", "-n"], repo, check=False)
+    assert smk.returncode != 0
+    assert "certify.synthetic-gauss-025.alpha" in smk.stderr and "Traceback" not in smk.stderr
+    dvc = run(["dvc", "repro"], repo, check=False)
+    assert dvc.returncode != 0
+    assert "certify.synthetic-gauss-025.alpha" in dvc.stdout + dvc.stderr
+    assert not (repo / "resources" / "data").exists()
