@@ -18,7 +18,7 @@ GRID_STEP = 0.01
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = report.make_parser(__doc__)
     parser.add_argument("--runs", nargs="+", required=True, help="certify run ids")
     parser.add_argument("--radii", nargs="+", type=float, required=True)
     parser.add_argument("--reference", type=Path, required=True, help="published accuracies TSV")
@@ -50,6 +50,8 @@ def draw(plt, runs: list[dict], radii: list[float], reference: dict, legend: str
         label = rf"$\sigma$ = {report.format_float(run[legend])}"
         if legend == "train_sigma":
             label = "train " + label
+        elif not math.isclose(run["sigma"], run["train_sigma"]):
+            label += f" (train {report.format_float(run['train_sigma'])})"
         curve = report.certified_accuracy(run["radius"], run["correct"], grid)
         ax.plot(grid, curve, color=color, label=label)
         published = report.lookup(reference, run["sigma"])
@@ -82,7 +84,7 @@ def build(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return report.run_cli(lambda: build(args))
+    return report.run_cli(lambda: build(args), args.log)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 from robust import report
 
-CELL, LEFT, TOP, PAD = 1.05, 1.25, 0.5, 0.12  # inches
+# Layout in inches: image cell, gaps between cells, room for titles (top, new block) and captions.
+CELL, COL_GAP, ROW_GAP, BLOCK_GAP, TOP, BOTTOM, PAD = 1.0, 0.05, 0.2, 0.32, 0.4, 0.2, 0.05
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = report.make_parser(__doc__)
     parser.add_argument("--figure", required=True, choices=["fig1", "sigma_sweep", "eps_sweep"])
     parser.add_argument("--columns", nargs="+", required=True, help="PAG column ids")
     parser.add_argument("--rows", nargs="+", type=int, required=True, help="indices of PAG pairs")
@@ -32,10 +33,7 @@ def load_columns(pag_dir: Path, columns: list[str], rows: list[int]) -> list[dic
     records = [report.load_pag(pag_dir / f"{column}.pt") for column in columns]
     first = records[0]
     for column, record in zip(columns[1:], records[1:], strict=True):
-        same = torch.equal(record["labels"], first["labels"]) and torch.equal(
-            record["targets"], first["targets"]
-        )
-        if not same:
+        if not all(torch.equal(record[k], first[k]) for k in ("labels", "targets")):
             raise report.ReportError(f"columns {columns[0]} and {column} use different pairs")
     n_pairs = len(first["labels"])
     for row in rows:
@@ -45,10 +43,10 @@ def load_columns(pag_dir: Path, columns: list[str], rows: list[int]) -> list[dic
 
 
 def pair_label(record: dict, row: int) -> str:
+    """'start class -> target class' of pair ``row`` (a mathtext arrow; '$' in names escaped)."""
     names = [str(n).replace("$", r"\$") for n in record["class_names"]]
-    return (
-        f"{names[int(record['labels'][row])]} $\\rightarrow$ {names[int(record['targets'][row])]}"
-    )
+    start, target = names[int(record["labels"][row])], names[int(record["targets"][row])]
+    return f"{start} $\\rightarrow$ {target}"
 
 
 def cell(record: dict, e: int | None, row: int) -> tuple[torch.Tensor, str | None]:
@@ -60,31 +58,38 @@ def cell(record: dict, e: int | None, row: int) -> tuple[torch.Tensor, str | Non
     return record["images"][e][row], caption
 
 
-def draw(plt, grid: list[list], labels: list[str], titles: list[list]):
-    """A figure of image cells; grid[r][c] is (image, caption) or None (an empty cell)."""
+def draw(plt, grid: list[list], labels: list[str], titles: list[list], left: float, block: int):
+    """A figure of square image cells placed in inches (same cell size whatever the grid).
+
+    grid[r][c] is (image [C,H,W], caption) or None (an empty cell); a new block of ``block`` rows
+    starts with extra space for its titles.
+    """
     nrows, ncols = len(grid), len(grid[0])
-    width, height = LEFT + ncols * CELL + PAD, TOP + nrows * (CELL + 0.3) + PAD
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
-    fig.subplots_adjust(
-        left=LEFT / width, right=1 - PAD / width, top=1 - TOP / height, bottom=PAD / height,
-        wspace=0.06, hspace=0.38,
-    )  # fmt: skip
-    for r, c in ((r, c) for r in range(nrows) for c in range(ncols)):
-        ax = axes[r][c]
-        ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
-        if titles[r][c]:
-            ax.set_title(titles[r][c], fontsize=7)
-        if c == 0:
-            ax.set_ylabel(labels[r], fontsize=7, rotation=0, ha="right", va="center")
-        if grid[r][c] is None:
-            ax.set_frame_on(False)
-            continue
-        image, caption = grid[r][c]
-        pixels = image.detach().float().clamp(0, 1).permute(1, 2, 0).numpy()
-        gray = pixels.shape[2] == 1
-        ax.imshow(pixels[..., 0] if gray else pixels, cmap="gray" if gray else None, vmin=0, vmax=1)
-        if caption:
-            ax.set_xlabel(caption, fontsize=6, labelpad=2)
+    gaps = [0.0] + [ROW_GAP + (BLOCK_GAP if r % block == 0 else 0.0) for r in range(1, nrows)]
+    width = left + ncols * CELL + (ncols - 1) * COL_GAP + PAD
+    height = TOP + nrows * CELL + sum(gaps) + BOTTOM
+    fig = plt.figure(figsize=(width, height))
+    y = height - TOP
+    for r in range(nrows):
+        y -= gaps[r] + CELL
+        for c in range(ncols):
+            x = left + c * (CELL + COL_GAP)
+            ax = fig.add_axes((x / width, y / height, CELL / width, CELL / height))
+            ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+            if titles[r][c]:
+                ax.set_title(titles[r][c], fontsize=7, pad=3)
+            if c == 0:
+                ax.set_ylabel(labels[r], fontsize=7, rotation=0, ha="right", va="center")
+            if grid[r][c] is None:
+                ax.set_frame_on(False)
+                continue
+            image, caption = grid[r][c]
+            pixels = image.detach().float().clamp(0, 1).permute(1, 2, 0).numpy()
+            gray = pixels.shape[2] == 1
+            cmap = "gray" if gray else None
+            ax.imshow(pixels[..., 0] if gray else pixels, cmap=cmap, vmin=0, vmax=1)
+            if caption:
+                ax.set_xlabel(caption, fontsize=6, labelpad=2)
     return fig
 
 
@@ -129,14 +134,16 @@ def build(args: argparse.Namespace) -> None:
     else:
         grid, labels, titles = layout_fixed_eps(records, args.rows, args.eps, paths)
     plt = report.use_style()
-    fig = draw(plt, grid, labels, titles)
+    sweep = args.figure == "eps_sweep"
+    block = len(args.columns) if sweep else len(grid)
+    fig = draw(plt, grid, labels, titles, left=1.25 if sweep else 0.8, block=block)
     report.save_figure(fig, args.out)
     plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return report.run_cli(lambda: build(args))
+    return report.run_cli(lambda: build(args), args.log)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import argparse
 import math
 from pathlib import Path
 
+from matplotlib.ticker import MaxNLocator
 from robust import report
 
 PER_ROW = 3  # models per row of small multiples
@@ -15,7 +16,7 @@ EPOCH_KEYS = ("epoch", "loss", "test_accuracy", "test_noise_accuracy")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = report.make_parser(__doc__)
     parser.add_argument("--models", nargs="+", required=True, help="model ids")
     parser.add_argument("--train_dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="output path without suffix")
@@ -57,6 +58,8 @@ def draw_model(ax_loss, ax_acc, model: str, record: dict) -> None:
         label = rf"noisy ($\sigma$={report.format_float(eval_sigma)})"
         ax_acc.plot(x, noisy, color="C2", ls="--", label=label)
     ax_acc.set(ylim=(0.0, 1.0))
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("test accuracy")
     ax_acc.legend(loc="lower right", frameon=False)
@@ -67,9 +70,7 @@ def build(args: argparse.Namespace) -> None:
     plt = report.use_style()
     ncols = min(PER_ROW, len(records))
     nrows = math.ceil(len(records) / ncols)
-    fig, axes = plt.subplots(
-        2 * nrows, ncols, figsize=(2.4 * ncols, 3.2 * nrows), squeeze=False, sharex="col"
-    )
+    fig, axes = plt.subplots(2 * nrows, ncols, figsize=(2.4 * ncols, 3.2 * nrows), squeeze=False)
     for k, (model, record) in enumerate(zip(args.models, records, strict=True)):
         row, col = 2 * (k // ncols), k % ncols
         draw_model(axes[row][col], axes[row + 1][col], model, record)
@@ -83,7 +84,7 @@ def build(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return report.run_cli(lambda: build(args))
+    return report.run_cli(lambda: build(args), args.log)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Two families:
 * one macro per id, ``<Quantity>Of<id>[At<number>]``, for every run, model and PAG column, e.g.
   \\CertOfCifarOneZeroGaussZeroTwoFiveAtZeroPtFive (names from robust.report.macro_name: letters
   kept, digits spelled out, '.' -> 'Pt'). Fixed names never contain 'Of': the families never clash.
+\\TrainVsCertifyKeys lists the --train_vs_certify keys (comma-separated, may be empty).
 Units: model accuracies in percent (one decimal, no % sign); certified accuracies, differences and
 target probabilities as fractions (two decimals), as in the tables.
 """
@@ -13,6 +14,8 @@ target probabilities as fractions (two decimals), as in the tables.
 from __future__ import annotations
 
 import argparse
+import math
+import re
 from pathlib import Path
 
 from robust import report
@@ -38,7 +41,7 @@ class Macros(dict):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = report.make_parser(__doc__)
     for flag in ("--runs", "--models", "--columns"):
         parser.add_argument(flag, nargs="+", required=True)
     parser.add_argument("--radii", nargs="+", type=float, required=True)
@@ -46,6 +49,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag in ("--certify_dir", "--eval_dir", "--train_dir", "--pag_dir"):
         parser.add_argument(flag, type=Path, required=True)
     parser.add_argument("--fig1_eps", type=float, help="PAG radius of Figure 1 (default: largest)")
+    parser.add_argument(
+        "--train_vs_certify", nargs="*", default=[], metavar="KEY",
+        help="keys of the figures paper/figures/train_vs_certify_<KEY>.pdf the paper shows",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="numbers.tex")
     return parser.parse_args(argv)
 
@@ -70,10 +77,8 @@ def shared(records: list[dict], key: str) -> object:
 
 def certify_setup(args: argparse.Namespace, runs: list[dict], m: Macros) -> None:
     m[r"\CertNZero"], m[r"\CertN"] = str(shared(runs, "n0")), report.format_int(shared(runs, "n"))
-    m[r"\CertAlpha"], m[r"\NumCertImages"] = (
-        NUM(shared(runs, "alpha")),
-        str(shared(runs, "n_images")),
-    )
+    m[r"\CertAlpha"] = NUM(shared(runs, "alpha"))
+    m[r"\NumCertImages"] = str(shared(runs, "n_images"))
     m[r"\SigmaList"] = report.join_words([NUM(r["sigma"]) for r in runs])
     m[r"\RadiusMax"] = NUM(max(args.radii))
     m[r"\RadiiList"] = report.join_words([NUM(r) for r in args.radii])
@@ -90,7 +95,8 @@ def certify_macros(args: argparse.Namespace, m: Macros) -> None:
     for run in args.runs:
         path = args.certify_dir / f"{run}.json"
         runs.append(meta := report.load_json(path))
-        [report.require(meta, key, path) for key in ("sigma", "n0", "n", "alpha", "n_images")]
+        for key in ("sigma", "n0", "n", "alpha", "n_images"):
+            report.require(meta, key, path)
     certify_setup(args, runs, m)
     clean, clean_ref, diffs = [], [], []
     for run, meta in zip(args.runs, runs, strict=True):
@@ -99,7 +105,8 @@ def certify_macros(args: argparse.Namespace, m: Macros) -> None:
         clean.append(acc[0])
         sigma, train_sigma = float(meta["sigma"]), float(meta.get("train_sigma", meta["sigma"]))
         # Published values exist only for models certified at their training sigma.
-        published = (report.lookup(reference, sigma) if sigma == train_sigma else None) or {}
+        same = math.isclose(sigma, train_sigma)
+        published = (report.lookup(reference, sigma) if same else None) or {}
         if report.lookup(published, 0.0) is not None:
             clean_ref.append(FMT(report.lookup(published, 0.0)))
         for r, value in zip(args.radii, acc[1:], strict=True):
@@ -108,18 +115,23 @@ def certify_macros(args: argparse.Namespace, m: Macros) -> None:
             if ref is not None:
                 m[report.macro_name("CertRefOf", run, "At", r)] = FMT(ref)
                 diffs.append((abs(float(value) - ref), NUM(sigma), NUM(r)))
-    m[r"\CertCleanList"], m[r"\CertRefCleanList"] = (
-        report.join_words(clean),
-        report.join_words(clean_ref),
-    )
+    m[r"\CertCleanList"] = report.join_words(clean)
+    m[r"\CertRefCleanList"] = report.join_words(clean_ref)
+    comparison_macros(diffs, m)
+
+
+def comparison_macros(diffs: list[tuple[float, str, str]], m: Macros) -> None:
+    """Summary of |ours - published| over (difference, sigma, radius) cells; 'n/a' without any."""
     m[r"\CertNumCompared"] = str(len(diffs))
-    mean = sum(d[0] for d in diffs) / len(diffs) if diffs else None
     worst = max(diffs, default=(None, NA, NA))
-    m[r"\CertMeanAbsDiff"], m[r"\CertMaxAbsDiff"] = (
-        FMT(mean) if diffs else NA,
-        FMT(worst[0]) if diffs else NA,
-    )
+    m[r"\CertMeanAbsDiff"] = FMT(sum(d[0] for d in diffs) / len(diffs)) if diffs else NA
+    m[r"\CertMaxAbsDiff"] = FMT(worst[0]) if diffs else NA
     m[r"\CertMaxAbsDiffSigma"], m[r"\CertMaxAbsDiffRadius"] = worst[1], worst[2]
+
+
+def arch_tt(record: dict) -> str:
+    """The architecture name of a training record in typewriter type."""
+    return rf"\texttt{{{report.tex_escape(record.get('arch', NA))}}}"
 
 
 def training_setup(train: list[dict], m: Macros) -> None:
@@ -127,9 +139,7 @@ def training_setup(train: list[dict], m: Macros) -> None:
     dataset = str(train[0].get("dataset", NA))
     m[r"\Dataset"] = DATASET_NAMES.get(dataset, report.tex_escape(dataset))
     m[r"\NumModels"] = str(len(train))
-    m[r"\TrainArch"] = distinct(
-        rf"\texttt{{{report.tex_escape(t.get('arch', NA))}}}" for t in train
-    )
+    m[r"\TrainArch"] = distinct(arch_tt(t) for t in train)
     for name, key in (("Epochs", "epochs"), ("Batch", "batch_size"), ("Lr", "lr")):
         m[rf"\Train{name}"] = distinct(NUM(p[key]) if key in p else NA for p in params)
     gaussian = [p for p in params if p.get("kind") == "gaussian"]
@@ -149,19 +159,14 @@ def model_macros(args: argparse.Namespace, m: Macros) -> None:
     training_setup(train, m)
     robust = [{float(k): v for k, v in ev.get("robust_accuracy", {}).items()} for ev in evals]
     eps = sorted({e for rob in robust for e in rob})
-    m[r"\EvalImages"], m[r"\EvalSteps"] = (
-        str(evals[0].get("n_images", NA)),
-        str(evals[0].get("steps", NA)),
-    )
+    m[r"\EvalImages"] = str(evals[0].get("n_images", NA))
+    m[r"\EvalSteps"] = str(evals[0].get("steps", NA))
     m[r"\EvalEpsList"] = report.join_words([NUM(e) for e in eps])
     for model, t, ev, rob in zip(args.models, train, evals, robust, strict=True):
+        epochs = t.get("params", {}).get("epochs", len(t.get("epochs", [])))
         m[report.macro_name("CleanAccOf", model)] = PCT(ev["clean_accuracy"])
-        m[report.macro_name("EpochsOf", model)] = NUM(
-            t.get("params", {}).get("epochs", len(t.get("epochs", [])))
-        )
-        m[report.macro_name("ArchOf", model)] = (
-            rf"\texttt{{{report.tex_escape(t.get('arch', NA))}}}"
-        )
+        m[report.macro_name("EpochsOf", model)] = NUM(epochs)
+        m[report.macro_name("ArchOf", model)] = arch_tt(t)
         for e, value in rob.items():
             m[report.macro_name("RobustAccOf", model, "At", e)] = PCT(value)
     kinds = [str(ev.get("kind", t.get("kind", ""))) for t, ev in zip(train, evals, strict=True)]
@@ -191,17 +196,14 @@ def pag_macros(args: argparse.Namespace, m: Macros) -> None:
     eps = max(all_eps) if args.fig1_eps is None else args.fig1_eps
     m[r"\PagEpsMain"], m[r"\PagEpsMax"] = NUM(eps), NUM(max(all_eps))
     m[r"\PagEpsList"] = report.join_words([NUM(e) for e in all_eps])
-    m[r"\PagNumPairs"], m[r"\PagSteps"] = (
-        str(len(records[0]["labels"])),
-        str(records[0].get("steps", NA)),
-    )
+    m[r"\PagNumPairs"] = str(len(records[0]["labels"]))
+    m[r"\PagSteps"] = str(records[0].get("steps", NA))
     m[r"\PagStepFactor"] = NUM(records[0]["step_factor"]) if "step_factor" in records[0] else NA
     smoothed = [r for r in records if report.pag_role(r) == "smoothed"]
     m[r"\PagM"] = str(smoothed[0].get("m", NA)) if smoothed else NA
     fixed = smoothed[0].get("fixed_noise") if smoothed else None
-    m[r"\PagNoise"] = {True: "fixed across steps", False: "drawn afresh at every step"}.get(
-        fixed, NA
-    )
+    noise = {True: "fixed across steps", False: "drawn afresh at every step"}
+    m[r"\PagNoise"] = noise.get(fixed, NA)
     m[r"\PagSigmaSmoothed"] = NUM(smoothed[0]["sigma"]) if smoothed else NA
     by_role: dict[str, str] = {}
     for column, record, path in zip(args.columns, records, paths, strict=True):
@@ -217,6 +219,10 @@ def build(args: argparse.Namespace) -> None:
     macros = Macros()
     for part in (certify_macros, model_macros, pag_macros):
         part(args, macros)
+    for key in args.train_vs_certify:
+        if not re.fullmatch(r"[A-Za-z0-9-]+", key):
+            raise report.ReportError(f"train_vs_certify key {key!r}: letters, digits and '-' only")
+    macros[r"\TrainVsCertifyKeys"] = ",".join(args.train_vs_certify)
     lines = ["% Generated by scripts/make_numbers.py; macro names are explained in its docstring."]
     lines += [report.newcommand(name, value) for name, value in macros.items()]
     write_text(args.out, "\n".join(lines) + "\n")
@@ -224,7 +230,7 @@ def build(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return report.run_cli(lambda: build(args))
+    return report.run_cli(lambda: build(args), args.log)
 
 
 if __name__ == "__main__":

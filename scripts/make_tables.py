@@ -16,9 +16,11 @@ from pathlib import Path
 from robust import report
 from robust.io import write_text
 
+FMT = report.format_fraction
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = report.make_parser(__doc__)
     parser.add_argument("--runs", nargs="+", required=True, help="certify run ids (table rows)")
     parser.add_argument("--radii", nargs="+", type=float, required=True, help="table columns")
     parser.add_argument("--reference", type=Path, required=True, help="published accuracies TSV")
@@ -36,52 +38,45 @@ def run_label(meta: dict) -> str:
     return label if math.isclose(sigma, train) else label + f" (train {report.format_float(train)})"
 
 
-def certified_table(certify_dir: Path, runs: list[str], radii: list[float], ref_path: Path) -> str:
-    reference = report.read_reference(ref_path)
+def certified_rows(certify_dir: Path, runs: list[str], radii: list[float], reference: dict):
+    """Row labels and displayed cells (ours, published) per run; '--' where nothing is published.
+
+    Published values exist only for models certified at their training sigma, matched by sigma.
+    """
     labels, ours, published = [], [], []
     for run in runs:
-        meta = report.load_json(certify_dir / f"{run}.json")
-        report.require(meta, "sigma", certify_dir / f"{run}.json")
+        meta = report.load_json(path := certify_dir / f"{run}.json")
+        sigma = float(report.require(meta, "sigma", path))
         radius, correct = report.read_certify(certify_dir / f"{run}.tsv")
         labels.append(run_label(meta))
-        ours.append(
-            [report.format_fraction(a) for a in report.certified_accuracy(radius, correct, radii)]
-        )
-        same_sigma = math.isclose(
-            float(meta["sigma"]), float(meta.get("train_sigma", meta["sigma"]))
-        )
-        row = report.lookup(reference, float(meta["sigma"])) if same_sigma else None
-        published.append([report.format_fraction(report.lookup(row or {}, r)) for r in radii])
-    diff = [
-        [
-            report.format_signed(float(o) - float(p)) if p != "--" else "--"
-            for o, p in zip(a, b, strict=True)
-        ]
-        for a, b in zip(ours, published, strict=True)
-    ]
-    n = len(radii) + 1
+        ours.append([FMT(a) for a in report.certified_accuracy(radius, correct, radii)])
+        same = math.isclose(sigma, float(meta.get("train_sigma", sigma)))
+        row = (report.lookup(reference, sigma) if same else None) or {}
+        published.append([FMT(report.lookup(row, r)) for r in radii])
+    return labels, ours, published
+
+
+def difference(ours: list[str], published: list[str]) -> list[str]:
+    """Signed differences of the displayed two-decimal values ('--' without a published value)."""
+    pairs = zip(ours, published, strict=True)
+    return ["--" if p == "--" else report.format_signed(float(o) - float(p)) for o, p in pairs]
+
+
+def certified_table(certify_dir: Path, runs: list[str], radii: list[float], ref_path: Path) -> str:
+    reference = report.read_reference(ref_path)
+    labels, ours, published = certified_rows(certify_dir, runs, radii, reference)
+    diff = [difference(o, p) for o, p in zip(ours, published, strict=True)]
+    blocks = [("Ours", ours, True), ("Cohen et al. (2019)", published, True)]
+    blocks.append((r"Ours $-$ Cohen et al.", diff, False))
     header = [report.table_row([""] + [rf"$r = {report.format_float(r)}$" for r in radii])]
     body: list[str] = []
-    for k, (title, block, bold) in enumerate(
-        [
-            ("Ours", ours, True),
-            ("Cohen et al. (2019)", published, True),
-            (r"Ours $-$ Cohen et al.", diff, False),
-        ]
-    ):
-        if k:
-            body.append(r"\midrule")
-        body.append(table_row_title(title, n))
-        columns = [report.bold_max(col) if bold else list(col) for col in zip(*block, strict=True)]
-        body += [
-            report.table_row([lab, *cells])
-            for lab, cells in zip(labels, zip(*columns, strict=True), strict=True)
-        ]
+    for title, rows, bold in blocks:
+        body += [r"\midrule"] if body else []
+        body.append(rf"\multicolumn{{{len(radii) + 1}}}{{l}}{{\emph{{{title}}}}} \\")
+        columns = [report.bold_max(c) if bold else list(c) for c in zip(*rows, strict=True)]
+        cells = zip(*columns, strict=True)
+        body += [report.table_row([lab, *c]) for lab, c in zip(labels, cells, strict=True)]
     return report.tabular("l" + "c" * len(radii), header, body)
-
-
-def table_row_title(title: str, n: int) -> str:
-    return rf"\multicolumn{{{n}}}{{l}}{{\emph{{{title}}}}} \\"
 
 
 def training_label(meta: dict) -> str:
@@ -101,14 +96,10 @@ def accuracy_table(eval_dir: Path, models: list[str]) -> str:
         report.require(meta, "clean_accuracy", path)
         report.require(meta, "robust_accuracy", path)
         records.append(meta)
-    eps = sorted({float(e) for meta in records for e in meta["robust_accuracy"]})
+    robust = [{float(k): v for k, v in m["robust_accuracy"].items()} for m in records]
+    eps = sorted({e for r in robust for e in r})
     columns = [[report.format_percent(meta["clean_accuracy"]) for meta in records]]
-    for e in eps:
-        values = [
-            report.lookup({float(k): v for k, v in m["robust_accuracy"].items()}, e)
-            for m in records
-        ]
-        columns.append([report.format_percent(v) for v in values])
+    columns += [[report.format_percent(report.lookup(r, e)) for r in robust] for e in eps]
     columns = [report.bold_max(col) for col in columns]
     span = rf"\multicolumn{{{len(eps)}}}{{c}}{{PGD ($\ell_2$) accuracy (\%)}}"
     header = (
@@ -133,7 +124,7 @@ def build(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return report.run_cli(lambda: build(args))
+    return report.run_cli(lambda: build(args), args.log)
 
 
 if __name__ == "__main__":

@@ -226,3 +226,11 @@ def test_resume_refuses_a_state_from_another_config(tmp_path) -> None:
     other = dataclasses.replace(config(epochs=1), lr=0.01)
     with pytest.raises(ValueError, match="another run.*lr"):
         train(make_model(), data, data, make_perturbation("none"), other, state_path=state)
+
+
+def test_bf16_channels_last_options_run() -> None:
+    data, model = make_split(16), make_model()
+    history = train(model, data, data, make_perturbation("gaussian", sigma=0.1),
+                    config(epochs=1, bf16=True, channels_last=True, eval_sigma=0.1))  # fmt: skip
+    assert 0 <= history[0]["test_noise_accuracy"] <= 1
+    assert model[1].fc.weight.dtype == torch.float32  # autocast leaves the weights in float32

@@ -114,6 +114,8 @@ def _report_checks(report: dict, params: dict) -> Iterator[str]:
         ("training.models", report["training"]["models"], params["models"]),
         ("numbers.columns", report["numbers"]["columns"], columns),
     ]
+    if sorted(report["numbers"]["train_vs_certify"]) != sorted(report["train_vs_certify"]):
+        yield "report.numbers.train_vs_certify: must list exactly the keys of report.train_vs_certify"
     for fid, figure in report["train_vs_certify"].items():
         checks.append((f"train_vs_certify.{fid}.runs", figure["runs"], params["certify"]))
     for section, ids, pool in checks:

@@ -15,9 +15,11 @@ So ``macro_name("Cert", "cifar10-gauss-025", "At", 0.25)`` is
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
+import logging
 import math
 import re
 import shutil
@@ -65,13 +67,33 @@ def latex_available() -> bool:
     return shutil.which("latexmk") is not None
 
 
-def run_cli(body: Callable[[], None]) -> int:
-    """Run a CLI body; print ``error: <one line>`` on stderr and return 2 on bad input, else 0."""
+def make_parser(description: str | None) -> argparse.ArgumentParser:
+    """The project's one-line-error argument parser with the optional ``--log`` of every stage."""
+    from robust import cli
+
+    parser = cli.Parser(description=description)
+    parser.add_argument("--log", type=Path, help="log file of this stage (optional)")
+    return parser
+
+
+def run_cli(body: Callable[[], None], log: Path | None = None) -> int:
+    """Run a CLI body; print ``error: <one line>`` on stderr and return 2 on bad input, else 0.
+
+    With ``log``, messages also go to that file (robust.cli.setup_logging).
+    """
+    logger = logging.getLogger("robust")
+    if log is not None:
+        from robust import cli
+
+        cli.setup_logging(Path(log))
     try:
         body()
     except (ValueError, OSError, RuntimeError, KeyError) as err:
         message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-        print(f"error: {(message.splitlines() or [type(err).__name__])[0]}", file=sys.stderr)
+        message = (message.splitlines() or [type(err).__name__])[0]
+        print(f"error: {message}", file=sys.stderr)
+        if logger.handlers:  # without handlers logging's last resort would print it a second time
+            logger.error("%s", message)
         return 2
     return 0
 
@@ -83,6 +105,8 @@ def use_style():
 
     matplotlib.use("Agg")
     matplotlib.rcParams.update(STYLE)
+    # fontTools warns about cmr10's zero timestamps when it subsets the font into the PDF.
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
     import matplotlib.pyplot as plt
 
     return plt

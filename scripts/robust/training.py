@@ -217,7 +217,9 @@ def _to_input(x_uint8: Tensor, config: TrainConfig) -> Tensor:
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, data: tuple[Tensor, Tensor], config: TrainConfig, sigma: float):
+def _accuracy(
+    model: nn.Module, data: tuple[Tensor, Tensor], config: TrainConfig, sigma: float
+) -> float:
     """Accuracy on uint8 images [N, C, H, W] under N(0, sigma^2 I) (the same noise every epoch)."""
     x_all, y_all = data
     device = next(model.parameters()).device
@@ -277,7 +279,9 @@ def _train_epoch(
     return {"loss": loss, "train_accuracy": correct.item() / n, "lr": lr}
 
 
-def _run_identity(perturb: Perturbation, config: TrainConfig, num_train: int, device) -> dict:
+def _run_identity(
+    perturb: Perturbation, config: TrainConfig, num_train: int, device: torch.device
+) -> dict:
     """What a saved state must share with the run that resumes it."""
     describe = repr(perturb) if dataclasses.is_dataclass(perturb) else type(perturb).__qualname__
     identity = {"perturbation": describe, "num_train": num_train, "device": device.type}
@@ -287,7 +291,13 @@ def _run_identity(perturb: Perturbation, config: TrainConfig, num_train: int, de
     return identity
 
 
-def _restore(path: Path, model, optimizer, generators: Generators, identity: dict) -> list[dict]:
+def _restore(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generators: Generators,
+    identity: dict,
+) -> list[dict]:
     """Load a state into model, optimizer and generators; refuse one from a different run."""
     state = read_torch_file(path, "training state")
     if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
@@ -303,7 +313,14 @@ def _restore(path: Path, model, optimizer, generators: Generators, identity: dic
     return list(state["history"])
 
 
-def _save(path: Path, model, optimizer, generators: Generators, identity, history) -> None:
+def _save(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generators: Generators,
+    identity: dict,
+    history: list[dict],
+) -> None:
     state = {
         "format": _STATE_FORMAT,
         "identity": identity,

@@ -10,6 +10,8 @@ rule check_params:
         CHECKED,
     log:
         "logs/check_params.log",
+    conda:
+        "../envs/pytorch.yaml"
     shell:
         "python scripts/check_params.py --params {input.params} --schema {input.schema} "
         "--out {output} --log {log}"
@@ -25,6 +27,8 @@ rule prepare_data:
         args=lambda wc: cli(config["datasets"][wc.dataset]),
     log:
         "logs/prepare/{dataset}.log",
+    conda:
+        "../envs/pytorch.yaml"
     shell:
         "python scripts/prepare_data.py --dataset {wildcards.dataset} {params.args} "
         "--out {output} --work_dir resources/downloads/{wildcards.dataset} --log {log}"

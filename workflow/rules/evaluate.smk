@@ -12,6 +12,8 @@ rule evaluate:
         args=cli(config["evaluate"]),
     log:
         "logs/evaluate/{model}.log",
+    conda:
+        "../envs/pytorch.yaml"
     resources:
         gpu=1,
     shell:

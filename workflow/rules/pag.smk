@@ -13,6 +13,8 @@ rule pag:
         settings=cli(config["pag"]["settings"]),
     log:
         "logs/pag/{column}.log",
+    conda:
+        "../envs/pytorch.yaml"
     resources:
         gpu=1,
     shell:

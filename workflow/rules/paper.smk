@@ -30,6 +30,8 @@ rule fig_pag:
         args=lambda wc: cli(REPORT[wc.figure]),
     log:
         "logs/figures/{figure}.log",
+    conda:
+        "../envs/pytorch.yaml"
     shell:
         "python scripts/fig_pag.py --figure {wildcards.figure} {params.args} --pag_dir results/pag "
         "--out paper/figures/{wildcards.figure} --log {log}"
@@ -51,6 +53,8 @@ rule fig_certified:
         args=CERTIFIED,
     log:
         "logs/figures/certified_accuracy.log",
+    conda:
+        "../envs/pytorch.yaml"
     shell:
         "python scripts/fig_certified.py {params.args} --certify_dir results/certify "
         "--out paper/figures/certified_accuracy --log {log}"
@@ -72,6 +76,8 @@ rule fig_train_vs_certify:
         args=lambda wc: cli(REPORT["train_vs_certify"][wc.key]),
     log:
         "logs/figures/train_vs_certify_{key}.log",
+    conda:
+        "../envs/pytorch.yaml"
     shell:
         "python scripts/fig_certified.py {params.args} --legend train_sigma "
         "--certify_dir results/certify --out paper/figures/train_vs_certify_{wildcards.key} --log {log}"
@@ -92,6 +98,8 @@ rule fig_training:
         args=TRAINING,
     log:
         "logs/figures/training_curves.log",
+    conda:
+        "../envs/pytorch.yaml"
     shell:
         "python scripts/fig_training.py {params.args} --train_dir results/train "
         "--out paper/figures/training_curves --log {log}"
@@ -109,6 +117,8 @@ rule tables:
         args=f"{CERTIFIED} {TRAINING}",
     log:
         "logs/tables.log",
+    conda:
+        "../envs/pytorch.yaml"
     shell:
         "python scripts/make_tables.py {params.args} --certify_dir results/certify "
         "--eval_dir results/eval --out_dir paper/tables --log {log}"
@@ -126,12 +136,15 @@ rule numbers:
         "paper/generated/numbers.tex",
     params:
         args=f"{CERTIFIED} {TRAINING} {cli(REPORT['numbers'])}",
+        fig1_eps=REPORT["fig1"]["eps"],
     log:
         "logs/numbers.log",
+    conda:
+        "../envs/pytorch.yaml"
     shell:
         "python scripts/make_numbers.py {params.args} --certify_dir results/certify "
         "--eval_dir results/eval --train_dir results/train --pag_dir results/pag "
-        "--out paper/generated/numbers.tex --log {log}"
+        "--fig1_eps {params.fig1_eps} --out paper/generated/numbers.tex --log {log}"
 
 
 rule paper:
@@ -146,6 +159,8 @@ rule paper:
         "paper/main.pdf",
     log:
         "logs/paper.log",
+    conda:
+        "../envs/pytorch.yaml"
     shell:
         "python scripts/build_paper.py --tex {input.tex} --out {output} "
         "--latex_log paper/build/latexmk.log --log {log}"

@@ -24,6 +24,8 @@ rule certify:
         state="resources/state/certify/{run}.tsv",
     log:
         "logs/certify/{run}.log",
+    conda:
+        "../envs/pytorch.yaml"
     resources:
         gpu=1,
     shell:
@@ -44,6 +46,8 @@ rule predict:
         state="resources/state/predict/{run}.tsv",
     log:
         "logs/predict/{run}.log",
+    conda:
+        "../envs/pytorch.yaml"
     resources:
         gpu=1,
     shell:

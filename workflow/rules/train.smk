@@ -13,6 +13,8 @@ rule train:
         state="resources/state/train/{model}.pt",
     log:
         "logs/train/{model}.log",
+    conda:
+        "../envs/pytorch.yaml"
     resources:
         gpu=1,
     shell:

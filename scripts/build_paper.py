@@ -1,0 +1,101 @@
+"""Build the paper PDF with latexmk, reproducibly, and fail on any LaTeX problem.
+
+Runs ``latexmk -pdf -g -interaction=nonstopmode -halt-on-error`` in the folder of --tex, with the
+build folder = the folder of --latex_log, SOURCE_DATE_EPOCH=0 and FORCE_SOURCE_DATE=1 (dates fixed,
+so the PDF is byte-identical for identical sources). latexmk's output goes to --latex_log (the
+optional --log is the stage log, as in every script). The PDF is copied
+atomically to --out only when the LaTeX log shows no error, undefined reference or citation, or
+missing file. Without latexmk on PATH it says how to get one and exits 2, writing nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from robust import report
+from robust.io import write_bytes, write_text
+
+INSTALL = (
+    "error: latexmk not found, so the PDF is not built (all figures and tables are written); "
+    "to build it install TeX: apt-get install texlive-latex-base texlive-latex-recommended "
+    "texlive-fonts-recommended latexmk"
+)
+# (pattern in the final LaTeX log, one-line description); the first match is reported.
+PROBLEMS = (
+    (r"^! (.*)$", "{0}"),
+    (r"Reference `([^']+)' on page \d+ undefined", "undefined reference '{0}' (??)"),
+    (r"Citation `([^']+)' on page \d+ undefined", "undefined citation '{0}' (??)"),
+    (r"There were undefined (references|citations)", "undefined {0} (??)"),
+    (r"File `([^']+)' not found", "missing file '{0}'"),
+    (r"Empty `thebibliography' environment", "empty bibliography"),
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = report.make_parser(__doc__)
+    parser.add_argument("--tex", type=Path, required=True, help="main .tex file")
+    parser.add_argument("--out", type=Path, required=True, help="where the PDF goes")
+    parser.add_argument(
+        "--latex_log",
+        type=Path,
+        required=True,
+        help="latexmk output; its folder is the build folder",
+    )
+    return parser.parse_args(argv)
+
+
+def latex_problems(log: str) -> list[str]:
+    """One-line descriptions of the problems found in a LaTeX .log (empty list: clean build)."""
+    found = []
+    for pattern, message in PROBLEMS:
+        found += [message.format(*m.groups()) for m in re.finditer(pattern, log, re.MULTILINE)]
+    return found
+
+
+def run_latexmk(tex: Path, build_dir: Path, log: Path) -> int:
+    """latexmk in tex's folder with fixed dates; its stdout and stderr go to ``log``."""
+    env = dict(os.environ, SOURCE_DATE_EPOCH="0", FORCE_SOURCE_DATE="1", TZ="UTC")
+    env["max_print_line"] = "10000"  # keep log lines unwrapped so the patterns match
+    # -g: always run pdflatex, so a deleted input cannot leave a stale PDF looking up to date
+    cmd = ["latexmk", "-pdf", "-g", "-interaction=nonstopmode", "-halt-on-error"]
+    cmd += [f"-outdir={build_dir}", tex.name]
+    proc = subprocess.run(
+        cmd, cwd=tex.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    write_text(log, proc.stdout)
+    return proc.returncode
+
+
+def build(args: argparse.Namespace) -> None:
+    tex = args.tex.resolve()
+    if not tex.is_file():
+        raise report.ReportError(f"missing LaTeX source {args.tex}")
+    build_dir = args.latex_log.resolve().parent
+    build_dir.mkdir(parents=True, exist_ok=True)
+    code = run_latexmk(tex, build_dir, args.latex_log)
+    latex_log = build_dir / f"{tex.stem}.log"
+    text = latex_log.read_text(encoding="utf-8", errors="replace") if latex_log.is_file() else ""
+    problems = latex_problems(text)
+    if code != 0 or problems:
+        first = problems[0] if problems else f"latexmk exited with {code}"
+        raise report.ReportError(
+            f"LaTeX build failed: {first} (see {latex_log} and {args.latex_log})"
+        )
+    write_bytes(args.out, (build_dir / f"{tex.stem}.pdf").read_bytes())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not report.latex_available():
+        print(INSTALL, file=sys.stderr)
+        return 2
+    return report.run_cli(lambda: build(args), args.log)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

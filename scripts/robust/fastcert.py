@@ -1,0 +1,249 @@
+"""Cohen et al.'s CERTIFY for many images at once: same noise, same answers, fewer passes and syncs.
+
+``Smooth.certify`` runs one image at a time and reads every count back to the host. Here the noise
+chunks of several images (both the selection and the estimation stream) are packed into one static
+batch buffer, so one forward pass can mix images; per-sample labels are counted on the device with
+``index_add_`` (``torch.bincount`` would read its maximum back to the host on CUDA) and the host
+reads the counts once per block of images.
+
+Exactness: every chunk is drawn exactly as ``Smooth`` draws it (a generator seeded by
+``_chunk_seed(seed, idx, stream, chunk)``, a full ``chunk_size`` draw, multiplied by sigma, then x
+added in float32), so the noisy inputs are bitwise those of ``Smooth``. With ``precision="fp32"``,
+``channels_last=False`` and no compilation, the answers equal ``Smooth.certify`` image by image for
+any batch size, as long as the base classifier's per-sample outputs do not depend on the batch they
+are in (true on the CPU; on GPUs autotuned kernels can flip a near-tied argmax in rare samples).
+``"bf16"`` runs the forward pass under bfloat16 autocast on the float32 noisy images: a different
+but fixed base classifier, so the counts remain exact binomial samples and the guarantee holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from robust.smoothing import ABSTAIN, STREAMS, _chunk_seed
+from robust.stats import clopper_pearson_lower, norm_ppf
+
+__all__ = [
+    "PRECISIONS",
+    "certify_from_counts",
+    "certify_many",
+    "noisy_batches",
+    "sample_counts_many",
+]
+
+PRECISIONS = ("fp32", "bf16")
+CERTIFY_STREAMS = ("selection", "estimation")
+
+
+def _stream_id(stream: str | int) -> int:
+    stream_id = STREAMS.get(stream, stream) if isinstance(stream, str) else stream
+    if not isinstance(stream_id, int) or stream_id < 0:
+        raise ValueError(f"unknown noise stream {stream!r}; valid: {', '.join(STREAMS)}")
+    return stream_id
+
+
+def noisy_batches(
+    xs: Tensor,
+    idxs: Sequence[int],
+    sigma: float,
+    streams: Sequence[tuple[str | int, int]],
+    batch_size: int,
+    chunk_size: int,
+    seed: int,
+) -> Iterator[tuple[Tensor, Tensor, int]]:
+    """Pack the noisy copies of all (image, stream) segments into batches of ``batch_size``.
+
+    Args:
+        xs: images [B, C, H, W], float32 in [0, 1], on the device that draws the noise.
+        idxs: dataset index of each image (seeds its noise, as ``Smooth``'s ``idx``).
+        sigma: noise std in [0, 1] pixel units.
+        streams: (stream name or id, samples) per image, e.g. (("selection", 100), ("estimation",
+            100_000)).
+        batch_size, chunk_size, seed: as in ``Smooth`` (chunk_size and seed fix the noise).
+
+    Yields:
+        (buffer [batch_size, C, H, W] float32, segment [batch_size] int64, filled). Rows below
+        ``filled`` hold x + noise; row r belongs to segment image * len(streams) + stream position.
+        Rows from ``filled`` on are padding with segment B * len(streams). The same buffers are
+        reused: consume a batch before asking for the next one.
+    """
+    pad_segment = len(idxs) * len(streams)
+    buffer = torch.zeros((batch_size, *xs.shape[1:]), dtype=torch.float32, device=xs.device)
+    segment = torch.full((batch_size,), pad_segment, dtype=torch.int64, device=xs.device)
+    filled = 0
+    for image, idx in enumerate(idxs):
+        for position, (stream, num) in enumerate(streams):
+            stream_id, label = _stream_id(stream), image * len(streams) + position
+            for chunk in range(math.ceil(num / chunk_size)):
+                generator = torch.Generator(device=xs.device)
+                generator.manual_seed(_chunk_seed(seed, idx, stream_id, chunk))
+                # The whole chunk is drawn even if only a prefix is used: a shorter draw would give
+                # other numbers. Same ops, same order as Smooth: randn, * sigma, then + x.
+                noise = torch.randn(
+                    (chunk_size, *xs.shape[1:]), generator=generator, device=xs.device
+                ).mul_(sigma)
+                used, start = min(chunk_size, num - chunk * chunk_size), 0
+                while start < used:
+                    take = min(used - start, batch_size - filled)
+                    torch.add(
+                        noise[start : start + take], xs[image], out=buffer[filled : filled + take]
+                    )
+                    segment[filled : filled + take].fill_(label)
+                    filled, start = filled + take, start + take
+                    if filled == batch_size:
+                        yield buffer, segment, filled
+                        filled = 0
+    if filled:
+        segment[filled:].fill_(pad_segment)
+        yield buffer, segment, filled
+
+
+def _make_forward(
+    model: nn.Module,
+    device_type: str,
+    precision: str,
+    channels_last: bool,
+    compile_mode: str | None,
+) -> Callable[[Tensor], Tensor]:
+    """batch [b, C, H, W] float32 -> top-1 labels [b] int64, optionally compiled (static shapes)."""
+
+    def forward(batch: Tensor) -> Tensor:
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        # Autocast casts at the first matmul/conv: noise was drawn and added in float32 before.
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return model(batch).argmax(dim=1)
+
+    if compile_mode is None:
+        return forward
+    mode = None if compile_mode == "default" else compile_mode
+    return torch.compile(forward, dynamic=False, mode=mode)
+
+
+@torch.no_grad()
+def sample_counts_many(
+    model: nn.Module,
+    xs: Tensor,
+    idxs: Sequence[int],
+    num_classes: int,
+    sigma: float,
+    streams: Sequence[tuple[str | int, int]],
+    batch_size: int,
+    chunk_size: int,
+    seed: int,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile_mode: str | None = None,
+    images_per_block: int | None = None,
+) -> Tensor:
+    """Top-1 label counts of the base classifier on every (image, stream) noise segment.
+
+    Args:
+        model: base classifier, images [b, C, H, W] in [0, 1] -> logits [b, num_classes]; on the
+            device of ``xs``; its train/eval mode is left alone (use eval). ``channels_last=True``
+            converts its 4-D weights to channels_last in place (same function, faster convs).
+        xs: images [B, C, H, W], float32 in [0, 1]. idxs: their dataset indices (B ints >= 0).
+        num_classes: K. sigma: noise std (> 0). streams: (stream, samples) pairs, as in
+            :func:`noisy_batches`. batch_size: noisy copies per forward pass (speed only).
+        chunk_size, seed: noise chunking and seed (must match ``Smooth`` to get its noise).
+        precision: "fp32" or "bf16" (autocast of the forward pass; noise stays float32).
+        compile_mode: None (eager), "default" or a ``torch.compile`` mode such as
+            "reduce-overhead" (CUDA graphs) or "max-autotune". Every batch, the last one padded
+            and masked, has the static shape [batch_size, C, H, W], so one compile serves all.
+        images_per_block: images whose counts are read back together (None: all B): the only
+            host synchronisation, once per block.
+
+    Returns:
+        int64 counts [B, len(streams), K] on the CPU.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
+    if xs.dim() != 4 or xs.dtype != torch.float32 or len(idxs) != xs.shape[0]:
+        raise ValueError(
+            f"need float32 xs [B, C, H, W] and B idxs, got {tuple(xs.shape)}, {len(idxs)}"
+        )
+    if min((num for _, num in streams), default=0) < 1 or min(batch_size, chunk_size) < 1:
+        raise ValueError(
+            f"need samples, batch_size, chunk_size >= 1; got {streams}, {batch_size}, {chunk_size}"
+        )
+    if not sigma > 0 or min(idxs, default=0) < 0 or num_classes < 2:
+        raise ValueError(f"need sigma > 0, idxs >= 0, num_classes >= 2; got {sigma}, {num_classes}")
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    out_shape = tuple(model(xs[:1]).shape)  # eager, unpadded: catches a wrong head early
+    if out_shape != (1, num_classes):
+        raise ValueError(f"base classifier returned shape {out_shape}, expected (1, {num_classes})")
+    forward = _make_forward(model, xs.device.type, precision, channels_last, compile_mode)
+    block = len(idxs) if images_per_block is None else max(1, images_per_block)
+    ones = torch.ones(batch_size, dtype=torch.int64, device=xs.device)
+    results = []
+    for first in range(0, len(idxs), block):
+        ids = list(idxs[first : first + block])
+        segments = len(ids) * len(streams)
+        # One extra row of counts swallows the padding rows of the last batch.
+        counts = torch.zeros((segments + 1) * num_classes, dtype=torch.int64, device=xs.device)
+        for batch, segment, filled in noisy_batches(
+            xs[first : first + block], ids, sigma, streams, batch_size, chunk_size, seed
+        ):
+            if compile_mode is None and filled < batch_size:  # eager: skip the padding work
+                batch, segment = batch[:filled], segment[:filled]
+            labels = forward(batch)
+            counts.index_add_(0, segment * num_classes + labels, ones[: len(labels)])
+        results.append(counts.cpu()[: segments * num_classes])  # the block's one sync
+    return torch.cat(results).view(len(idxs), len(streams), num_classes)
+
+
+def certify_from_counts(
+    counts: Tensor, n: int, alpha: float, sigma: float
+) -> list[tuple[int, float]]:
+    """CERTIFY's decision from counts [B, 2, K] (selection, estimation), as ``Smooth.certify``.
+
+    Returns:
+        Per image (c_a_hat, sigma * Phi^-1(p_a_lower)), or (ABSTAIN, 0.0) when p_a_lower < 1/2.
+    """
+    answers = []
+    for selection, estimation in counts.tolist():
+        c_a_hat = max(range(len(selection)), key=selection.__getitem__)  # first maximum on ties
+        p_a_lower = clopper_pearson_lower(estimation[c_a_hat], n, alpha)
+        answers.append(
+            (ABSTAIN, 0.0) if p_a_lower < 0.5 else (c_a_hat, sigma * norm_ppf(p_a_lower))
+        )
+    return answers
+
+
+def certify_many(
+    model: nn.Module,
+    xs: Tensor,
+    idxs: Sequence[int],
+    num_classes: int,
+    sigma: float,
+    n0: int,
+    n: int,
+    alpha: float,
+    batch_size: int,
+    chunk_size: int,
+    seed: int,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile_mode: str | None = None,
+    images_per_block: int | None = None,
+) -> list[tuple[int, float]]:
+    """CERTIFY (Cohen et al.) for images xs [B, C, H, W], with ``Smooth.certify``'s noise.
+
+    Arguments as in :func:`sample_counts_many`; n0 selection and n estimation samples per image,
+    alpha the failure probability. In fp32 (eager, contiguous) the answers equal, for every i,
+    ``Smooth(model, num_classes, sigma, chunk_size, seed).certify(xs[i], n0, n, alpha, b, idxs[i])``
+    (any batch size b).
+
+    Returns:
+        One (prediction or ABSTAIN, radius in pixel units) per image, in order.
+    """
+    counts = sample_counts_many(
+        model, xs, idxs, num_classes, sigma, (("selection", n0), ("estimation", n)), batch_size,
+        chunk_size, seed, precision, channels_last, compile_mode, images_per_block,
+    )  # fmt: skip
+    return certify_from_counts(counts, n, alpha, sigma)
