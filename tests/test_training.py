@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from robust.archs.tiny import TinyCNN
+from robust.data import Split
 from robust.models import Normalize
 from robust.training import (
     GaussianNoise,
@@ -27,20 +28,16 @@ PERTURB = {
 }
 
 
-class TensorSplit:
-    """The part of robust.data.Split that training uses: tensors() -> (uint8 x, int64 y)."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.x, self.y = x, y
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.x, self.y
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: a second thread only adds overhead, and much more on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
-def make_split(n: int, seed: int = 0) -> TensorSplit:
+def make_split(n: int, seed: int = 0) -> Split:
     """n uint8 images [3, 16, 16]: noise plus a bright quadrant that gives the class (K = 4)."""
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % K
@@ -48,7 +45,7 @@ def make_split(n: int, seed: int = 0) -> TensorSplit:
     for c in range(K):
         r, s = divmod(c, 2)
         x[y == c, :, 8 * r : 8 * r + 8, 8 * s : 8 * s + 8] += 120
-    return TensorSplit(x, y)
+    return Split(x, y, [f"class_{c}" for c in range(K)])
 
 
 def make_model(seed: int = 0) -> nn.Sequential:
@@ -74,7 +71,7 @@ def perturbed_loss(model: nn.Module, kind: str, x: torch.Tensor, y: torch.Tensor
 @pytest.mark.parametrize("kind", ["none", "gaussian", "pgd"])
 def test_training_lowers_the_perturbed_loss(kind: str) -> None:
     data = make_split(16)
-    x, y = data.x.float() / 255, data.y
+    x, y = data.get(range(len(data)))
     model = make_model()
     before = perturbed_loss(model, kind, x, y)
     history = train(

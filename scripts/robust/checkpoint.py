@@ -49,7 +49,7 @@ def _check_plain(value: Any, where: str) -> None:
         return
     if type(value) in (dict, OrderedDict):
         for key, item in value.items():
-            if not isinstance(key, str):
+            if type(key) is not str:
                 raise ValueError(f"{where} has a non-string key {key!r}")
             _check_plain(item, f"{where}.{key}")
         return

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from robust.archs.airbench import AirbenchNet
 from robust.archs.cifar_resnet import CifarResNet
 from robust.archs.tiny import TinyCNN
+from robust.data import dataset_info
 
 
 class Normalize(nn.Module):
@@ -66,8 +67,6 @@ def build_model(arch: str, dataset: str, *, seed: int | None = None) -> nn.Seque
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture '{arch}'; valid: {', '.join(ARCHITECTURES)}")
-    from robust.data import dataset_info
-
     info = dataset_info(dataset)
     if seed is None:
         net = ARCHITECTURES[arch](info.num_classes)

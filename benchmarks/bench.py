@@ -1,0 +1,278 @@
+"""Speed figures of the pipeline and their baselines, measured side by side in one run.
+
+    python benchmarks/bench.py --mode cpu|gpu --out benchmarks/results-<mode>.json --repeats R
+
+Figures: CERTIFY in s/image (a Cohen-style loop vs ``robust.fastcert`` in fp32 and bf16), PAG noisy
+gradient evaluations/s, training images/s, pipeline no-op wall time; plus the fidelity checks
+(bf16 vs fp32 counts, batch-size independence, equality with ``Smooth.certify``). Every figure is
+the median, min and max over the repeats, after one warm-up run. benchmarks/README.md explains them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from statistics import median
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import benchlib as lib  # noqa: E402  (beside this file)
+import fidelity  # noqa: E402
+from robust import fastcert  # noqa: E402
+from robust.cli import write_json  # noqa: E402
+from robust.stats import clopper_pearson_lower, norm_ppf  # noqa: E402
+
+K, SIGMA, ALPHA, SEED = lib.K, lib.SIGMA, lib.ALPHA, lib.SEED
+# Per mode: certify arch; images for the fast paths and the baseline; n0, n; batch of the fast paths
+# and of the baseline (Cohen et al.'s logs: 400); noise chunk; fp32/bf16 samples compared per image;
+# batch-size check (images, other batch); PAG (images, m, steps); training (arch, images, batch)
+# per architecture; images compared with Smooth.certify; synthetic training (images, epochs, batch).
+SIZES = {
+    "gpu": dict(arch="cifar_resnet110", images=20, base_images=3, n0=100, n=100_000, batch=10_000,
+                base_batch=400, chunk=1000, agree=10_000, bs_check=(4, 3_001), pag=(32, 64, 10),
+                train=(("tiny_cnn", 20_000, 500), ("airbench", 20_000, 500)), smooth_images=2,
+                synthetic=(10_000, 4, 500)),
+    "cpu": dict(arch="tiny_cnn", images=3, base_images=2, n0=100, n=2_000, batch=1_000,
+                base_batch=400, chunk=1000, agree=1_000, bs_check=(1, 333), pag=(4, 16, 3),
+                train=(("tiny_cnn", 1_024, 256), ("airbench", 256, 128)), smooth_images=1,
+                synthetic=(2_048, 4, 128)),
+    "quick": dict(arch="tiny_cnn", images=2, base_images=1, n0=32, n=300, batch=300,
+                  base_batch=100, chunk=100, agree=200, bs_check=(1, 77), pag=(2, 8, 2),
+                  train=(("tiny_cnn", 256, 128),), smooth_images=1, synthetic=(512, 2, 128)),
+}  # fmt: skip
+
+
+def cohen_counts(model, x, num: int, batch: int, generator) -> np.ndarray:
+    """The straightforward loop of Cohen et al.'s code: repeat x, draw fp32 noise, forward, then
+    copy the labels to the host and count them there: one host sync per batch."""
+    counts = np.zeros(K, dtype=np.int64)
+    with torch.no_grad():
+        for start in range(0, num, batch):
+            copies = x.unsqueeze(0).repeat(min(batch, num - start), 1, 1, 1)
+            noise = torch.randn(copies.shape, generator=generator, device=x.device) * SIGMA
+            labels = model(copies + noise).argmax(1)
+            counts += np.bincount(labels.cpu().numpy(), minlength=K)
+    return counts
+
+
+def cohen_certify(model, xs, s: dict) -> list[tuple[int, float]]:
+    """CERTIFY image by image with :func:`cohen_counts` (the speed baseline)."""
+    generator = torch.Generator(xs.device).manual_seed(SEED)
+    answers = []
+    for x in xs:
+        c_a = int(cohen_counts(model, x, s["n0"], s["base_batch"], generator).argmax())
+        n_a = int(cohen_counts(model, x, s["n"], s["base_batch"], generator)[c_a])
+        p_a = clopper_pearson_lower(n_a, s["n"], ALPHA)
+        answers.append((-1, 0.0) if p_a < 0.5 else (c_a, SIGMA * norm_ppf(p_a)))
+    return answers
+
+
+def forward_flops(model, xs) -> float:
+    """FLOPs (2 x multiply-adds of the convolutions and linear layers) of one forward pass of one
+    image. Counted with hooks: torch's FlopCounterMode would import the compiler stack (seconds)."""
+    total = 0.0
+
+    def count(module, inputs, output) -> None:
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+            total += 2.0 * output.numel() * per_output
+        elif isinstance(module, torch.nn.Linear):
+            total += 2.0 * output.numel() * module.in_features
+
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    handles = [m.register_forward_hook(count) for m in layers]
+    try:
+        with torch.no_grad():
+            model(xs[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+def bench_certify(model, xs, s: dict, device, repeats: int, compile_mode: str | None):
+    """s/image of the baseline loop and of the certify_many variants; returns (figures, counts)."""
+    gpu = device.type == "cuda"
+    fast_model = copy.deepcopy(model).to(memory_format=torch.channels_last) if gpu else model
+    variants = {p: (p, None) for p in s["precisions"]}
+    if compile_mode:
+        variants.update(
+            {f"{p}_compiled": (p, compile_mode) for p in s["precisions"] if p != "fp32"}
+        )
+    base = xs[: s["base_images"]]
+    cohen_certify(model, base[:1], s)  # warm-up
+    times, _ = lib.repeat(lambda: cohen_certify(model, base, s), repeats, device)
+    baseline = lib.spread([t / len(base) for t in times], "s/image", images=len(base),
+                          batch=s["base_batch"])  # fmt: skip
+    figures, counts = {"certify_baseline_fp32": baseline}, {}
+    work = forward_flops(model, xs) * (s["n"] + s["n0"])  # FLOPs per certified image
+    peak = next((v for k, v in lib.PEAK_BF16.items() if k in device_name(device)), None)
+    for name, (precision, mode) in variants.items():
+        kw = dict(precision=precision, channels_last=gpu, compile_mode=mode)
+        start = time.perf_counter()
+        try:  # warm-up; compiles if mode is set
+            lib.fast_counts(fast_model, xs[:1], s, s["batch"], **kw)
+        except Exception as err:  # an optional compiler failing must not lose the other figures
+            figures[f"certify_fast_{name}"] = {"error": f"{type(err).__name__}: {err}"[:500]}
+            continue
+        warm = time.perf_counter() - start
+        times, counts[name] = lib.repeat(
+            lambda kw=kw: lib.fast_counts(fast_model, xs, s, s["batch"], **kw), repeats, device
+        )
+        per_image = [t / len(xs) for t in times]
+        figure = lib.spread(
+            per_image, "s/image", images=len(xs), batch=s["batch"], channels_last=gpu,
+            compile=mode, warmup_seconds=warm, achieved_tflops=work / median(per_image) / 1e12,
+            speedup_vs_baseline=baseline["median"] / median(per_image),
+        )  # fmt: skip
+        if peak:
+            figure["compute_bound_s_per_image"] = work / peak
+            figure["ratio_to_compute_bound"] = median(per_image) * peak / work
+        figures[f"certify_fast_{name}"] = figure
+    return figures, counts
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    cores, threads = os.cpu_count(), torch.get_num_threads()
+    return f"{name or platform.processor()} ({cores} cores, {threads} torch threads)"
+
+
+def load_images(data: Path | None, count: int, device: torch.device) -> torch.Tensor:
+    """``count`` images [count, 3, 32, 32] in [0, 1]: every 20th test image of a prepared dataset
+    file (Cohen et al.'s subset), or seeded uniform noise images."""
+    if data is None:
+        x = torch.rand(count, 3, 32, 32, generator=torch.Generator().manual_seed(SEED))
+        return x.to(device)
+    x = torch.load(data, weights_only=True)["x_test"][::20][:count]
+    return (x.float() / 255.0).to(device)
+
+
+def prepare(args: argparse.Namespace, s: dict, device: torch.device):
+    """(model, images, description of the weights) for the certify, PAG and fidelity figures."""
+    if args.checkpoint is not None:
+        from robust.checkpoint import load_checkpoint
+
+        model = load_checkpoint(args.checkpoint, map_location=device)[0]
+        return model, load_images(args.data, s["images"], device), str(args.checkpoint)
+    if args.weights == "synthetic" and args.data is None:
+        try:
+            return lib.synthetic_model(s["arch"], device, s)
+        except Exception as err:  # data or training code of other modules: fall back, say so
+            note = f"; synthetic training failed ({type(err).__name__}: {err})"[:300]
+    else:
+        note = ""
+    xs = load_images(args.data, s["images"], device)
+    return lib.random_model(s["arch"], device, xs), xs, "random init, BN calibrated" + note
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mode", choices=("cpu", "gpu"), required=True)
+    p.add_argument("--out", type=Path, required=True, help="JSON results")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per figure (>= 1)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, no pipeline timing (tests)")
+    p.add_argument("--checkpoint", type=Path, help="trained robust checkpoint to certify")
+    p.add_argument(
+        "--weights",
+        choices=("synthetic", "random"),
+        help="without --checkpoint: "
+        "brief noise training on synthetic shapes (default) or random (--quick)",
+    )
+    p.add_argument("--data", type=Path, help="prepared dataset .pt: use its test images")
+    p.add_argument("--arch", help="architecture for certify and PAG (default: per mode)")
+    p.add_argument(
+        "--precisions",
+        help="certify_many precisions to time, comma-separated, "
+        "fp32 first (default: fp32,bf16,fp16 on GPUs, fp32,bf16 on the CPU)",
+    )
+    p.add_argument(
+        "--compile",
+        help="also time each low precision under torch.compile with "
+        "this mode (default, reduce-overhead, max-autotune, ...)",
+    )
+    p.add_argument("--freeze", action="store_true", help="with --compile: inductor freezing "
+                   "(folds batch norm into the convolutions)")  # fmt: skip
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    if args.arch is not None and args.arch not in lib.ARCHITECTURES:
+        p.error(f"unknown architecture '{args.arch}'; valid: {', '.join(lib.ARCHITECTURES)}")
+    default = "fp32,bf16,fp16" if args.mode == "gpu" else "fp32,bf16"
+    args.precisions = (args.precisions or default).split(",")
+    if args.precisions[0] != "fp32" or not set(args.precisions) <= set(fastcert.PRECISIONS):
+        p.error(f"--precisions: fp32 first, then any of {', '.join(fastcert.PRECISIONS)}")
+    args.weights = args.weights or ("random" if args.quick else "synthetic")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.mode == "gpu" and not torch.cuda.is_available():
+        print("error: --mode gpu needs a CUDA device", file=sys.stderr)
+        return 2
+    s = dict(SIZES["quick" if args.quick else args.mode], precisions=args.precisions)
+    s["arch"] = args.arch or s["arch"]
+    device = torch.device("cuda" if args.mode == "gpu" else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # static shapes: autotune once, for every variant
+    if args.freeze:
+        from torch._inductor import config as inductor_config
+
+        inductor_config.freezing = True
+    started, phases = time.perf_counter(), {}
+
+    def phase(name: str, fn, *fn_args):
+        start = time.perf_counter()
+        out = fn(*fn_args)
+        phases[name] = time.perf_counter() - start
+        return out
+
+    model, xs, weights = phase("model", prepare, args, s, device)
+    figures, counts = phase(
+        "certify", bench_certify, model, xs, s, device, args.repeats, args.compile
+    )
+    figures.update(phase("pag", lib.bench_pag, model, xs, s, device, args.repeats))
+    figures.update(phase("train", lib.bench_train, s, device, args.repeats))
+    figures.update(phase("pipeline", lib.bench_pipeline, ROOT, args.repeats, args.quick))
+    checks = phase("fidelity", fidelity.fidelity, model, xs, s, device, counts)
+    result = {
+        "mode": args.mode, "quick": args.quick, "repeats": args.repeats,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": device_name(device), "weights": weights, "sizes": s,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()},
+        "settings": {"cudnn_benchmark": torch.backends.cudnn.benchmark,
+                     "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                     "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                     "sigma": SIGMA, "alpha": ALPHA, "seed": SEED, "compile": args.compile,
+                     "inductor_freezing": args.freeze},
+        "reference": {"resnet110_gflop_per_forward": 0.506, "h100_peak_bf16_tflops": 989,
+                      "resnet110_h100_compute_bound_s_per_image": lib.RN110_H100_BOUND},
+        "figures": figures, "fidelity": checks, "phase_seconds": phases,
+    }  # fmt: skip
+    result["goals"] = fidelity.goals(result)
+    result["seconds_total"] = time.perf_counter() - started
+    write_json(args.out, result)
+    print(f"wrote {args.out} ({result['seconds_total']:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

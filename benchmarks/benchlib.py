@@ -1,0 +1,183 @@
+"""Helpers of benchmarks/bench.py: timing, the benchmarked models, and the PAG, training and
+pipeline figures."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from statistics import median
+
+import torch
+from robust import fastcert
+from robust.models import ARCHITECTURES, Normalize
+from torch import Tensor, nn
+
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+K, SIGMA, ALPHA, SEED = 10, 0.25, 0.001, 0
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12}  # dense bf16 FLOP/s (published, not measured)
+RN110_H100_BOUND = 0.506e9 * 100_100 / 989e12  # s/image: the issue's compute bound, 0.051 s
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def spread(values: list[float], unit: str, **extra) -> dict:
+    return {"unit": unit, "median": median(values), "min": min(values), "max": max(values),
+            "values": values, **extra}  # fmt: skip
+
+
+def repeat(fn, repeats: int, device: torch.device) -> tuple[list[float], object]:
+    """Wall seconds of ``fn()`` per repeat (device synchronised around it) and its last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        result = fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times, result
+
+
+def random_model(arch: str, device: torch.device, xs: torch.Tensor) -> nn.Module:
+    """Seeded random weights, BN statistics measured on noisy copies of ``xs`` (without that, a
+    deep random net predicts one constant class and every fidelity check passes trivially)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = nn.Sequential(Normalize(CIFAR_MEAN, CIFAR_STD), ARCHITECTURES[arch](K)).to(device)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the calibration batch
+    noisy = xs.repeat(64, 1, 1, 1)
+    generator = torch.Generator(xs.device).manual_seed(SEED)
+    with torch.no_grad():
+        noise = torch.randn(noisy.shape, generator=generator, device=xs.device)
+        model.train()(noisy + SIGMA * noise)
+    return model.eval()
+
+
+def synthetic_model(arch: str, device: torch.device, s: dict) -> tuple[nn.Module, Tensor, str]:
+    """A base classifier trained with Gaussian noise (sigma) on the synthetic shapes data set, so
+    that the fidelity checks see a trained model's margins; returns (model, test images, note)."""
+    from robust import synthetic
+    from robust.training import TrainConfig, make_perturbation, train
+
+    count, epochs, batch = s["synthetic"]
+    train_split = _Split(*synthetic.generate(count, SEED, "train"))
+    test_split = _Split(*synthetic.generate(max(256, s["images"]), SEED, "test"))
+    model = random_model(arch, device, torch.rand(2, 3, 32, 32, device=device))
+    fast = {"bf16": True, "channels_last": True} if device.type == "cuda" else {}
+    config = TrainConfig(epochs=epochs, batch_size=batch, lr=0.1, seed=SEED, schedule="onecycle",
+                         warmup_epochs=1, eval_sigma=SIGMA, **fast)  # fmt: skip
+    last = train(model, train_split, test_split, make_perturbation("gaussian", sigma=SIGMA),
+                 config, eval_size=256)[-1]  # fmt: skip
+    model = model.to(memory_format=torch.contiguous_format).eval()
+    note = (f"{arch} trained on synthetic shapes ({count} images, {epochs} epochs, noise sigma "
+            f"{SIGMA}): test accuracy {last['test_accuracy']:.3f}, under noise "
+            f"{last['test_noise_accuracy']:.3f}")  # fmt: skip
+    xs = test_split.x[: s["images"]].float().div(255.0).to(device)
+    return model, xs, note
+
+
+def fast_counts(model: nn.Module, xs, s: dict, batch: int, **kw) -> torch.Tensor:
+    """certify_many's counts [B, 2, K] for xs (image i has idx i), sizes from ``s``."""
+    streams = (("selection", s["n0"]), ("estimation", s["n"]))
+    return fastcert.sample_counts_many(
+        model, xs, range(len(xs)), K, SIGMA, streams, batch, s["chunk"], SEED, **kw
+    )
+
+
+def bench_pag(model: nn.Module, xs, s: dict, device, repeats: int) -> dict:
+    """Noisy gradient evaluations/s of SmoothedScorer + generate_pag: B images x m draws x steps
+    per run, each a forward and an input-gradient backward pass (fresh noise every step)."""
+    from robust.pag import SmoothedScorer, generate_pag
+
+    b, m, steps = s["pag"]
+    x0 = xs.repeat((b + len(xs) - 1) // len(xs), 1, 1, 1)[:b]
+    target = torch.arange(b, device=device) % K
+    figures = {}
+    for precision in ("fp32", "bf16"):
+        net = model
+        if device.type == "cuda":
+            net = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        scorer = SmoothedScorer(net, SIGMA, m, False, torch.Generator(device).manual_seed(SEED))
+
+        def run(k: int, precision: str = precision, scorer=scorer) -> None:
+            with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
+                generate_pag(scorer, x0, target, eps=10.0, steps=k, step_size=1.0)
+
+        run(1)  # warm-up
+        times, _ = repeat(lambda run=run: run(steps), repeats, device)
+        figures[f"pag_{precision}"] = spread(
+            [b * m * steps / t for t in times], "noisy gradient evaluations/s",
+            images=b, m=m, steps=steps, channels_last=device.type == "cuda",
+        )  # fmt: skip
+    return figures
+
+
+class _Split:
+    """The part of a data split that ``robust.training.train`` uses: ``tensors()``."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y, self.labels, self.num_classes = x, y, y, K
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x, self.y
+
+
+def bench_train(s: dict, device, repeats: int) -> dict:
+    """Images/s of one Gaussian-noise training epoch on random uint8 images (one warm-up epoch)."""
+    from robust.training import TrainConfig, make_perturbation, train
+
+    fast = {"bf16": True, "channels_last": True} if device.type == "cuda" else {}
+    figures = {}
+    for arch, count, batch in s["train"]:
+        gen = torch.Generator().manual_seed(SEED)
+        x = torch.randint(0, 256, (count, 3, 32, 32), generator=gen, dtype=torch.uint8)
+        split = _Split(x, torch.randint(0, K, (count,), generator=gen))
+        try:
+            rates = []
+            warmup = int(device.type == "cuda")  # cuDNN autotuning; nothing to warm on the CPU
+            for rep in range(repeats + warmup):
+                model = random_model(arch, device, torch.rand(2, 3, 32, 32, device=device))
+                config = TrainConfig(epochs=1, batch_size=batch, lr=0.05, seed=rep, **fast)
+                history = train(model, split, split, make_perturbation("gaussian", sigma=SIGMA),
+                                config, eval_size=batch)  # fmt: skip
+                rates.append(count / history[0]["seconds"])
+            figures[f"train_{arch}"] = spread(
+                rates[warmup:], "images/s", images=count, batch=batch, note="seconds include one "
+                "evaluation batch", **fast,
+            )  # fmt: skip
+        except Exception as err:  # training.py is another helper's: report, keep the other figures
+            print(f"train_{arch}: {type(err).__name__}: {err}", file=sys.stderr)
+            figures[f"train_{arch}"] = {"error": f"{type(err).__name__}: {err}"}
+    return figures
+
+
+def bench_pipeline(root: Path, repeats: int, skip: bool = False) -> dict:
+    """Wall seconds of ``snakemake -n`` and ``dvc status`` in the repository (tools permitting)."""
+    figures = {}
+    for name, cmd in (("pipeline_snakemake_dry_run", ["snakemake", "-n"]),
+                      ("pipeline_dvc_status", ["dvc", "status"])):  # fmt: skip
+        exe = Path(sys.executable).parent / cmd[0]
+        exe = str(exe) if exe.exists() else shutil.which(cmd[0])
+        if skip or exe is None:
+            figures[name] = {"skipped": "quick mode" if skip else f"{cmd[0]} not installed"}
+            continue
+        times, codes = [], set()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            done = subprocess.run([exe, *cmd[1:]], cwd=root, capture_output=True, text=True)
+            times.append(time.perf_counter() - start)
+            codes.add(done.returncode)
+        figures[name] = spread(times, "s", command=" ".join(cmd), returncodes=sorted(codes))
+    return figures

@@ -1,0 +1,85 @@
+"""benchmarks/bench.py: the quick CPU run writes every figure, check and goal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks" / "bench.py"
+FIGURES = {
+    "certify_baseline_fp32", "certify_fast_fp32", "certify_fast_bf16", "pag_fp32", "pag_bf16",
+    "train_tiny_cnn", "pipeline_snakemake_dry_run", "pipeline_dvc_status",
+}  # fmt: skip
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "results-cpu.json"
+    done = _run("--mode", "cpu", "--quick", "--repeats", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+def test_quick_run_writes_all_keys(quick):
+    expected = {"mode", "quick", "repeats", "date", "device", "weights", "sizes", "versions",
+                "settings", "reference", "figures", "fidelity", "goals", "phase_seconds",
+                "seconds_total"}  # fmt: skip
+    assert expected <= quick.keys()
+    assert quick["mode"] == "cpu" and quick["quick"] is True
+    assert {"python", "torch"} <= quick["versions"].keys()
+    assert FIGURES <= quick["figures"].keys()
+    for name, figure in quick["figures"].items():
+        if name.startswith("pipeline_"):
+            assert figure == {"skipped": "quick mode"}
+            continue
+        assert "error" not in figure, (name, figure)
+        assert figure["min"] <= figure["median"] <= figure["max"] and figure["unit"]
+        assert len(figure["values"]) == quick["repeats"]
+    fast = quick["figures"]["certify_fast_bf16"]
+    assert fast["speedup_vs_baseline"] > 0 and fast["achieved_tflops"] > 0
+    assert quick["reference"]["resnet110_h100_compute_bound_s_per_image"] == pytest.approx(
+        0.0512, abs=1e-3
+    )
+    assert quick["seconds_total"] < 60
+
+
+def test_quick_run_fidelity_and_goals(quick):
+    fidelity = quick["fidelity"]
+    assert fidelity["batch_size_independence"]["identical"] is True
+    assert fidelity["equals_smooth_certify"]["identical"] is True
+    bf16 = fidelity["vs_fp32"]["bf16"]
+    assert 0.9 <= bf16["argmax_agreement"] <= 1.0 and bf16["samples_compared"] > 0
+    assert {"within_cp_width", "max_p_a_lower_diff", "passes", "per_image"} <= bf16.keys()
+    goals = {row["goal"]: row for row in quick["goals"]}
+    assert goals["certify_many fp32 exact (batch size, Smooth.certify)"]["pass"] is True
+    # Speed targets are for ResNet-110 on an H100: not judged on a quick CPU run.
+    assert goals["certify bf16"]["pass"] is None and goals["certify bf16"]["note"]
+
+
+def test_gpu_mode_without_cuda_and_bad_precisions(tmp_path, capsys):
+    import torch
+
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    out = tmp_path / "x.json"
+    if not torch.cuda.is_available():
+        assert bench.main(["--mode", "gpu", "--out", str(out)]) == 2
+        assert "needs a CUDA device" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--mode", "cpu", "--precisions", "bf16", "--out", str(out)])
+    assert exit_info.value.code == 2 and "fp32 first" in capsys.readouterr().err
+    assert not out.exists()

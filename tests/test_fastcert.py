@@ -1,0 +1,144 @@
+"""robust.fastcert: many-image CERTIFY that reproduces Smooth.certify exactly in float32."""
+
+from __future__ import annotations
+
+import weakref
+
+import pytest
+import torch
+from robust import fastcert
+from robust.archs.tiny import TinyCNN
+from robust.fastcert import certify_many, noisy_batches, sample_counts_many
+from robust.models import Normalize
+from robust.smoothing import Smooth
+from torch import nn
+
+K, SIGMA, CHUNK, SEED = 10, 0.25, 100, 3
+N0, N, ALPHA = 30, 450, 0.001
+STREAMS = (("selection", N0), ("estimation", N))
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nn.Sequential(Normalize((0.5,) * 3, (0.25,) * 3), TinyCNN(K))
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def images() -> tuple[torch.Tensor, list[int]]:
+    xs = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    return xs, [0, 7, 40]
+
+
+class Recorder(nn.Module):
+    """Constant logits; keeps every input row it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.clone())
+        return torch.zeros(x.shape[0], K)
+
+
+def test_noise_is_bitwise_that_of_smooth(images):
+    xs, idxs = images
+    recorder = Recorder()
+    smooth = Smooth(recorder, K, SIGMA, chunk_size=CHUNK, seed=SEED)
+    for i, idx in enumerate(idxs):
+        for stream, num in STREAMS:
+            smooth.sample_counts(xs[i], num, 64, idx, stream)
+    expected = torch.cat(recorder.seen)
+    got = [
+        b[:filled].clone()
+        for b, _, filled in noisy_batches(xs, idxs, SIGMA, STREAMS, 170, CHUNK, SEED)
+    ]
+    assert torch.equal(torch.cat(got), expected)
+
+
+@pytest.mark.parametrize("batch_size", [64, 257, 1400])
+def test_fp32_equals_smooth_certify(model, images, batch_size):
+    xs, idxs = images
+    smooth = Smooth(model, K, SIGMA, chunk_size=CHUNK, seed=SEED)
+    expected = [smooth.certify(xs[i], N0, N, ALPHA, 200, idx=idx) for i, idx in enumerate(idxs)]
+    got = certify_many(model, xs, idxs, K, SIGMA, N0, N, ALPHA, batch_size, CHUNK, SEED)
+    assert got == expected
+    assert any(p != -1 for p, _ in got)  # not a degenerate all-abstain case
+
+
+def test_counts_independent_of_batch_size_and_blocks(model, images):
+    xs, idxs = images
+    reference = sample_counts_many(model, xs, idxs, K, SIGMA, STREAMS, 1000, CHUNK, SEED)
+    assert reference.shape == (3, 2, K)
+    assert reference.sum(dim=2).tolist() == [[N0, N]] * 3
+    for batch_size, block in ((33, None), (512, 1), (90, 2)):
+        counts = sample_counts_many(
+            model, xs, idxs, K, SIGMA, STREAMS, batch_size, CHUNK, SEED, images_per_block=block
+        )
+        assert torch.equal(counts, reference)
+
+
+def test_bf16_agrees_with_fp32(model, images):
+    xs, idxs = images
+    agree = total = 0
+    with torch.no_grad():
+        for batch, _, filled in noisy_batches(xs, idxs, SIGMA, STREAMS, 500, CHUNK, SEED):
+            fp32 = model(batch[:filled]).argmax(1)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                bf16 = model(batch[:filled]).argmax(1)
+            agree, total = agree + int((fp32 == bf16).sum()), total + filled
+    assert total == 3 * (N0 + N)
+    assert agree / total >= 0.99
+    answers = certify_many(model, xs, idxs, K, SIGMA, N0, N, ALPHA, 300, CHUNK, SEED, "bf16")
+    assert len(answers) == 3 and all(r >= 0 for _, r in answers)
+
+
+def test_compiled_path_has_static_shapes(model, images, monkeypatch):
+    """With a compile hook every batch, the padded last one included, has one shape."""
+    xs, idxs = images
+    shapes = set()
+
+    def fake_compile(fn, dynamic, mode):
+        assert dynamic is False
+
+        def wrapped(batch):
+            shapes.add(tuple(batch.shape))
+            return fn(batch)
+
+        return wrapped
+
+    monkeypatch.setattr(fastcert.torch, "compile", fake_compile)
+    monkeypatch.setattr(fastcert, "_COMPILED", weakref.WeakKeyDictionary())
+    got = certify_many(
+        model, xs, idxs, K, SIGMA, N0, N, ALPHA, 400, CHUNK, SEED, compile_mode="default"
+    )
+    assert shapes == {(400, 3, 16, 16)}
+    monkeypatch.undo()
+    assert got == certify_many(model, xs, idxs, K, SIGMA, N0, N, ALPHA, 400, CHUNK, SEED)
+
+
+def test_channels_last_runs(images):
+    xs, idxs = images
+    torch.manual_seed(0)
+    net = nn.Sequential(Normalize((0.5,) * 3, (0.25,) * 3), TinyCNN(K)).eval()
+    answers = certify_many(
+        net, xs, idxs, K, SIGMA, N0, N, ALPHA, 256, CHUNK, SEED, channels_last=True
+    )
+    assert len(answers) == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"precision": "int8"}, {"batch_size": 0}, {"sigma": 0.0}, {"idxs": [0, 1]}],
+)
+def test_bad_arguments(model, images, kwargs):
+    xs, idxs = images
+    args = {"idxs": idxs, "sigma": SIGMA, "batch_size": 100, "precision": "fp32"} | kwargs
+    with pytest.raises(ValueError):
+        certify_many(
+            model, xs, args["idxs"], K, args["sigma"], N0, N, ALPHA, args["batch_size"], CHUNK,
+            SEED, args["precision"],
+        )  # fmt: skip
