@@ -102,19 +102,11 @@ def dvc_commands(output: str) -> list[str]:
 
 
 def snakemake_commands(output: str) -> list[str]:
-    """Shell commands printed by ``snakemake -n -p`` (joined over continuation lines)."""
-    commands, current = [], None
+    """Shell commands printed by ``snakemake -n -p`` ("Shell command: ..." lines; rule all has None)."""
+    commands = []
     for line in output.splitlines():
-        if line.strip() == "Shell command:" or line.startswith("Shell command:"):
-            current = []
-            continue
-        if current is not None:
-            if not line.strip():
-                if current:
-                    commands.append(" ".join(current))
-                current = None
-            else:
-                current.append(line.strip())
-    if current:
-        commands.append(" ".join(current))
+        if line.startswith("Shell command:"):
+            command = line.split(":", 1)[1].strip()
+            if command != "None":
+                commands.append(command)
     return commands

@@ -124,6 +124,26 @@ def _report_checks(report: dict, params: dict) -> Iterator[str]:
                 yield f"report.{section}: unknown id '{i}'"
 
 
+def _metrics_checks(params: dict) -> Iterator[str]:
+    section, columns, models = params["pag_metrics"], params["pag"]["columns"], params["models"]
+    for c in section["columns"]:
+        if c not in columns:
+            yield f"pag_metrics.columns: unknown PAG column '{c}'; defined: {', '.join(columns)}"
+    if len(section["judge_roles"]) != len(section["judges"]):
+        yield "pag_metrics.judge_roles: needs one role per judge"
+    tested = {columns[c]["model"] for c in section["columns"] if c in columns}
+    for judge in section["judges"]:
+        if judge not in models:
+            yield f"pag_metrics.judges: unknown model '{judge}'; defined: {', '.join(models)}"
+        elif judge in tested:
+            yield f"pag_metrics.judges: '{judge}' made some of the images it would judge"
+        elif models[judge]["dataset"] != params["pag"]["settings"]["dataset"]:
+            yield f"pag_metrics.judges: '{judge}' was trained on another dataset than the PAG images"
+    dataset = params["datasets"].get(params["pag"]["settings"]["dataset"], {})
+    if section["reference"] == "prototypes" and dataset.get("kind") != "synthetic":
+        yield "pag_metrics.reference: prototypes exist only for the synthetic dataset; use class_means"
+
+
 def semantic_errors(params: dict, root: Path = Path(".")) -> list[str]:
     """Cross-reference problems of a schema-valid params dict, one line each."""
     models, datasets = params["models"], params["datasets"]
@@ -131,6 +151,7 @@ def semantic_errors(params: dict, root: Path = Path(".")) -> list[str]:
     lines += _run_checks("certify", params["certify"], models)
     lines += _run_checks("predict", params["predict"], models)
     lines += _pag_checks(params["pag"], models, datasets)
+    lines += _metrics_checks(params)
     lines += _report_checks(params["report"], params)
     figures = {"certified": params["report"]["certified"]}
     figures |= {f"train_vs_certify.{k}": v for k, v in params["report"]["train_vs_certify"].items()}

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from robust.archs.airbench import AirbenchNet
 from robust.archs.cifar_resnet import CifarResNet
-from robust.archs.tiny import TinyCNN
+from robust.archs.tiny import SmallCNN, TinyCNN
 from robust.data import dataset_info
 
 
@@ -49,6 +49,7 @@ ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
     "cifar_resnet110": partial(CifarResNet, 110),
     "airbench": AirbenchNet,
     "tiny_cnn": TinyCNN,
+    "small_cnn": SmallCNN,
     "resnet50": _resnet50,
 }
 

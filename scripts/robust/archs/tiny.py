@@ -28,3 +28,27 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.pool(self.features(x)).flatten(1))  # [B, 256] -> [B, K]
+
+
+class SmallCNN(nn.Module):
+    """A second small network, built differently from ``TinyCNN`` so it can judge TinyCNN's images:
+    5x5 convolutions (24/48 channels) with average pooling, then two fully connected layers.
+
+    [B, 3, H, W] -> logits [B, num_classes]; H, W >= 4.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 24, 5, padding=2),
+            nn.GELU(),
+            nn.AvgPool2d(2),
+            nn.Conv2d(24, 48, 5, padding=2),
+            nn.GELU(),
+            nn.AvgPool2d(2),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.head = nn.Sequential(nn.Linear(48 * 16, 64), nn.GELU(), nn.Linear(64, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.pool(self.features(x)).flatten(1))  # [B, 768] -> [B, K]
