@@ -55,6 +55,9 @@ def final_targets():
     targets += expand("paper/figures/{name}.{ext}", name=FIGURES, ext=["pdf", "png"])
     targets += expand("paper/tables/{name}.tex", name=TABLES)
     targets += expand("results/predict/{run}.json", run=config["predict"])
+    targets += expand("results/certify/{run}.json", run=config["certify"])
+    targets += expand("results/eval/{model}.json", model=config["models"])
+    targets += expand("results/pag/{column}.pt", column=config["pag"]["columns"])
     if latex_available():
         targets.append("paper/main.pdf")
     else:
