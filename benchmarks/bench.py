@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
         inductor_config.freezing = True
     started, phases = time.perf_counter(), {}
+    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None  # other jobs skew CPU runs
 
     def phase(name: str, fn, *fn_args):
         start = time.perf_counter()
@@ -269,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     result["goals"] = fidelity.goals(result)
     result["seconds_total"] = time.perf_counter() - started
+    load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result["load_average_1_5_15min"] = {"start": load_start, "end": load_end}
     write_json(args.out, result)
     print(f"wrote {args.out} ({result['seconds_total']:.1f} s)")
     return 0

@@ -1,8 +1,8 @@
-"""Dataset registry and splits. Images always come out as float32 tensors in [0, 1], shape [k, C, H, W];
+"""Dataset registry and splits. Images come out as float32 tensors in [0, 1], shape [k, C, H, W];
 normalisation is the model's first layer.
 
-``cifar10`` and ``synthetic`` are prepared once into a single file (``torch.save`` of a plain dict, loadable
-with ``weights_only=True``)::
+``cifar10`` and ``synthetic`` are prepared once into a single file (``torch.save`` of a plain dict,
+loadable with ``weights_only=True``)::
 
     {"dataset", "x_train": uint8 [N,C,H,W], "y_train": int64 [N], "x_test": uint8 [M,C,H,W],
      "y_test": int64 [M], "class_names": list[str], "prototypes": uint8 [K,C,H,W] (synthetic), "meta"}
@@ -12,20 +12,36 @@ with ``weights_only=True``)::
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from robust import io
+from robust.download import (
+    CIFAR10_CLASSES,
+    CIFAR10_MD5,
+    CIFAR10_URL,
+    DataError,
+    prepare_cifar10,
+)
 from robust.synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
-from robust.download import DataError, extract_tar, fetch
+from robust.synthetic import prepare_synthetic
 
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+__all__ = [
+    "CIFAR10_MD5",
+    "CIFAR10_URL",
+    "DATASETS",
+    "DataError",
+    "DatasetInfo",
+    "Split",
+    "class_means",
+    "dataset_info",
+    "open_split",
+    "prepare_cifar10",
+    "prepare_synthetic",
+    "prototypes",
+]
 
 
 @dataclass(frozen=True)
@@ -40,18 +56,28 @@ class DatasetInfo:
     class_names: tuple[str, ...]
 
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
 DATASETS: dict[str, DatasetInfo] = {
     # Cohen et al.'s CIFAR-10 constants.
-    "cifar10": DatasetInfo("cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),
-                           CIFAR10_CLASSES),
-    # Round values near the synthetic set's pixel mean and std (light shapes on darker backgrounds).
-    "synthetic": DatasetInfo("synthetic", 10, (3, 32, 32), (0.4, 0.4, 0.4), (0.25, 0.25, 0.25),
-                             SYNTHETIC_CLASSES),
-    "imagenet": DatasetInfo("imagenet", 1000, (3, 224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-                            tuple(f"class_{i}" for i in range(1000))),
+    "cifar10": DatasetInfo(
+        "cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), CIFAR10_CLASSES
+    ),
+    # Round values near the pixel statistics of synthetic.generate(10000, seed=0): per-channel mean
+    # 0.374 and std 0.267 (light shapes on darker backgrounds); they only condition the inputs.
+    "synthetic": DatasetInfo(
+        "synthetic", 10, (3, 32, 32), (0.4, 0.4, 0.4), (0.25, 0.25, 0.25), SYNTHETIC_CLASSES
+    ),
+    # torchvision's ImageNet constants; real class names come from the image folder.
+    "imagenet": DatasetInfo(
+        "imagenet",
+        1000,
+        (3, 224, 224),
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        tuple(f"class_{i}" for i in range(1000)),
+    ),
 }
+_TENSOR_SPLITS = ("train", "test")
+_CHUNK = 1000  # images converted to float at a time, to bound memory
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -62,50 +88,29 @@ def dataset_info(name: str) -> DatasetInfo:
         raise ValueError(f"unknown dataset '{name}'; valid: {', '.join(DATASETS)}") from None
 
 
-def _read_batches(folder: Path, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
-    for name in names:
-        path = folder / name
-        try:
-            with open(path, "rb") as handle:
-                batch = pickle.load(handle, encoding="bytes")  # noqa: S301 - verified archive
-            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
-        except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
-            raise DataError(f"{path.name}: unreadable CIFAR-10 batch in {folder}: {err}") from None
-    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
-
-
-def prepare_cifar10(out: Path, work_dir: Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5,
-                    archive: Path | None = None, n_train: int | None = None,
-                    n_test: int | None = None) -> None:
-    """Download (or copy), verify and extract CIFAR-10, then write the prepared file ``out`` atomically."""
-    work_dir = Path(work_dir)
-    tarball = fetch(url, work_dir / "cifar-10-python.tar.gz", md5, archive=archive)
-    folder = extract_tar(tarball, work_dir / "extracted") / "cifar-10-batches-py"
-    x_train, y_train = _read_batches(folder, [f"data_batch_{i}" for i in range(1, 6)])
-    x_test, y_test = _read_batches(folder, ["test_batch"])
-    io.torch_save({
-        "dataset": "cifar10", "x_train": x_train[:n_train].clone(), "y_train": y_train[:n_train].clone(),
-        "x_test": x_test[:n_test].clone(), "y_test": y_test[:n_test].clone(),
-        "class_names": list(CIFAR10_CLASSES), "meta": {"url": url, "md5": md5},
-    }, out)
-
-
-def prepare_synthetic(out: Path, seed: int, n_train: int, n_test: int) -> None:
-    """Generate the synthetic dataset into ``out`` (see robust.synthetic)."""
-    from robust import synthetic
-
-    synthetic.prepare_synthetic(Path(out), seed=seed, n_train=n_train, n_test=n_test)
-
-
 class Split:
-    """One split of a dataset. ``get`` returns float32 images in [0, 1] and int64 labels."""
+    """One split of a dataset; ``get`` returns float32 images in [0, 1] and int64 labels.
 
-    def __init__(self, x: torch.Tensor | None, labels: torch.Tensor, class_names: Sequence[str],
-                 loader=None) -> None:
-        self._x = x  # uint8 [N, C, H, W] for tensor datasets
-        self._loader = loader  # index -> float [C, H, W] for image folders
+    Args:
+        x: uint8 [N, C, H, W] for tensor data sets, or None with ``loader``.
+        labels: int64 [N].
+        class_names: one name per class; ``num_classes`` is their number.
+        loader: for image folders, index -> float32 [C, H, W] in [0, 1], called lazily by ``get``.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor | None,
+        labels: torch.Tensor,
+        class_names: Sequence[str],
+        loader: Callable[[int], torch.Tensor] | None = None,
+    ) -> None:
+        if (x is None) == (loader is None):
+            raise ValueError("a Split needs exactly one of x (tensor data) and loader (image folder)")
+        if x is not None and len(x) != len(labels):
+            raise ValueError(f"{len(x)} images but {len(labels)} labels")
+        self._x = x
+        self._loader = loader
         self.labels = labels
         self.class_names = tuple(class_names)
         self.num_classes = len(self.class_names)
@@ -125,62 +130,108 @@ class Split:
         return x, self.labels[idx]
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole split: uint8 images ``[N, C, H, W]`` and int64 labels (tensor datasets only)."""
+        """The whole split: uint8 images ``[N, C, H, W]`` and int64 labels (tensor data sets only).
+
+        The tensors are shared with the split: treat them as read-only.
+        """
         if self._x is None:
             raise ValueError("tensors() needs a prepared tensor dataset, not an image folder")
         return self._x, self.labels
 
 
 def _load_prepared(path: Path) -> dict:
+    """The dict of a prepared file; DataError (one line) when it is missing, unreadable or incomplete."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DataError(f"{path}: prepared dataset not found (run the prepare stage)") from None
     except Exception as err:  # truncated or corrupt files raise assorted errors
-        raise DataError(f"{path}: prepared dataset is unreadable ({type(err).__name__})") from None
+        reason = " ".join(str(err).split())[:200]
+        raise DataError(f"{path}: prepared dataset is unreadable ({type(err).__name__}: {reason})") from None
+    required = ("dataset", "x_train", "y_train", "x_test", "y_test", "class_names")
+    missing = [key for key in required if not isinstance(data, dict) or key not in data]
+    if missing:
+        raise DataError(f"{path}: not a prepared dataset file (missing {', '.join(missing)})")
+    return data
+
+
+def _image_folder(root: Path, split: str) -> Path:
+    """``root/split`` if it exists, else ``root`` itself when it holds class folders (split "val")."""
+    if (root / split).is_dir():
+        return root / split
+    if split == "val" and root.is_dir() and any(child.is_dir() for child in root.iterdir()):
+        return root
+    raise DataError(f"{root}: no image folder for split '{split}' (expected {root / split})")
 
 
 def _imagenet_split(root: Path, split: str) -> Split:
     from robust._torchvision import import_torchvision
 
     tv = import_torchvision()
-    folder = root / split if (root / split).is_dir() else root
-    if not folder.is_dir():
-        raise DataError(f"{folder}: ImageNet folder not found")
-    transform = tv.transforms.Compose([
-        tv.transforms.Resize(256), tv.transforms.CenterCrop(224), tv.transforms.ToTensor(),
-    ])
-    images = tv.datasets.ImageFolder(str(folder), transform=transform)
+    folder = _image_folder(root, split)
+    transform = tv.transforms.Compose(
+        [tv.transforms.Resize(256), tv.transforms.CenterCrop(224), tv.transforms.ToTensor()]
+    )
+    try:
+        images = tv.datasets.ImageFolder(str(folder), transform=transform)
+    except (FileNotFoundError, OSError) as err:
+        raise DataError(f"{folder}: unusable image folder: {' '.join(str(err).split())}") from None
     labels = torch.tensor(images.targets, dtype=torch.long)
     return Split(None, labels, images.classes, loader=lambda i: images[i][0])
 
 
 def open_split(name: str, path: Path, split: str) -> Split:
-    """Open ``split`` of dataset ``name``: a prepared file (cifar10, synthetic) or a folder (imagenet)."""
+    """Open ``split`` of dataset ``name``.
+
+    Args:
+        name: a key of ``DATASETS``.
+        path: the prepared ``.pt`` file (cifar10, synthetic) or an image-folder root (imagenet: split
+            ``"val"`` is ``path/"val"``, or ``path`` itself when it holds the class folders).
+        split: ``"train"``/``"test"`` for prepared files; a sub-folder name (e.g. ``"val"``) for imagenet.
+
+    Raises:
+        ValueError: unknown dataset or split. DataError: missing, corrupt or mismatched data.
+    """
     info = dataset_info(name)
     path = Path(path)
     if name == "imagenet":
         return _imagenet_split(path, split)
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split '{split}'; valid: train, test")
+    if split not in _TENSOR_SPLITS:
+        raise ValueError(f"unknown split '{split}'; valid: {', '.join(_TENSOR_SPLITS)}")
     data = _load_prepared(path)
-    if data.get("dataset") != name:
-        raise DataError(f"{path}: holds dataset '{data.get('dataset')}', not '{name}'")
-    return Split(data[f"x_{split}"], data[f"y_{split}"], data.get("class_names", info.class_names))
+    if data["dataset"] != name:
+        raise DataError(f"{path}: holds dataset '{data['dataset']}', not '{name}'")
+    x, y = data[f"x_{split}"], data[f"y_{split}"]
+    if x.dtype != torch.uint8 or tuple(x.shape[1:]) != info.shape or len(x) != len(y):
+        raise DataError(f"{path}: x_{split} {tuple(x.shape)} {x.dtype} does not fit {name}")
+    return Split(x, y.long(), data["class_names"])
 
 
 def prototypes(path: Path) -> torch.Tensor:
-    """Clean class prototypes of a prepared synthetic file: float32 ``[K, C, H, W]`` in [0, 1]."""
+    """Clean class prototypes of a prepared synthetic file: float32 ``[K, C, H, W]`` in [0, 1].
+
+    Raises:
+        ValueError: the file's dataset has no prototypes (e.g. cifar10: use ``class_means``).
+    """
     data = _load_prepared(Path(path))
     if "prototypes" not in data:
-        raise ValueError(f"{path}: dataset '{data.get('dataset')}' has no class prototypes")
+        raise ValueError(f"{path}: dataset '{data['dataset']}' has no class prototypes")
     return data["prototypes"].float() / 255.0
 
 
 def class_means(split: Split) -> torch.Tensor:
-    """Mean image per class, float32 ``[K, C, H, W]`` (the CIFAR-10 stand-in for prototypes)."""
-    x, y = split.tensors()
-    sums = torch.zeros((split.num_classes, *x.shape[1:]), dtype=torch.float64)
-    sums.index_add_(0, y, x.double())
-    counts = torch.bincount(y, minlength=split.num_classes).clamp_min(1).double()
-    return (sums / counts.view(-1, 1, 1, 1) / 255.0).float()
+    """Mean image per class: float32 ``[K, C, H, W]`` in [0, 1] (the CIFAR-10 stand-in for prototypes).
+
+    Sums in float64, ``_CHUNK`` images at a time (a float copy of all of CIFAR-10 would need GBs).
+    A class without images gets NaN, so a metric built on it cannot pass for a real number.
+    """
+    sums: torch.Tensor | None = None
+    for start in range(0, len(split), _CHUNK):
+        x, y = split.get(torch.arange(start, min(start + _CHUNK, len(split))))
+        if sums is None:
+            sums = torch.zeros((split.num_classes, *x.shape[1:]), dtype=torch.float64)
+        sums.index_add_(0, y, x.double())
+    if sums is None:
+        raise ValueError("class_means of an empty split")
+    counts = torch.bincount(split.labels, minlength=split.num_classes).double()
+    return (sums / counts.view(-1, 1, 1, 1)).float()

@@ -1,79 +1,119 @@
-"""Fetching dataset archives: download (or copy a local archive), verify the md5, extract atomically.
+"""Fetching dataset archives and preparing CIFAR-10 from its python-pickle batches.
 
-Every failure is a ``DataError`` whose one-line message names the file, the URL and, where known, the
-expected and actual checksums; no partial file or folder is left behind.
+``fetch`` downloads (or copies a local archive), verifies the md5 and renames into place; ``extract_tar``
+unpacks into a temporary sibling folder and renames it. Every failure is a ``DataError`` with a one-line
+message naming the file, the source and, for downloads, the expected and actual checksums; no partial
+file or folder is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
+import pickle
 import shutil
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
 
 from robust import io
 
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+_CIFAR_FOLDER = "cifar-10-batches-py"
+_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+_BLOCK = 1 << 20
+
 
 class DataError(RuntimeError):
-    """A dataset could not be fetched, verified, extracted or read."""
+    """A dataset could not be fetched, verified, extracted or read (one-line message)."""
 
 
-def md5_of(path: Path, block: int = 1 << 20) -> str:
+def _line(err: BaseException) -> str:
+    """An exception as one line (some carry newlines or an empty message)."""
+    if isinstance(err, urllib.error.URLError) and not isinstance(err, urllib.error.HTTPError):
+        err = err.reason  # "[Errno 111] Connection refused" rather than "<urlopen error ...>"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def md5_of(path: Path) -> str:
     """Hex md5 of a file."""
     digest = hashlib.md5()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(block), b""):
-            digest.update(chunk)
+        while block := handle.read(_BLOCK):
+            digest.update(block)
     return digest.hexdigest()
 
 
-def _download(url: str, handle, timeout: float) -> None:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s)/file URLs
-        shutil.copyfileobj(response, handle, length=1 << 20)
+def _copy(source: IO[bytes], target: IO[bytes], digest: Any) -> None:
+    while block := source.read(_BLOCK):
+        digest.update(block)
+        target.write(block)
+
+
+def _open_source(url: str, archive: Path | None, timeout: float) -> IO[bytes]:
+    if archive is not None:
+        return open(archive, "rb")
+    if "://" not in url:  # a plain local path given in place of the address
+        return open(url, "rb")
+    return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - http(s)/file URLs by design
 
 
 def fetch(url: str, dest: Path, md5: str, archive: Path | None = None, timeout: float = 60.0) -> Path:
-    """Put a verified copy of the archive at ``dest`` and return it.
+    """Put a verified copy of an archive at ``dest`` and return ``dest``.
 
     Args:
-        url: where to download from (http, https or file URL); only named in messages when ``archive``
-            is given.
-        dest: final path of the archive; reused without downloading when its md5 already matches.
-        md5: expected hex md5.
-        archive: a local copy that replaces the download.
+        url: http(s) or file URL, or a local path, to download from (a mirror may replace the default).
+        dest: final path; reused without downloading when its md5 already matches.
+        md5: expected hex md5 of the archive.
+        archive: a local copy that replaces the download (``url`` is then only named in messages).
         timeout: seconds before an unreachable host fails.
 
     Raises:
-        DataError: unreachable host, missing file, or checksum mismatch (nothing is left at ``dest``).
+        DataError: unreachable host, missing file, short read or checksum mismatch; ``dest`` is then
+            unchanged and no temporary file remains.
     """
     dest = Path(dest)
     if dest.is_file() and md5_of(dest) == md5:
         return dest
-    source = str(archive) if archive is not None else url
+    source = url if archive is None else f"{archive} (instead of {url})"
+    digest = hashlib.md5()
     try:
-        with io.atomic_path(dest) as tmp:
-            with open(tmp, "wb") as handle:
-                if archive is not None:
-                    with open(archive, "rb") as src:
-                        shutil.copyfileobj(src, handle, length=1 << 20)
-                else:
-                    _download(url, handle, timeout)
-            actual = md5_of(tmp)
-            if actual != md5:
+        with io.atomic_open(dest, "wb") as target:
+            with _open_source(url, archive, timeout) as response:
+                _copy(response, target, digest)
+            if digest.hexdigest() != md5:
                 raise DataError(
-                    f"{dest.name}: checksum mismatch for {source}: expected md5 {md5}, got {actual}"
+                    f"{dest.name}: checksum mismatch for {source}: "
+                    f"expected md5 {md5}, actual md5 {digest.hexdigest()}"
                 )
-    except FileNotFoundError:
-        raise DataError(f"{dest.name}: local archive not found: {source} (expected md5 {md5})") from None
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        reason = getattr(err, "reason", None) or err
+    except (OSError, ValueError, http.client.HTTPException) as err:
+        # URLError/HTTPError/timeouts are OSErrors; ValueError: malformed URL.
         raise DataError(
-            f"{dest.name}: cannot download {source}: {reason} (expected md5 {md5}, got nothing)"
+            f"{dest.name}: cannot fetch {source}: {_line(err)} "
+            f"(expected md5 {md5}, actual md5 of the partial data {digest.hexdigest()})"
         ) from None
     return dest
 
@@ -81,21 +121,128 @@ def fetch(url: str, dest: Path, md5: str, archive: Path | None = None, timeout: 
 def extract_tar(archive: Path, dest_dir: Path) -> Path:
     """Extract a (gzipped) tar archive into ``dest_dir``: a temporary sibling folder, then a rename.
 
-    An existing ``dest_dir`` is replaced. A truncated or corrupt archive raises ``DataError`` and leaves
-    neither the temporary folder nor ``dest_dir`` behind.
+    An existing ``dest_dir`` is replaced. Members that would land outside the folder, or links, are
+    refused (tarfile's ``data`` filter).
+
+    Raises:
+        DataError: truncated or corrupt archive; neither the temporary folder nor ``dest_dir`` remains.
     """
-    dest_dir = Path(dest_dir)
+    archive, dest_dir = Path(archive), Path(dest_dir)
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.", dir=dest_dir.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.", suffix=".tmp", dir=dest_dir.parent))
     try:
         with tarfile.open(archive, "r:*") as tar:
             tar.extractall(tmp, filter="data")
         if dest_dir.exists():
             shutil.rmtree(dest_dir)
         os.replace(tmp, dest_dir)
-    except (tarfile.TarError, EOFError, OSError, ValueError) as err:
-        raise DataError(f"{Path(archive).name}: cannot extract archive: {err}") from None
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as err:
+        raise DataError(f"{archive.name}: cannot extract archive {archive}: {_line(err)}") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
     return dest_dir
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR batches hold (dicts, lists, bytes, numpy arrays): no code runs."""
+
+    _ALLOWED = {
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        module = module.replace("numpy.core.", "numpy._core.")  # pickles written by numpy 1.x
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _load_pickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            return _ArrayUnpickler(handle, encoding="bytes").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, AttributeError) as err:
+        raise DataError(f"{path.name}: unreadable CIFAR-10 file {path}: {_line(err)}") from None
+
+
+def _read_batches(folder: Path, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate CIFAR batches: uint8 [N, 3, 32, 32] and int64 [N]."""
+    xs, ys = [], []
+    for name in names:
+        batch = _load_pickle(folder / name)
+        try:
+            x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            y = np.asarray(batch[b"labels"], dtype=np.int64).reshape(-1)
+        except (KeyError, ValueError, TypeError) as err:
+            raise DataError(f"{name}: malformed CIFAR-10 batch in {folder}: {_line(err)}") from None
+        if len(x) != len(y) or (len(y) and not 0 <= y.min() <= y.max() < len(CIFAR10_CLASSES)):
+            raise DataError(f"{name}: {len(x)} images but {len(y)} labels or labels outside 0..9")
+        xs.append(x)
+        ys.append(y)
+    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+
+def _class_names(folder: Path) -> list[str]:
+    meta = _load_pickle(folder / "batches.meta")
+    try:
+        names = [name.decode() for name in meta[b"label_names"]]
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+        raise DataError(f"batches.meta: malformed in {folder}: {_line(err)}") from None
+    if len(names) != len(CIFAR10_CLASSES):
+        raise DataError(f"batches.meta: {len(names)} class names, expected {len(CIFAR10_CLASSES)}")
+    return names
+
+
+def prepare_cifar10(
+    out: Path,
+    work_dir: Path,
+    url: str = CIFAR10_URL,
+    md5: str = CIFAR10_MD5,
+    archive: Path | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> None:
+    """Fetch, verify and extract CIFAR-10 under ``work_dir``; write the prepared file ``out`` atomically.
+
+    ``out`` holds a plain dict (``torch.load(out, weights_only=True)``): ``x_train`` uint8 [N, 3, 32, 32],
+    ``y_train`` int64 [N], ``x_test``, ``y_test``, ``class_names`` (from ``batches.meta``) and ``meta``.
+    ``n_train``/``n_test`` keep the first n images of each split (all when None).
+
+    Raises:
+        DataError: any fetch, checksum, extraction or format problem. An archive this call downloaded
+            is then removed and ``out`` is not written. The extracted folder never outlives the call.
+    """
+    for flag, n in (("n_train", n_train), ("n_test", n_test)):
+        if n is not None and n < 0:
+            raise ValueError(f"{flag} must be >= 0 or None, got {n}")
+    work_dir = Path(work_dir)
+    tarball = work_dir / "cifar-10-python.tar.gz"
+    had_tarball = tarball.exists()
+    fetch(url, tarball, md5, archive=archive)
+    extracted = work_dir / "extracted"
+    try:
+        folder = extract_tar(tarball, extracted) / _CIFAR_FOLDER
+        x_train, y_train = _read_batches(folder, _TRAIN_BATCHES)
+        x_test, y_test = _read_batches(folder, ["test_batch"])
+        names = _class_names(folder)
+    except DataError:
+        # A verified but unusable archive would fail the same way next time: leave nothing behind.
+        if not had_tarball:
+            with contextlib.suppress(FileNotFoundError):
+                tarball.unlink()
+        raise
+    finally:
+        shutil.rmtree(extracted, ignore_errors=True)  # everything needed is now in memory
+    data = {
+        "dataset": "cifar10",
+        "x_train": x_train[:n_train].clone(),
+        "y_train": y_train[:n_train].clone(),
+        "x_test": x_test[:n_test].clone(),
+        "y_test": y_test[:n_test].clone(),
+        "class_names": names,
+        "meta": {"url": url, "md5": md5, "local_archive": archive is not None},
+    }
+    io.torch_save(data, out)

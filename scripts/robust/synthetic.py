@@ -16,8 +16,9 @@ a second.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -194,9 +195,25 @@ def generate(n: int, seed: int, split: str = "train") -> tuple[torch.Tensor, tor
     # Fixed-size chunks keep the float work in cache (several times faster than one big batch) and
     # keep the random stream, hence the output, independent of the machine.
     x = torch.empty(n, 3, SIZE, SIZE, dtype=torch.uint8)
-    for start in range(0, n, _CHUNK):
-        x[start : start + _CHUNK] = _render(y[start : start + _CHUNK], g)
+    with _one_thread():
+        for start in range(0, n, _CHUNK):
+            x[start : start + _CHUNK] = _render(y[start : start + _CHUNK], g)
     return x, y
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch ops single-threaded for a while (the results are identical either way).
+
+    On small chunks intra-op threads gain little, and when another process holds a core they wait on
+    each other at every op: 10x slower on a busy two-core machine.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def prototypes() -> torch.Tensor:

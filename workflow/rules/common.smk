@@ -51,7 +51,7 @@ CHECKED = "results/params.ok"
 
 
 def final_targets():
-    targets = ["paper/generated/numbers.tex"]
+    targets = [CHECKED, "paper/generated/numbers.tex"]
     targets += expand("paper/figures/{name}.{ext}", name=FIGURES, ext=["pdf", "png"])
     targets += expand("paper/tables/{name}.tex", name=TABLES)
     targets += expand("results/predict/{run}.json", run=config["predict"])

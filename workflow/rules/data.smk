@@ -1,6 +1,9 @@
 # Datasets: one prepared tensor file per entry of params.yaml `datasets`.
 
 
+# Snakemake checks params.yaml when it parses the workflow (common.smk); this job only mirrors DVC's first
+# stage so both tools run the same commands. It is a target of `all`, not an input of other rules: a rerun
+# after any edit of params.yaml must not make every downstream job look outdated.
 rule check_params:
     input:
         code("scripts/check_params.py"),
@@ -20,7 +23,6 @@ rule check_params:
 rule prepare_data:
     input:
         code("scripts/prepare_data.py"),
-        checked=CHECKED,
     output:
         "resources/data/{dataset}.pt",
     params:
