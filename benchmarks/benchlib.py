@@ -44,21 +44,28 @@ def repeat(fn, repeats: int, device: torch.device) -> tuple[list[float], object]
     return times, result
 
 
+def fresh_model(arch: str, device: torch.device) -> nn.Module:
+    """Normalize + ``arch`` with weights drawn from the seed alone (training mode)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        return nn.Sequential(Normalize(CIFAR_MEAN, CIFAR_STD), ARCHITECTURES[arch](K)).to(device)
+
+
 def random_model(arch: str, device: torch.device, xs: torch.Tensor) -> nn.Module:
     """Seeded random weights, BN statistics measured on noisy copies of ``xs`` (without that, a
     deep random net predicts one constant class and every fidelity check passes trivially)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        model = nn.Sequential(Normalize(CIFAR_MEAN, CIFAR_STD), ARCHITECTURES[arch](K)).to(device)
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None  # cumulative average over the calibration batch
+    model = fresh_model(arch, device)
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # plain average over the calibration batch
     noisy = xs.repeat(64, 1, 1, 1)
     generator = torch.Generator(xs.device).manual_seed(SEED)
     with torch.no_grad():
         noise = torch.randn(noisy.shape, generator=generator, device=xs.device)
         model.train()(noisy + SIGMA * noise)
+    for layer in layers:
+        layer.momentum = 0.1  # PyTorch's default again
     return model.eval()
 
 
@@ -71,7 +78,7 @@ def synthetic_model(arch: str, device: torch.device, s: dict) -> tuple[nn.Module
     count, epochs, batch = s["synthetic"]
     train_split = _Split(*synthetic.generate(count, SEED, "train"))
     test_split = _Split(*synthetic.generate(max(256, s["images"]), SEED, "test"))
-    model = random_model(arch, device, torch.rand(2, 3, 32, 32, device=device))
+    model = fresh_model(arch, device)
     fast = {"bf16": True, "channels_last": True} if device.type == "cuda" else {}
     config = TrainConfig(epochs=epochs, batch_size=batch, lr=0.1, seed=SEED, schedule="onecycle",
                          warmup_epochs=1, eval_sigma=SIGMA, **fast)  # fmt: skip
@@ -148,7 +155,7 @@ def bench_train(s: dict, device, repeats: int) -> dict:
             rates = []
             warmup = int(device.type == "cuda")  # cuDNN autotuning; nothing to warm on the CPU
             for rep in range(repeats + warmup):
-                model = random_model(arch, device, torch.rand(2, 3, 32, 32, device=device))
+                model = fresh_model(arch, device)
                 config = TrainConfig(epochs=1, batch_size=batch, lr=0.05, seed=rep, **fast)
                 history = train(model, split, split, make_perturbation("gaussian", sigma=SIGMA),
                                 config, eval_size=batch)  # fmt: skip

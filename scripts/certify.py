@@ -35,6 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="TSV")
     p.add_argument("--summary", type=Path, required=True, help="JSON")
     p.add_argument("--state", type=Path, required=True, help="partial TSV (scratch)")
+    p.add_argument("--record_time", action=argparse.BooleanOptionalAction, required=True,
+                   help="write wall-clock times into the outputs (else 0, for byte-identical outputs)")
     cli.add_common(p)
     args = p.parse_args(argv)
     if args.n0 > args.n:
@@ -53,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     model, ckpt = checkpoint.load_checkpoint(args.checkpoint, map_location=device)
     split = data.open_split(args.dataset, args.data, "test")
     smooth = Smooth(model, split.num_classes, args.sigma, chunk_size=args.chunk, seed=args.seed)
-    fingerprint = {k: v for k, v in vars(args).items() if k not in {"log", "device", "out", "summary"}}
+    fingerprint = {
+        k: v for k, v in vars(args).items() if k not in {"log", "device", "out", "summary", "record_time"}
+    }
     fingerprint["weights"] = checkpoint.state_dict_digest(model.state_dict())
     rows = RowLog(args.state, HEADER, fingerprint)
     for i in cli.progress(cli.subset_indices(len(split), args.skip, args.max_images), rows.done):
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         label = int(y[0])
         rows.append((i, label, prediction, f"{radius:.3}", int(prediction == label),
-                     metrics.format_time(timer.seconds)))
+                     metrics.format_time(timer.seconds if args.record_time else 0.0)))
     table = rows.finish(args.out)
     radius, correct = table["radius"].astype(float), table["correct"].astype(int)
     params = ckpt["params"]

@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="checkpoint")
     p.add_argument("--metrics", type=Path, required=True, help="per-epoch metrics (JSON)")
     p.add_argument("--state", type=Path, required=True, help="resumable state (scratch)")
+    p.add_argument("--record_time", action=argparse.BooleanOptionalAction, required=True,
+                   help="write wall-clock times into the outputs (else 0, for byte-identical outputs)")
     cli.add_common(p)
     args = p.parse_args(argv)
     if args.kind == "gaussian" and args.sigma == 0.0:
@@ -57,8 +59,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def training_params(args: argparse.Namespace) -> dict:
     """Every argument that determines the weights (stored in the checkpoint and the metrics)."""
-    skip = {"data", "out", "metrics", "state", "log", "device", "model_id"}
+    skip = {"data", "out", "metrics", "state", "log", "device", "model_id", "record_time"}
     return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
+
+
+def state_path(args: argparse.Namespace, params: dict) -> Path:
+    """The resumable state of exactly this run: --state with a fingerprint of the parameters and data.
+
+    A run with other parameters or data never resumes from it (it starts afresh); states of earlier
+    parameter sets of this model are removed.
+    """
+    from robust.download import md5_of
+    from robust.rowlog import fingerprint_of
+
+    tag = fingerprint_of({**params, "data_md5": md5_of(args.data)})[:16]
+    path = args.state.with_name(f"{args.state.stem}.{tag}{args.state.suffix}")
+    for stale in args.state.parent.glob(f"{args.state.stem}.*{args.state.suffix}"):
+        if stale != path:
+            cli.LOG.info("removing the state of other parameters: %s", stale)
+            stale.unlink()
+    return path
 
 
 @cli.entrypoint
@@ -84,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     params = training_params(args)
     timer = cli.Timer()
     history = training.train(
-        model, train_split, test_split, perturb, config, state_path=args.state,
+        model, train_split, test_split, perturb, config, state_path=state_path(args, params),
         log=lambda row: cli.LOG.info("epoch %s", row), eval_size=args.eval_size,
     )
+    if not args.record_time:
+        history = [{**row, "seconds": 0.0} for row in history]
     checkpoint.save_checkpoint(
         args.out, model, model_id=args.model_id, arch=args.arch, dataset=args.dataset, params=params
     )

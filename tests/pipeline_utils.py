@@ -20,6 +20,9 @@ def tool_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
+    # Snakemake gives each job OMP_NUM_THREADS = its threads (1); DVC runs stages with the environment's.
+    # CPU results can depend on the thread count, so both tools get one thread for byte-identical runs.
+    env["OMP_NUM_THREADS"] = "1"
     env.setdefault("GIT_AUTHOR_NAME", "test")
     env.setdefault("GIT_AUTHOR_EMAIL", "test@example.org")
     env.setdefault("GIT_COMMITTER_NAME", "test")

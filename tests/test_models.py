@@ -15,6 +15,7 @@ PARAMS = {
     "cifar_resnet110": (1.72e6, 1.74e6),
     "airbench": (1.9e6, 2.1e6),
     "tiny_cnn": (1e4, 1e5),
+    "small_cnn": (1e4, 1e6),
 }
 
 

@@ -6,10 +6,9 @@ import time
 
 import pytest
 import torch
-from torch import nn
-
 from robust import synthetic
 from robust.data import open_split, prototypes
+from torch import nn
 
 
 def test_shapes_dtypes_and_exact_balance():
@@ -45,7 +44,9 @@ def test_generation_is_fast():
 def test_prototypes_are_clean_and_class_means_resemble_them():
     protos = synthetic.prototypes()
     assert protos.shape == (10, 3, 32, 32) and protos.dtype == torch.uint8
-    assert torch.equal(protos[:, 0], protos[:, 1]) and torch.equal(protos[:, 0], protos[:, 2])  # grey
+    assert torch.equal(protos[:, 0], protos[:, 1]) and torch.equal(
+        protos[:, 0], protos[:, 2]
+    )  # grey
     assert len(torch.unique(protos[:, 0, 0, 0])) == 1  # one background level for every class
     coverage = (protos[:, 0] > protos[:, 0].float().mean()).float().mean(dim=(1, 2))
     assert coverage.min() > 0.2 and coverage.max() < 0.35  # large shapes of about equal area
@@ -55,7 +56,9 @@ def test_prototypes_are_clean_and_class_means_resemble_them():
     p = protos.float().flatten(1)
     means, p = means - means.mean(1, keepdim=True), p - p.mean(1, keepdim=True)
     cosine = nn.functional.normalize(means, dim=1) @ nn.functional.normalize(p, dim=1).T
-    assert torch.equal(cosine.argmax(1), torch.arange(10))  # each class mean is nearest its prototype
+    assert torch.equal(
+        cosine.argmax(1), torch.arange(10)
+    )  # each class mean is nearest its prototype
     assert cosine.diagonal().min() > 0.7
 
 
@@ -87,7 +90,7 @@ def _tiny_cnn() -> nn.Module:
 
 @pytest.fixture
 def one_thread():
-    """Small convolutions gain nothing from two threads, and lose a lot when the cores are shared."""
+    """Small convolutions gain nothing from two threads and lose a lot when cores are shared."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

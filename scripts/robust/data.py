@@ -5,7 +5,8 @@ normalisation is the model's first layer.
 loadable with ``weights_only=True``)::
 
     {"dataset", "x_train": uint8 [N,C,H,W], "y_train": int64 [N], "x_test": uint8 [M,C,H,W],
-     "y_test": int64 [M], "class_names": list[str], "prototypes": uint8 [K,C,H,W] (synthetic), "meta"}
+     "y_test": int64 [M], "class_names": list[str], "prototypes": uint8 [K,C,H,W] (synthetic),
+     "meta"}
 
 ``imagenet`` is read lazily from an image-folder tree (Resize(256), CenterCrop(224)).
 """
@@ -59,7 +60,12 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {
     # Cohen et al.'s CIFAR-10 constants.
     "cifar10": DatasetInfo(
-        "cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), CIFAR10_CLASSES
+        "cifar10",
+        10,
+        (3, 32, 32),
+        (0.4914, 0.4822, 0.4465),
+        (0.2023, 0.1994, 0.2010),
+        CIFAR10_CLASSES,
     ),
     # Round values near the pixel statistics of synthetic.generate(10000, seed=0): per-channel mean
     # 0.374 and std 0.267 (light shapes on darker backgrounds); they only condition the inputs.
@@ -106,7 +112,9 @@ class Split:
         loader: Callable[[int], torch.Tensor] | None = None,
     ) -> None:
         if (x is None) == (loader is None):
-            raise ValueError("a Split needs exactly one of x (tensor data) and loader (image folder)")
+            raise ValueError(
+                "a Split needs exactly one of x (tensor data) and loader (image folder)"
+            )
         if x is not None and len(x) != len(labels):
             raise ValueError(f"{len(x)} images but {len(labels)} labels")
         self._x = x
@@ -140,14 +148,16 @@ class Split:
 
 
 def _load_prepared(path: Path) -> dict:
-    """The dict of a prepared file; DataError (one line) when it is missing, unreadable or incomplete."""
+    """The dict of a prepared file; one-line DataError if missing, unreadable or incomplete."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DataError(f"{path}: prepared dataset not found (run the prepare stage)") from None
     except Exception as err:  # truncated or corrupt files raise assorted errors
         reason = " ".join(str(err).split())[:200]
-        raise DataError(f"{path}: prepared dataset is unreadable ({type(err).__name__}: {reason})") from None
+        raise DataError(
+            f"{path}: prepared dataset is unreadable ({type(err).__name__}: {reason})"
+        ) from None
     required = ("dataset", "x_train", "y_train", "x_test", "y_test", "class_names")
     missing = [key for key in required if not isinstance(data, dict) or key not in data]
     if missing:
@@ -156,7 +166,7 @@ def _load_prepared(path: Path) -> dict:
 
 
 def _image_folder(root: Path, split: str) -> Path:
-    """``root/split`` if it exists, else ``root`` itself when it holds class folders (split "val")."""
+    """``root/split`` if it exists, else ``root`` itself if it holds class folders (split "val")."""
     if (root / split).is_dir():
         return root / split
     if split == "val" and root.is_dir() and any(child.is_dir() for child in root.iterdir()):
@@ -185,9 +195,10 @@ def open_split(name: str, path: Path, split: str) -> Split:
 
     Args:
         name: a key of ``DATASETS``.
-        path: the prepared ``.pt`` file (cifar10, synthetic) or an image-folder root (imagenet: split
-            ``"val"`` is ``path/"val"``, or ``path`` itself when it holds the class folders).
-        split: ``"train"``/``"test"`` for prepared files; a sub-folder name (e.g. ``"val"``) for imagenet.
+        path: the prepared ``.pt`` file (cifar10, synthetic) or an image-folder root (imagenet:
+            split ``"val"`` is ``path/"val"``, or ``path`` itself when it holds the class folders).
+        split: ``"train"``/``"test"`` for prepared files; a sub-folder name (e.g. ``"val"``) for
+            imagenet.
 
     Raises:
         ValueError: unknown dataset or split. DataError: missing, corrupt or mismatched data.
@@ -220,7 +231,7 @@ def prototypes(path: Path) -> torch.Tensor:
 
 
 def class_means(split: Split) -> torch.Tensor:
-    """Mean image per class: float32 ``[K, C, H, W]`` in [0, 1] (the CIFAR-10 stand-in for prototypes).
+    """Mean image per class: float32 ``[K, C, H, W]`` in [0, 1] (CIFAR's stand-in for prototypes).
 
     Sums in float64, ``_CHUNK`` images at a time (a float copy of all of CIFAR-10 would need GBs).
     A class without images gets NaN, so a metric built on it cannot pass for a real number.

@@ -1,9 +1,9 @@
 """Fetching dataset archives and preparing CIFAR-10 from its python-pickle batches.
 
-``fetch`` downloads (or copies a local archive), verifies the md5 and renames into place; ``extract_tar``
-unpacks into a temporary sibling folder and renames it. Every failure is a ``DataError`` with a one-line
-message naming the file, the source and, for downloads, the expected and actual checksums; no partial
-file or folder is left behind.
+``fetch`` downloads (or copies a local archive), verifies the md5 and renames into place;
+``extract_tar`` unpacks into a temporary sibling folder and renames it. Every failure is a
+``DataError`` with a one-line message naming the file, the source and, for downloads, the expected
+and actual checksums; no partial file or folder is left behind.
 """
 
 from __future__ import annotations
@@ -67,10 +67,11 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _copy(source: IO[bytes], target: IO[bytes], digest: Any) -> None:
+def _copy(source: IO[bytes], target: IO[bytes], digest: Any, received: list[int]) -> None:
     while block := source.read(_BLOCK):
         digest.update(block)
         target.write(block)
+        received[0] += len(block)
 
 
 def _open_source(url: str, archive: Path | None, timeout: float) -> IO[bytes]:
@@ -81,11 +82,14 @@ def _open_source(url: str, archive: Path | None, timeout: float) -> IO[bytes]:
     return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - http(s)/file URLs by design
 
 
-def fetch(url: str, dest: Path, md5: str, archive: Path | None = None, timeout: float = 60.0) -> Path:
+def fetch(
+    url: str, dest: Path, md5: str, archive: Path | None = None, timeout: float = 60.0
+) -> Path:
     """Put a verified copy of an archive at ``dest`` and return ``dest``.
 
     Args:
-        url: http(s) or file URL, or a local path, to download from (a mirror may replace the default).
+        url: http(s) or file URL, or a local path, to download from (a mirror may replace the
+            default).
         dest: final path; reused without downloading when its md5 already matches.
         md5: expected hex md5 of the archive.
         archive: a local copy that replaces the download (``url`` is then only named in messages).
@@ -99,21 +103,22 @@ def fetch(url: str, dest: Path, md5: str, archive: Path | None = None, timeout: 
     if dest.is_file() and md5_of(dest) == md5:
         return dest
     source = url if archive is None else f"{archive} (instead of {url})"
-    digest = hashlib.md5()
+    digest, received = hashlib.md5(), [0]
     try:
         with io.atomic_open(dest, "wb") as target:
             with _open_source(url, archive, timeout) as response:
-                _copy(response, target, digest)
+                _copy(response, target, digest, received)
             if digest.hexdigest() != md5:
                 raise DataError(
                     f"{dest.name}: checksum mismatch for {source}: "
-                    f"expected md5 {md5}, actual md5 {digest.hexdigest()}"
+                    f"expected md5 {md5}, actual md5 {digest.hexdigest()} ({received[0]} bytes)"
                 )
     except (OSError, ValueError, http.client.HTTPException) as err:
         # URLError/HTTPError/timeouts are OSErrors; ValueError: malformed URL.
+        actual = f"{digest.hexdigest()} of {received[0]} bytes" if received[0] else "none, no data"
         raise DataError(
             f"{dest.name}: cannot fetch {source}: {_line(err)} "
-            f"(expected md5 {md5}, actual md5 of the partial data {digest.hexdigest()})"
+            f"(expected md5 {md5}, actual md5 {actual})"
         ) from None
     return dest
 
@@ -121,11 +126,12 @@ def fetch(url: str, dest: Path, md5: str, archive: Path | None = None, timeout: 
 def extract_tar(archive: Path, dest_dir: Path) -> Path:
     """Extract a (gzipped) tar archive into ``dest_dir``: a temporary sibling folder, then a rename.
 
-    An existing ``dest_dir`` is replaced. Members that would land outside the folder, or links, are
-    refused (tarfile's ``data`` filter).
+    An existing ``dest_dir`` is replaced. Members that would land outside the folder (absolute
+    paths, ``..``, escaping links) are refused by tarfile's ``data`` filter.
 
     Raises:
-        DataError: truncated or corrupt archive; neither the temporary folder nor ``dest_dir`` remains.
+        DataError: truncated or corrupt archive; neither the temporary folder nor ``dest_dir``
+            remains.
     """
     archive, dest_dir = Path(archive), Path(dest_dir)
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -164,6 +170,10 @@ def _load_pickle(path: Path) -> dict:
     try:
         with open(path, "rb") as handle:
             return _ArrayUnpickler(handle, encoding="bytes").load()
+    except FileNotFoundError:
+        raise DataError(
+            f"{path.name}: missing from the extracted archive ({path.parent})"
+        ) from None
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, AttributeError) as err:
         raise DataError(f"{path.name}: unreadable CIFAR-10 file {path}: {_line(err)}") from None
 
@@ -205,15 +215,17 @@ def prepare_cifar10(
     n_train: int | None = None,
     n_test: int | None = None,
 ) -> None:
-    """Fetch, verify and extract CIFAR-10 under ``work_dir``; write the prepared file ``out`` atomically.
+    """Fetch, verify and extract CIFAR-10 under ``work_dir``; write the prepared file ``out``.
 
-    ``out`` holds a plain dict (``torch.load(out, weights_only=True)``): ``x_train`` uint8 [N, 3, 32, 32],
-    ``y_train`` int64 [N], ``x_test``, ``y_test``, ``class_names`` (from ``batches.meta``) and ``meta``.
-    ``n_train``/``n_test`` keep the first n images of each split (all when None).
+    ``out`` (written atomically) holds a plain dict (``torch.load(out, weights_only=True)``):
+    ``x_train`` uint8 [N, 3, 32, 32], ``y_train`` int64 [N], ``x_test``, ``y_test``, ``class_names``
+    (from ``batches.meta``) and ``meta``. ``n_train``/``n_test`` keep the first n images of each
+    split (all when None).
 
     Raises:
-        DataError: any fetch, checksum, extraction or format problem. An archive this call downloaded
-            is then removed and ``out`` is not written. The extracted folder never outlives the call.
+        DataError: any fetch, checksum, extraction or format problem. An archive this call
+            downloaded is then removed and ``out`` is not written. The extracted folder never
+            outlives the call.
     """
     for flag, n in (("n_train", n_train), ("n_test", n_test)):
         if n is not None and n < 0:
@@ -228,12 +240,13 @@ def prepare_cifar10(
         x_train, y_train = _read_batches(folder, _TRAIN_BATCHES)
         x_test, y_test = _read_batches(folder, ["test_batch"])
         names = _class_names(folder)
-    except DataError:
+    except DataError as err:
         # A verified but unusable archive would fail the same way next time: leave nothing behind.
         if not had_tarball:
             with contextlib.suppress(FileNotFoundError):
                 tarball.unlink()
-        raise
+        source = url if archive is None else archive
+        raise DataError(f"{err} (archive from {source}, md5 {md5} matched)") from None
     finally:
         shutil.rmtree(extracted, ignore_errors=True)  # everything needed is now in memory
     data = {

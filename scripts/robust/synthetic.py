@@ -1,17 +1,18 @@
 """An offline, CIFAR-shaped data set whose ten classes are shapes a person recognises at a glance.
 
-Each image (3x32x32, uint8) is a light shape on a darker background. Only the shape carries the class:
-foreground and background colours, position, scale, rotation, a smooth brightness texture and pixel noise
-are drawn independently of the class, and every shape covers about the same area (~28% of the image at
-scale 1), so colour or mean brightness alone predicts the class no better than chance.
+Each image (3x32x32, uint8) is a light shape on a darker background. Only the shape carries the
+class: foreground and background colours, position, scale, rotation, a smooth brightness texture and
+pixel noise are drawn independently of the class, and every shape covers about the same area (~28%
+of the image at scale 1), so colour or mean brightness alone predicts the class no better than
+chance.
 
 Each class also has a clean prototype (the shape centred, scale 1, no rotation, grey foreground on a
 darker grey background, no texture or noise) in the expected colours of the data, so the mean image
 of a class is a blurred copy of its prototype. Alignment metrics compare perturbations with
 ``prototype[target] - x0``.
 
-Everything is vectorised torch on the CPU and deterministic for a seed: 10,000 images take well under
-a second.
+Everything is vectorised torch on the CPU and deterministic for a seed: 10,000 images take about a
+second.
 """
 
 from __future__ import annotations
@@ -120,7 +121,11 @@ NUM_CLASSES = len(CLASS_NAMES)
 
 
 def masks(
-    labels: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, scale: torch.Tensor, angle: torch.Tensor
+    labels: torch.Tensor,
+    cx: torch.Tensor,
+    cy: torch.Tensor,
+    scale: torch.Tensor,
+    angle: torch.Tensor,
 ) -> torch.Tensor:
     """Anti-aliased shape masks.
 
@@ -154,7 +159,7 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
 def _generator(seed: int, split: str) -> torch.Generator:
     if split not in SPLIT_STREAMS:
         raise ValueError(f"unknown split '{split}'; valid: {', '.join(SPLIT_STREAMS)}")
-    # Independent streams per (seed, split): the test set does not depend on the size of the train set.
+    # Independent streams per (seed, split): the test set does not depend on the train set's size.
     state = np.random.SeedSequence([seed, SPLIT_STREAMS[split]]).generate_state(1, dtype=np.uint64)
     return torch.Generator().manual_seed(int(state[0]))
 
@@ -217,7 +222,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def prototypes() -> torch.Tensor:
-    """Clean class prototypes: uint8 [10, 3, 32, 32], shape ``k`` centred at scale 1 in mean colours."""
+    """Clean class prototypes: uint8 [10, 3, 32, 32]; shape ``k`` centred, scale 1, mean colours."""
     k = torch.arange(NUM_CLASSES)
     zeros, ones = torch.zeros(NUM_CLASSES), torch.ones(NUM_CLASSES)
     mask = masks(k, zeros, zeros, ones, zeros)[:, None].expand(-1, 3, -1, -1)
@@ -227,9 +232,9 @@ def prototypes() -> torch.Tensor:
 def prepare_synthetic(out: Path, seed: int, n_train: int, n_test: int) -> None:
     """Generate the data set and write it, atomically, as one prepared tensor file.
 
-    The file is a plain dict (``torch.load(out, weights_only=True)``) with ``x_train``/``x_test`` uint8
-    [N, 3, 32, 32], ``y_train``/``y_test`` int64, ``class_names``, ``prototypes`` uint8 [10, 3, 32, 32]
-    and ``meta`` (seed and sizes).
+    The file is a plain dict (``torch.load(out, weights_only=True)``) with ``x_train``/``x_test``
+    uint8 [N, 3, 32, 32], ``y_train``/``y_test`` int64, ``class_names``, ``prototypes`` uint8
+    [10, 3, 32, 32] and ``meta`` (seed and sizes).
     """
     x_train, y_train = generate(n_train, seed, "train")
     x_test, y_test = generate(n_test, seed, "test")

@@ -22,6 +22,7 @@ rule certify:
     params:
         args=lambda wc: cli(config["certify"][wc.run]),
         state="resources/state/certify/{run}.tsv",
+        timing=cli(config["timing"]),
     log:
         "logs/certify/{run}.log",
     conda:
@@ -31,7 +32,7 @@ rule certify:
     shell:
         "python scripts/certify.py --run_id {wildcards.run} {params.args} --checkpoint {input.ckpt} "
         "--data {input.data} --out {output.tsv} --summary {output.summary} --state {params.state} "
-        "--log {log}"
+        "{params.timing} --log {log}"
 
 
 rule predict:
@@ -44,6 +45,7 @@ rule predict:
     params:
         args=lambda wc: cli(config["predict"][wc.run]),
         state="resources/state/predict/{run}.tsv",
+        timing=cli(config["timing"]),
     log:
         "logs/predict/{run}.log",
     conda:
@@ -53,4 +55,4 @@ rule predict:
     shell:
         "python scripts/predict.py --run_id {wildcards.run} {params.args} --checkpoint {input.ckpt} "
         "--data {input.data} --out {output.tsv} --summary {output.summary} --state {params.state} "
-        "--log {log}"
+        "{params.timing} --log {log}"

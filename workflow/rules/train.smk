@@ -10,6 +10,7 @@ rule train:
         metrics="results/train/{model}.json",
     params:
         args=lambda wc: cli(config["models"][wc.model]),
+        timing=cli(config["timing"]),
         state="resources/state/train/{model}.pt",
     log:
         "logs/train/{model}.log",
@@ -19,4 +20,4 @@ rule train:
         gpu=1,
     shell:
         "python scripts/train.py --model_id {wildcards.model} {params.args} --data {input.data} "
-        "--out {output.ckpt} --metrics {output.metrics} --state {params.state} --log {log}"
+        "--out {output.ckpt} --metrics {output.metrics} --state {params.state} {params.timing} --log {log}"

@@ -1,0 +1,154 @@
+"""Dataset registry, prepared tensor files and image folders."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from robust import data
+from robust.data import DataError, Split, class_means, dataset_info, open_split, prototypes
+
+
+def _prepared(path, name="cifar10", n_train=30, n_test=12, with_prototypes=False):
+    g = torch.Generator().manual_seed(0)
+    content = {
+        "dataset": name,
+        "x_train": torch.randint(0, 256, (n_train, 3, 32, 32), dtype=torch.uint8, generator=g),
+        "y_train": torch.arange(n_train) % 10,
+        "x_test": torch.randint(0, 256, (n_test, 3, 32, 32), dtype=torch.uint8, generator=g),
+        "y_test": torch.arange(n_test) % 10,
+        "class_names": [f"c{k}" for k in range(10)],
+        "meta": {},
+    }
+    if with_prototypes:
+        content["prototypes"] = torch.full((10, 3, 32, 32), 255, dtype=torch.uint8)
+    torch.save(content, path)
+    return content
+
+
+def test_registry():
+    assert set(data.DATASETS) == {"cifar10", "synthetic", "imagenet"}
+    cifar = dataset_info("cifar10")
+    assert cifar.mean == (0.4914, 0.4822, 0.4465) and cifar.std == (0.2023, 0.1994, 0.2010)
+    assert cifar.class_names[0] == "airplane" and cifar.class_names[-1] == "truck"
+    assert cifar.shape == (3, 32, 32) and cifar.num_classes == 10
+    imagenet = dataset_info("imagenet")
+    assert imagenet.num_classes == len(imagenet.class_names) == 1000
+    assert imagenet.mean == (0.485, 0.456, 0.406) and imagenet.shape == (3, 224, 224)
+    synthetic = dataset_info("synthetic")
+    assert synthetic.class_names[:2] == ("disc", "ring") and len(synthetic.std) == 3
+    with pytest.raises(
+        ValueError, match="unknown dataset 'mnist'; valid: cifar10, synthetic, imagenet"
+    ):
+        dataset_info("mnist")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        open_split("mnist", "x.pt", "train")
+
+
+def test_open_split_of_a_prepared_file(tmp_path):
+    path = tmp_path / "c.pt"
+    content = _prepared(path)
+    split = open_split("cifar10", path, "test")
+    assert len(split) == 12 and split.num_classes == 10 and split.class_names[0] == "c0"
+    x, y = split.get([3, 0])
+    assert x.dtype == torch.float32 and x.shape == (2, 3, 32, 32)
+    assert torch.equal(x, content["x_test"][[3, 0]].float() / 255) and y.tolist() == [3, 0]
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    xs, ys = split.tensors()
+    assert xs.dtype == torch.uint8 and torch.equal(ys, content["y_test"])
+    assert torch.equal(split.labels, content["y_test"])
+    with pytest.raises(ValueError, match="out of range"):
+        split.get([12])
+    with pytest.raises(ValueError, match="unknown split 'val'; valid: train, test"):
+        open_split("cifar10", path, "val")
+    with pytest.raises(DataError, match="holds dataset 'cifar10', not 'synthetic'"):
+        open_split("synthetic", path, "train")
+
+
+def test_missing_and_corrupt_prepared_files_are_one_line_errors(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        open_split("cifar10", tmp_path / "absent.pt", "train")
+    path = tmp_path / "c.pt"
+    _prepared(path)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(DataError, match="unreadable") as err:
+        open_split("cifar10", truncated, "train")
+    assert "\n" not in str(err.value)
+    other = tmp_path / "other.pt"
+    torch.save({"dataset": "cifar10", "x_train": torch.zeros(1)}, other)
+    with pytest.raises(DataError, match="missing y_train, x_test, y_test, class_names"):
+        open_split("cifar10", other, "train")
+
+
+def test_prototypes(tmp_path):
+    path = tmp_path / "s.pt"
+    _prepared(path, name="synthetic", with_prototypes=True)
+    protos = prototypes(path)
+    assert protos.dtype == torch.float32 and protos.shape == (10, 3, 32, 32)
+    assert torch.all(protos == 1.0)
+    plain = tmp_path / "c.pt"
+    _prepared(plain)
+    with pytest.raises(ValueError, match="no class prototypes"):
+        prototypes(plain)
+
+
+def test_class_means(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    content = _prepared(path, n_train=35)
+    monkeypatch.setattr(data, "_CHUNK", 8)  # several chunks
+    means = class_means(open_split("cifar10", path, "train"))
+    assert means.dtype == torch.float32 and means.shape == (10, 3, 32, 32)
+    x, y = content["x_train"].double() / 255, content["y_train"]
+    for k in (0, 4, 9):
+        torch.testing.assert_close(means[k], x[y == k].mean(0).float())
+    sparse = Split(content["x_train"][:3], content["y_train"][:3], [f"c{k}" for k in range(10)])
+    means = class_means(sparse)
+    assert not means[:3].isnan().any() and means[3:].isnan().all()  # no images: NaN, not zeros
+
+
+def test_split_rejects_inconsistent_arguments():
+    with pytest.raises(ValueError, match="exactly one"):
+        Split(None, torch.zeros(2, dtype=torch.long), ["a"])
+    with pytest.raises(ValueError, match="3 images but 2 labels"):
+        Split(torch.zeros(3, 3, 2, 2, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), ["a"])
+
+
+def _image_folder(root, sizes):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls, size in sizes.items():
+        (root / cls).mkdir(parents=True)
+        for i, (width, height, mode) in enumerate(size):
+            shape = (height, width, 3) if mode == "RGB" else (height, width)
+            pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"img{i}.png")
+
+
+def test_imagenet_image_folder(tmp_path):
+    sizes = {
+        "n02": [(300, 260, "RGB"), (240, 320, "L")],  # a greyscale image comes out RGB
+        "n01": [(256, 256, "RGB")],
+    }
+    _image_folder(tmp_path / "val", sizes)
+    split = open_split("imagenet", tmp_path, "val")
+    assert split.class_names == ("n01", "n02") and split.num_classes == 2  # sorted, as ImageFolder
+    assert split.labels.tolist() == [0, 1, 1]
+    x, y = split.get(torch.tensor([2, 0]))
+    assert x.shape == (2, 3, 224, 224) and x.dtype == torch.float32 and y.tolist() == [1, 0]
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert torch.equal(x[0, 0], x[0, 1]) and not torch.equal(x[1, 0], x[1, 1])  # grey: R == G
+    means = class_means(split)
+    assert means.shape == (2, 3, 224, 224) and math.isfinite(means.sum().item())
+    with pytest.raises(ValueError, match="image folder"):
+        split.tensors()
+
+    # The root itself may hold the class folders; anything else is a one-line DataError.
+    assert open_split("imagenet", tmp_path / "val", "val").class_names == ("n01", "n02")
+    with pytest.raises(DataError, match="no image folder for split 'train'"):
+        open_split("imagenet", tmp_path, "train")
+    with pytest.raises(DataError, match="no image folder"):
+        open_split("imagenet", tmp_path / "absent", "val")

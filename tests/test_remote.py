@@ -1,0 +1,124 @@
+"""Artifacts round-trip through DVC remotes: a real S3 API (moto on 127.0.0.1) and the default local folder.
+
+After a smoke run by DVC, `dvc push --run-cache`; in a fresh clone `dvc pull` gives byte-identical
+artifacts; in another fresh clone `dvc repro --pull` restores every stage from the run-cache without
+running one, after which `snakemake --touch` and `snakemake -n` have nothing to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DVC_TARGETS
+from pipeline_utils import BIN, dvc_ran_stages, run, tool_env
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("moto")
+pytest.importorskip("dvc_s3")
+TARGETS = DVC_TARGETS
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server on 127.0.0.1 with an empty bucket; yields its endpoint URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    for _ in range(100):
+        try:
+            client.create_bucket(Bucket="pag")
+            break
+        except Exception:  # the server is still starting
+            time.sleep(0.1)
+    yield endpoint
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def use_s3(repo: Path, endpoint: str, credentials: bool = True) -> None:
+    run(["dvc", "remote", "add", "--local", "-f", "-d", "s3", "s3://pag/store"], repo)
+    run(["dvc", "remote", "modify", "--local", "s3", "endpointurl", endpoint], repo)
+    run(["dvc", "remote", "modify", "--local", "s3", "region", "us-east-1"], repo)
+    if credentials:
+        run(["dvc", "remote", "modify", "--local", "s3", "access_key_id", "testing"], repo)
+        run(["dvc", "remote", "modify", "--local", "s3", "secret_access_key", "testing"], repo)
+
+
+def digests(repo: Path) -> dict[str, str]:
+    files = [p for folder in ("results", "resources/data", "paper/figures", "paper/tables",
+                              "paper/generated") for p in (repo / folder).rglob("*") if p.is_file()]
+    return {str(p.relative_to(repo)): hashlib.md5(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.fixture(scope="module")
+def pushed(dvc, s3):
+    """The session's DVC-built copy (with whatever edits earlier tests committed), pushed to both remotes."""
+    repo = dvc
+    run(["git", "add", "dvc.lock", "params.yaml"], repo)
+    run(["git", "commit", "-qm", "results", "--allow-empty"], repo)
+    use_s3(repo, s3)
+    run(["dvc", "push", "--run-cache"], repo)
+    run(["dvc", "push", "-r", "local", "--run-cache"], repo)
+    return repo
+
+
+def clone(source: Path, dest: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(source), str(dest)], check=True, env=tool_env())
+    return dest
+
+
+def test_pull_from_s3_gives_identical_artifacts(pushed, s3, tmp_path):
+    repo = clone(pushed, tmp_path / "pulled")
+    use_s3(repo, s3)
+    run(["dvc", "pull"], repo)
+    original = {k: v for k, v in digests(pushed).items() if not k.endswith("params.ok")}
+    assert original and {k: digests(repo).get(k) for k in original} == original
+
+
+def test_pull_from_the_local_default_remote(pushed, tmp_path):
+    repo = clone(pushed, tmp_path / "local")
+    run(["dvc", "remote", "modify", "local", "url", str(pushed.parent / "repo-remote")], repo)
+    run(["dvc", "pull", "-r", "local"], repo)
+    assert (repo / "results/certify/synthetic-gauss-025.tsv").read_bytes() == (
+        pushed / "results/certify/synthetic-gauss-025.tsv").read_bytes()
+
+
+def test_repro_pull_restores_every_stage_from_the_run_cache(pushed, s3, tmp_path):
+    repo = clone(pushed, tmp_path / "restored")
+    use_s3(repo, s3)
+    out = run(["dvc", "repro", "--pull", *TARGETS], repo, timeout=900)
+    assert dvc_ran_stages(out.stdout) == [], out.stdout
+    run(["snakemake", "--touch", "--cores", "1"], repo)
+    dry = run(["snakemake", "-n"], repo)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_missing_credentials_fail_with_a_clear_message(pushed, s3, tmp_path, monkeypatch):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    repo = clone(pushed, tmp_path / "nocreds")
+    use_s3(repo, s3, credentials=False)
+    out = run(["dvc", "pull"], repo, check=False, timeout=300)
+    assert out.returncode != 0
+    assert "credentials" in (out.stdout + out.stderr).lower()
