@@ -7,6 +7,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 CORES  ?= all
+# Training, certification and PAG jobs declare gpu=1 and the default profile lets one run at a time. On a
+# machine without a GPU they run on the CPU, so there the cap is lifted to the number of cores.
+GPUS   := $(shell nvidia-smi -L 2>/dev/null | grep -c GPU)
+GPUCAP := $(if $(filter 0,$(GPUS)),--resources gpu=$(shell nproc),)
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install smoke paper test lint report clean-smoke
@@ -19,10 +23,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 smoke: $(STAMP)
-	snakemake --cores $(CORES) --configfile config/smoke.yaml --replace-workflow-config
+	snakemake --cores $(CORES) $(GPUCAP) --configfile config/smoke.yaml --replace-workflow-config
 
 paper: $(STAMP)
-	snakemake --cores $(CORES)
+	snakemake --cores $(CORES) $(GPUCAP)
 
 test: $(STAMP)
 	python -m pytest

@@ -29,26 +29,31 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import benchlib as lib  # noqa: E402  (beside this file)
 import fidelity  # noqa: E402
+
 from robust import fastcert  # noqa: E402
 from robust.cli import write_json  # noqa: E402
 from robust.stats import clopper_pearson_lower, norm_ppf  # noqa: E402
 
 K, SIGMA, ALPHA, SEED = lib.K, lib.SIGMA, lib.ALPHA, lib.SEED
 # Per mode: certify arch; images for the fast paths and the baseline; n0, n; batch of the fast paths
-# and of the baseline (Cohen et al.'s logs: 400); noise chunk; fp32/bf16 samples compared per image;
+# and of the baseline (Cohen et al.'s logs: 400); noise chunk; fp32/bf16 samples compared per image
+# and images compared;
 # batch-size check (images, other batch); PAG (images, m, steps); training (arch, images, batch)
 # per architecture; images compared with Smooth.certify; synthetic training (images, epochs, batch).
 SIZES = {
     "gpu": dict(arch="cifar_resnet110", images=20, base_images=3, n0=100, n=100_000, batch=10_000,
-                base_batch=400, chunk=1000, agree=10_000, bs_check=(4, 3_001), pag=(32, 64, 10),
+                base_batch=400, chunk=1000, agree=10_000, agree_images=40, bs_check=(4, 3_001),
+                pag=(32, 64, 10),
                 train=(("tiny_cnn", 20_000, 500), ("airbench", 20_000, 500)), smooth_images=2,
                 synthetic=(10_000, 4, 500)),
     "cpu": dict(arch="tiny_cnn", images=3, base_images=2, n0=100, n=2_000, batch=1_000,
-                base_batch=400, chunk=1000, agree=1_000, bs_check=(1, 333), pag=(4, 16, 3),
+                base_batch=400, chunk=1000, agree=250, agree_images=12, bs_check=(1, 333),
+                pag=(4, 16, 3),
                 train=(("tiny_cnn", 1_024, 256), ("airbench", 256, 128)), smooth_images=1,
                 synthetic=(2_048, 4, 128)),
     "quick": dict(arch="tiny_cnn", images=2, base_images=1, n0=32, n=300, batch=300,
-                  base_batch=100, chunk=100, agree=200, bs_check=(1, 77), pag=(2, 8, 2),
+                  base_batch=100, chunk=100, agree=200, agree_images=2, bs_check=(1, 77),
+                  pag=(2, 8, 2),
                   train=(("tiny_cnn", 256, 128),), smooth_images=1, synthetic=(512, 2, 128)),
 }  # fmt: skip
 
@@ -170,7 +175,7 @@ def prepare(args: argparse.Namespace, s: dict, device: torch.device):
         from robust.checkpoint import load_checkpoint
 
         model = load_checkpoint(args.checkpoint, map_location=device)[0]
-        return model, load_images(args.data, s["images"], device), str(args.checkpoint)
+        return model, load_images(args.data, s["pool"], device), str(args.checkpoint)
     if args.weights == "synthetic" and args.data is None:
         try:
             return lib.synthetic_model(s["arch"], device, s)
@@ -178,7 +183,7 @@ def prepare(args: argparse.Namespace, s: dict, device: torch.device):
             note = f"; synthetic training failed ({type(err).__name__}: {err})"[:300]
     else:
         note = ""
-    xs = load_images(args.data, s["images"], device)
+    xs = load_images(args.data, s["pool"], device)
     return lib.random_model(s["arch"], device, xs), xs, "random init, BN calibrated" + note
 
 
@@ -229,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     s = dict(SIZES["quick" if args.quick else args.mode], precisions=args.precisions)
     s["arch"] = args.arch or s["arch"]
+    s["pool"] = max(s["images"], s["agree_images"])  # test images needed
     device = torch.device("cuda" if args.mode == "gpu" else "cpu")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # static shapes: autotune once, for every variant
@@ -245,14 +251,15 @@ def main(argv: list[str] | None = None) -> int:
         phases[name] = time.perf_counter() - start
         return out
 
-    model, xs, weights = phase("model", prepare, args, s, device)
+    model, pool, weights = phase("model", prepare, args, s, device)
+    xs = pool[: s["images"]]  # timed; the fidelity checks look at the whole pool
     figures, counts = phase(
         "certify", bench_certify, model, xs, s, device, args.repeats, args.compile
     )
     figures.update(phase("pag", lib.bench_pag, model, xs, s, device, args.repeats))
     figures.update(phase("train", lib.bench_train, s, device, args.repeats))
     figures.update(phase("pipeline", lib.bench_pipeline, ROOT, args.repeats, args.quick))
-    checks = phase("fidelity", fidelity.fidelity, model, xs, s, device, counts)
+    checks = phase("fidelity", fidelity.fidelity, model, pool, s, device, counts)
     result = {
         "mode": args.mode, "quick": args.quick, "repeats": args.repeats,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

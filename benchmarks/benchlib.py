@@ -12,9 +12,10 @@ from pathlib import Path
 from statistics import median
 
 import torch
+from torch import Tensor, nn
+
 from robust import fastcert
 from robust.models import ARCHITECTURES, Normalize
-from torch import Tensor, nn
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 K, SIGMA, ALPHA, SEED = 10, 0.25, 0.001, 0
@@ -77,7 +78,7 @@ def synthetic_model(arch: str, device: torch.device, s: dict) -> tuple[nn.Module
 
     count, epochs, batch = s["synthetic"]
     train_split = _Split(*synthetic.generate(count, SEED, "train"))
-    test_split = _Split(*synthetic.generate(max(256, s["images"]), SEED, "test"))
+    test_split = _Split(*synthetic.generate(max(256, s["pool"]), SEED, "test"))
     model = fresh_model(arch, device)
     fast = {"bf16": True, "channels_last": True} if device.type == "cuda" else {}
     config = TrainConfig(epochs=epochs, batch_size=batch, lr=0.1, seed=SEED, schedule="onecycle",
@@ -88,7 +89,7 @@ def synthetic_model(arch: str, device: torch.device, s: dict) -> tuple[nn.Module
     note = (f"{arch} trained on synthetic shapes ({count} images, {epochs} epochs, noise sigma "
             f"{SIGMA}): test accuracy {last['test_accuracy']:.3f}, under noise "
             f"{last['test_noise_accuracy']:.3f}")  # fmt: skip
-    xs = test_split.x[: s["images"]].float().div(255.0).to(device)
+    xs = test_split.x[: s["pool"]].float().div(255.0).to(device)
     return model, xs, note
 
 

@@ -10,34 +10,44 @@ import copy
 
 import torch
 from benchlib import ALPHA, SEED, SIGMA, K, fast_counts
+from torch import Tensor
+
 from robust import fastcert
 from robust.smoothing import Smooth
 from robust.stats import clopper_pearson_lower
-from torch import Tensor
 
 
-def _agreement(model, xs, s: dict, device, precision: str) -> tuple[int, int]:
-    """Samples whose fp32 and low-precision argmax agree, and samples compared (the first
-    s["agree"] estimation samples of every image; identical noisy inputs for both)."""
+def _label_counts(model, xs, s: dict, device, precision: str) -> tuple[Tensor, Tensor, int]:
+    """fp32 and low-precision label counts [B, K] on the first s["agree"] estimation samples of
+    each image (identical noisy inputs for both), and how many samples got the same label."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     net = copy.deepcopy(model)
     if device.type == "cuda":  # as in the timed runs
         net = net.to(memory_format=torch.channels_last)
-    agree = total = 0
+    tables = [torch.zeros((len(xs) + 1) * K, dtype=torch.int64, device=device) for _ in range(2)]
+    agree = 0
     with torch.no_grad():
-        for batch, _, filled in fastcert.noisy_batches(
+        for batch, segment, filled in fastcert.noisy_batches(
             xs, range(len(xs)), SIGMA, (("estimation", s["agree"]),), s["batch"], s["chunk"], SEED
         ):
-            fp32 = model(batch[:filled]).argmax(1)
-            low_input = batch[:filled].contiguous(memory_format=torch.channels_last)
+            batch, segment = batch[:filled], segment[:filled]
+            fp32 = model(batch).argmax(1)
             with torch.autocast(device.type, dtype):
-                low = net(low_input if device.type == "cuda" else batch[:filled]).argmax(1)
-            agree, total = agree + int((fp32 == low).sum()), total + filled
-    return agree, total
+                low = net(batch.contiguous(memory_format=net_format(device))).argmax(1)
+            agree += int((fp32 == low).sum())
+            for table, labels in zip(tables, (fp32, low), strict=True):
+                table.index_add_(0, segment * K + labels, torch.ones_like(labels))
+    ref, other = (t.cpu()[: len(xs) * K].view(len(xs), K) for t in tables)
+    return ref, other, agree
+
+
+def net_format(device) -> torch.memory_format:
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
 
 def _compare_counts(ref: Tensor, other: Tensor, n: int) -> dict:
-    """p_a_lower of each image under two count tables [B, 2, K] (same noise, different f)."""
+    """p_a_lower per image under two count tables [B, 2, K] (selection, estimation) of the same
+    noise: the same guess, and a difference below the fp32 one-sided Clopper-Pearson width?"""
     rows = []
     for a, b in zip(ref.tolist(), other.tolist(), strict=True):
         c_a, c_b = (max(range(K), key=c[0].__getitem__) for c in (a, b))
@@ -47,28 +57,41 @@ def _compare_counts(ref: Tensor, other: Tensor, n: int) -> dict:
                      "abs_diff": abs(p_ref - p_same),
                      "cp_width": a[1][c_a] / n - p_ref})  # fmt: skip
     return {
+        "n": n, "images": len(rows),
         "same_prediction": sum(r["same_c_a"] for r in rows) / len(rows),
         "max_p_a_lower_diff": max(r["abs_diff"] for r in rows),
         "within_cp_width": all(r["same_c_a"] and r["abs_diff"] <= r["cp_width"] for r in rows),
+        "mean_top_class_share_fp32": sum(max(a[1]) / n for a in ref.tolist()) / len(rows),
         "per_image": rows,
-    }
+    }  # fmt: skip
 
 
-def fidelity(model, xs, s: dict, device, counts: dict[str, Tensor]) -> dict:
-    """Per fast variant: counts vs fp32 (p_a_lower vs the one-sided Clopper-Pearson width
-    p_hat - p_a_lower) and, for eager low precision, argmax agreement per sample; then batch-size
-    independence of certify_many and equality with Smooth.certify (fp32, contiguous, eager)."""
-    n = s["n"]
+def _versus_fp32(model, xs, s: dict, device, counts: dict[str, Tensor]) -> dict:
+    """Per low-precision variant: the timed CERTIFY counts (n per image) against fp32's and, for
+    eager bf16/fp16, per-sample labels on more images (s["agree"] samples each; the same samples
+    serve as selection and estimation there)."""
     variants = {}
     for name, table in counts.items():
         if name == "fp32":
             continue
-        entry = _compare_counts(counts["fp32"], table, n)
+        entry = {"certify_counts": _compare_counts(counts["fp32"], table, s["n"])}
         if name in ("bf16", "fp16"):
-            agree, total = _agreement(model, xs, s, device, name)
-            entry.update(argmax_agreement=agree / total, samples_compared=total)
-        entry["passes"] = entry["within_cp_width"] and entry.get("argmax_agreement", 1.0) >= 0.999
+            images = xs[: s["agree_images"]]
+            ref, other, agree = _label_counts(model, images, s, device, name)
+            pair = (torch.stack([c, c], dim=1) for c in (ref, other))
+            entry["samples"] = _compare_counts(*pair, s["agree"])
+            entry.update(argmax_agreement=agree / (len(images) * s["agree"]),
+                         samples_compared=len(images) * s["agree"])  # fmt: skip
+        checks = [part["within_cp_width"] for part in entry.values() if isinstance(part, dict)]
+        entry["passes"] = all(checks) and entry.get("argmax_agreement", 1.0) >= 0.999
         variants[name] = entry
+    return variants
+
+
+def fidelity(model, xs, s: dict, device, counts: dict[str, Tensor]) -> dict:
+    """Low precision vs fp32 (see ``_versus_fp32``), batch-size independence of certify_many,
+    and its equality with Smooth.certify (fp32, contiguous, eager)."""
+    n = s["n"]
     images, other = s["bs_check"]
     ref = fast_counts(model, xs[:images], s, s["batch"])
     alt = fast_counts(model, xs[:images], s, other, images_per_block=1)
@@ -79,10 +102,8 @@ def fidelity(model, xs, s: dict, device, counts: dict[str, Tensor]) -> dict:
     ]
     got = fastcert.certify_many(model, xs[:k], range(k), K, SIGMA, s["n0"], n, ALPHA, s["batch"],
                                 s["chunk"], SEED)  # fmt: skip
-    top_share = [max(c[1]) / n for c in counts["fp32"].tolist()]
     return {
-        "vs_fp32": variants, "agreement_threshold": 0.999,
-        "mean_top_class_share_fp32": sum(top_share) / len(top_share),
+        "vs_fp32": _versus_fp32(model, xs, s, device, counts), "agreement_threshold": 0.999,
         "batch_size_independence": {
             "images": images, "batch_sizes": [s["batch"], other],
             "identical": torch.equal(ref, alt),

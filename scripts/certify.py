@@ -35,8 +35,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="TSV")
     p.add_argument("--summary", type=Path, required=True, help="JSON")
     p.add_argument("--state", type=Path, required=True, help="partial TSV (scratch)")
-    p.add_argument("--record_time", action=argparse.BooleanOptionalAction, required=True,
-                   help="write wall-clock times into the outputs (else 0, for byte-identical outputs)")
+    p.add_argument(
+        "--record_time",
+        action=argparse.BooleanOptionalAction,
+        required=True,
+        help="write wall-clock times into the outputs (else 0, for byte-identical outputs)",
+    )
     cli.add_common(p)
     args = p.parse_args(argv)
     if args.n0 > args.n:
@@ -56,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     split = data.open_split(args.dataset, args.data, "test")
     smooth = Smooth(model, split.num_classes, args.sigma, chunk_size=args.chunk, seed=args.seed)
     fingerprint = {
-        k: v for k, v in vars(args).items() if k not in {"log", "device", "out", "summary", "record_time"}
+        k: v
+        for k, v in vars(args).items()
+        if k not in {"log", "device", "out", "summary", "record_time"}
     }
     fingerprint["weights"] = checkpoint.state_dict_digest(model.state_dict())
     rows = RowLog(args.state, HEADER, fingerprint)
@@ -67,19 +73,36 @@ def main(argv: list[str] | None = None) -> int:
             x[0].to(device), args.n0, args.n, args.alpha, args.batch, idx=i
         )
         label = int(y[0])
-        rows.append((i, label, prediction, f"{radius:.3}", int(prediction == label),
-                     metrics.format_time(timer.seconds if args.record_time else 0.0)))
+        rows.append(
+            (
+                i,
+                label,
+                prediction,
+                f"{radius:.3}",
+                int(prediction == label),
+                metrics.format_time(timer.seconds if args.record_time else 0.0),
+            )
+        )
     table = rows.finish(args.out)
     radius, correct = table["radius"].astype(float), table["correct"].astype(int)
     params = ckpt["params"]
-    cli.write_json(args.summary, {
-        "run_id": args.run_id, "model_id": args.model, "sigma": args.sigma,
-        "train_sigma": params.get("sigma", 0.0), "n0": args.n0, "n": args.n, "alpha": args.alpha,
-        "n_images": len(radius), "clean_accuracy": float(metrics.certified_accuracy(radius, correct, [0.0])[0]),
-        "abstain_rate": metrics.abstention_rate(table["predict"].astype(int)),
-        "average_certified_radius": metrics.average_certified_radius(radius, correct),
-        "seconds_per_image": rows.mean_seconds(),
-    })
+    cli.write_json(
+        args.summary,
+        {
+            "run_id": args.run_id,
+            "model_id": args.model,
+            "sigma": args.sigma,
+            "train_sigma": params.get("sigma", 0.0),
+            "n0": args.n0,
+            "n": args.n,
+            "alpha": args.alpha,
+            "n_images": len(radius),
+            "clean_accuracy": float(metrics.certified_accuracy(radius, correct, [0.0])[0]),
+            "abstain_rate": metrics.abstention_rate(table["predict"].astype(int)),
+            "average_certified_radius": metrics.average_certified_radius(radius, correct),
+            "seconds_per_image": rows.mean_seconds(),
+        },
+    )
     return 0
 
 

@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         config.check(config.load_yaml(args.params), args.schema)
     except config.ParamsError as err:
         lines = [
-            f"error: {line}" if line.startswith(str(args.params)) else f"error: {args.params}: {line}"
+            f"error: {line}"
+            if line.startswith(str(args.params))
+            else f"error: {args.params}: {line}"
             for line in str(err).splitlines()
         ]
         print("\n".join(lines), file=sys.stderr)

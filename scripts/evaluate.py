@@ -48,18 +48,34 @@ def main(argv: list[str] | None = None) -> int:
     robust = {}
     for eps in args.eps:
         robust[str(eps)] = attacks.robust_accuracy(
-            model, x, y, norm=args.norm, eps=eps, steps=args.steps,
-            step_size=args.step_factor * eps / args.steps, batch_size=args.batch,
-            random_start=args.random_start, generator=generator,
+            model,
+            x,
+            y,
+            norm=args.norm,
+            eps=eps,
+            steps=args.steps,
+            step_size=args.step_factor * eps / args.steps,
+            batch_size=args.batch,
+            random_start=args.random_start,
+            generator=generator,
         )
         cli.LOG.info("eps %s: robust accuracy %.4f", eps, robust[str(eps)])
     params = ckpt["params"]
-    cli.write_json(args.out, {
-        "model_id": args.model_id, "arch": ckpt["arch"], "kind": params.get("kind"),
-        "train_sigma": params.get("sigma", 0.0), "train_eps": params.get("eps", 0.0),
-        "n_images": len(idx), "norm": args.norm, "steps": args.steps,
-        "clean_accuracy": metrics.accuracy(model, x, y, args.batch), "robust_accuracy": robust,
-    })
+    cli.write_json(
+        args.out,
+        {
+            "model_id": args.model_id,
+            "arch": ckpt["arch"],
+            "kind": params.get("kind"),
+            "train_sigma": params.get("sigma", 0.0),
+            "train_eps": params.get("eps", 0.0),
+            "n_images": len(idx),
+            "norm": args.norm,
+            "steps": args.steps,
+            "clean_accuracy": metrics.accuracy(model, x, y, args.batch),
+            "robust_accuracy": robust,
+        },
+    )
     return 0
 
 

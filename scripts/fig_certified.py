@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+
 from robust import report
 
 GRID_STEP = 0.01

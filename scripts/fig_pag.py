@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 import torch
+
 from robust import report
 
 # Layout in inches: image cell, gaps between cells, room for titles (top, new block) and captions.

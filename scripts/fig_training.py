@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator
+
 from robust import report
 
 PER_ROW = 3  # models per row of small multiples

@@ -41,7 +41,9 @@ def pairs(labels, num_classes: int, count: int, skip: int, seed: int):
 
     idx = torch.tensor(cli.subset_indices(len(labels), skip, count), dtype=torch.long)
     if len(idx) < count:
-        raise ValueError(f"pag: only {len(idx)} test images at pair_skip {skip}, {count} pairs asked")
+        raise ValueError(
+            f"pag: only {len(idx)} test images at pair_skip {skip}, {count} pairs asked"
+        )
     shift = torch.randint(1, num_classes, (count,), generator=torch.Generator().manual_seed(seed))
     return idx, (labels[idx] + shift) % num_classes
 
@@ -59,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     for param in model.parameters():
         param.requires_grad_(False)  # only input gradients are needed
     split = data.open_split(args.dataset, args.data, "test")
-    idx, targets = pairs(split.labels, split.num_classes, args.pairs, args.pair_skip, args.pair_seed)
+    idx, targets = pairs(
+        split.labels, split.num_classes, args.pairs, args.pair_skip, args.pair_seed
+    )
     x0, labels = split.get(idx)
     x0, targets_dev = x0.to(device), targets.to(device)
     images, target_prob = [], []
@@ -69,12 +73,20 @@ def main(argv: list[str] | None = None) -> int:
             scorer = pag.SmoothedScorer(model, args.sigma, args.m, args.fixed_noise, generator)
         else:
             scorer = pag.PlainScorer(model)
-        x = pag.generate_pag(scorer, x0, targets_dev, eps=eps, steps=args.steps,
-                             step_size=args.step_factor * eps / args.steps, batch_size=args.batch)
+        x = pag.generate_pag(
+            scorer,
+            x0,
+            targets_dev,
+            eps=eps,
+            steps=args.steps,
+            step_size=args.step_factor * eps / args.steps,
+            batch_size=args.batch,
+        )
         if args.sigma > 0:
             check = torch.Generator(device=device).manual_seed(args.seed + 1)
-            prob = pag.smoothed_probability(model, x, targets_dev, args.sigma, args.m, check,
-                                            batch_size=args.batch * args.m)
+            prob = pag.smoothed_probability(
+                model, x, targets_dev, args.sigma, args.m, check, batch_size=args.batch * args.m
+            )
         else:
             prob = pag.target_probability(model, x, targets_dev)
         cli.LOG.info("eps %s: mean target probability %.4f", eps, float(prob.mean()))
@@ -83,14 +95,29 @@ def main(argv: list[str] | None = None) -> int:
     params = ckpt["params"]
     from robust import io
 
-    io.torch_save({
-        "column": args.column, "model_id": args.model, "kind": params.get("kind"),
-        "train_sigma": params.get("sigma", 0.0), "train_eps": params.get("eps", 0.0),
-        "sigma": args.sigma, "m": args.m, "fixed_noise": args.fixed_noise, "steps": args.steps,
-        "step_factor": args.step_factor, "eps": list(args.eps), "idx": idx, "labels": labels,
-        "targets": targets, "class_names": list(split.class_names), "x0": x0.cpu(),
-        "images": torch.stack(images), "target_prob": torch.stack(target_prob).float(),
-    }, args.out)
+    io.torch_save(
+        {
+            "column": args.column,
+            "model_id": args.model,
+            "kind": params.get("kind"),
+            "train_sigma": params.get("sigma", 0.0),
+            "train_eps": params.get("eps", 0.0),
+            "sigma": args.sigma,
+            "m": args.m,
+            "fixed_noise": args.fixed_noise,
+            "steps": args.steps,
+            "step_factor": args.step_factor,
+            "eps": list(args.eps),
+            "idx": idx,
+            "labels": labels,
+            "targets": targets,
+            "class_names": list(split.class_names),
+            "x0": x0.cpu(),
+            "images": torch.stack(images),
+            "target_prob": torch.stack(target_prob).float(),
+        },
+        args.out,
+    )
     return 0
 
 

@@ -33,6 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def load_columns(pag_dir: Path, columns: list[str]) -> list[dict]:
     """PAG records; all columns must share their (idx, target) pairs and generation eps."""
     import torch
+
     from robust import report
 
     if len(set(columns)) != len(columns):

@@ -32,8 +32,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--summary", type=Path, required=True)
     p.add_argument("--state", type=Path, required=True)
-    p.add_argument("--record_time", action=argparse.BooleanOptionalAction, required=True,
-                   help="write wall-clock times into the outputs (else 0, for byte-identical outputs)")
+    p.add_argument(
+        "--record_time",
+        action=argparse.BooleanOptionalAction,
+        required=True,
+        help="write wall-clock times into the outputs (else 0, for byte-identical outputs)",
+    )
     cli.add_common(p)
     return p.parse_args(argv)
 
@@ -50,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     split = data.open_split(args.dataset, args.data, "test")
     smooth = Smooth(model, split.num_classes, args.sigma, chunk_size=args.chunk, seed=args.seed)
     fingerprint = {
-        k: v for k, v in vars(args).items() if k not in {"log", "device", "out", "summary", "record_time"}
+        k: v
+        for k, v in vars(args).items()
+        if k not in {"log", "device", "out", "summary", "record_time"}
     }
     fingerprint["weights"] = checkpoint.state_dict_digest(model.state_dict())
     rows = RowLog(args.state, HEADER, fingerprint)
@@ -59,15 +65,31 @@ def main(argv: list[str] | None = None) -> int:
         timer = cli.Timer()
         prediction = smooth.predict(x[0].to(device), args.n, args.alpha, args.batch, idx=i)
         label = int(y[0])
-        rows.append((i, label, prediction, int(prediction == label), metrics.format_time(timer.seconds if args.record_time else 0.0)))
+        rows.append(
+            (
+                i,
+                label,
+                prediction,
+                int(prediction == label),
+                metrics.format_time(timer.seconds if args.record_time else 0.0),
+            )
+        )
     table = rows.finish(args.out)
     predictions = table["predict"].astype(int)
-    cli.write_json(args.summary, {
-        "run_id": args.run_id, "model_id": args.model, "sigma": args.sigma, "n": args.n,
-        "alpha": args.alpha, "n_images": len(predictions),
-        "accuracy": float(table["correct"].astype(int).mean()) if len(predictions) else 0.0,
-        "abstain_rate": metrics.abstention_rate(predictions), "seconds_per_image": rows.mean_seconds(),
-    })
+    cli.write_json(
+        args.summary,
+        {
+            "run_id": args.run_id,
+            "model_id": args.model,
+            "sigma": args.sigma,
+            "n": args.n,
+            "alpha": args.alpha,
+            "n_images": len(predictions),
+            "accuracy": float(table["correct"].astype(int).mean()) if len(predictions) else 0.0,
+            "abstain_rate": metrics.abstention_rate(predictions),
+            "seconds_per_image": rows.mean_seconds(),
+        },
+    )
     return 0
 
 

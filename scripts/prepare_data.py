@@ -45,8 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "cifar10":
         archive = None if args.archive == "none" else Path(args.archive)
         data.prepare_cifar10(
-            args.out, args.work_dir, url=args.url, md5=args.md5, archive=archive,
-            n_train=args.n_train, n_test=args.n_test,
+            args.out,
+            args.work_dir,
+            url=args.url,
+            md5=args.md5,
+            archive=archive,
+            n_train=args.n_train,
+            n_test=args.n_test,
         )
     else:
         data.prepare_synthetic(args.out, seed=args.seed, n_train=args.n_train, n_test=args.n_test)

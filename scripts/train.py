@@ -44,8 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="checkpoint")
     p.add_argument("--metrics", type=Path, required=True, help="per-epoch metrics (JSON)")
     p.add_argument("--state", type=Path, required=True, help="resumable state (scratch)")
-    p.add_argument("--record_time", action=argparse.BooleanOptionalAction, required=True,
-                   help="write wall-clock times into the outputs (else 0, for byte-identical outputs)")
+    p.add_argument(
+        "--record_time",
+        action=argparse.BooleanOptionalAction,
+        required=True,
+        help="write wall-clock times into the outputs (else 0, for byte-identical outputs)",
+    )
     cli.add_common(p)
     args = p.parse_args(argv)
     if args.kind == "gaussian" and args.sigma == 0.0:
@@ -92,31 +96,59 @@ def main(argv: list[str] | None = None) -> int:
     test_split = data.open_split(args.dataset, args.data, "test")
     model = models.build_model(args.arch, args.dataset, seed=args.seed).to(device)
     perturb = training.make_perturbation(
-        KINDS[args.kind], sigma=args.sigma, norm=args.norm, eps=args.eps,
-        steps=args.attack_steps, step_size=args.attack_step_size, random_start=True,
+        KINDS[args.kind],
+        sigma=args.sigma,
+        norm=args.norm,
+        eps=args.eps,
+        steps=args.attack_steps,
+        step_size=args.attack_step_size,
+        random_start=True,
     )
     config = training.TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-        lr_step=args.lr_step, lr_gamma=args.lr_gamma, warmup_epochs=args.warmup_epochs,
-        augment=args.augment, label_smoothing=args.label_smoothing, eval_sigma=args.eval_sigma,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        lr_step=args.lr_step,
+        lr_gamma=args.lr_gamma,
+        warmup_epochs=args.warmup_epochs,
+        augment=args.augment,
+        label_smoothing=args.label_smoothing,
+        eval_sigma=args.eval_sigma,
     )
     params = training_params(args)
     timer = cli.Timer()
     history = training.train(
-        model, train_split, test_split, perturb, config, state_path=state_path(args, params),
-        log=lambda row: cli.LOG.info("epoch %s", row), eval_size=args.eval_size,
+        model,
+        train_split,
+        test_split,
+        perturb,
+        config,
+        state_path=state_path(args, params),
+        log=lambda row: cli.LOG.info("epoch %s", row),
+        eval_size=args.eval_size,
     )
     if not args.record_time:
         history = [{**row, "seconds": 0.0} for row in history]
     checkpoint.save_checkpoint(
         args.out, model, model_id=args.model_id, arch=args.arch, dataset=args.dataset, params=params
     )
-    cli.write_json(args.metrics, {
-        "model_id": args.model_id, "arch": args.arch, "dataset": args.dataset, "kind": args.kind,
-        "params": params, "epochs": history, "final": history[-1],
-        "seconds": sum(row["seconds"] for row in history),
-    })
+    cli.write_json(
+        args.metrics,
+        {
+            "model_id": args.model_id,
+            "arch": args.arch,
+            "dataset": args.dataset,
+            "kind": args.kind,
+            "params": params,
+            "epochs": history,
+            "final": history[-1],
+            "seconds": sum(row["seconds"] for row in history),
+        },
+    )
     cli.LOG.info("wrote %s in %.1f s", args.out, timer.seconds)
     return 0
 

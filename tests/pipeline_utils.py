@@ -30,7 +30,9 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess:
     """Run a command, capturing text output; on failure the assertion shows its output."""
     proc = subprocess.run(
         cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout, check=False
@@ -47,7 +49,10 @@ def tracked_files() -> list[str]:
     """Files of the working tree that git would commit (tracked, or untracked and not ignored)."""
     out = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from robust import alignment
 from robust.alignment import (
     JudgeError,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from robust.attacks import THREAT_MODELS, pgd, robust_accuracy
 from torch import nn
+
+from robust.attacks import THREAT_MODELS, pgd, robust_accuracy
 
 K = 4
 SHAPE = (3, 8, 8)

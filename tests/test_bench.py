@@ -60,7 +60,9 @@ def test_quick_run_fidelity_and_goals(quick):
     assert fidelity["equals_smooth_certify"]["identical"] is True
     bf16 = fidelity["vs_fp32"]["bf16"]
     assert 0.9 <= bf16["argmax_agreement"] <= 1.0 and bf16["samples_compared"] > 0
-    assert {"within_cp_width", "max_p_a_lower_diff", "passes", "per_image"} <= bf16.keys()
+    assert isinstance(bf16["passes"], bool)
+    for part in ("certify_counts", "samples"):
+        assert {"within_cp_width", "max_p_a_lower_diff", "per_image"} <= bf16[part].keys()
     goals = {row["goal"]: row for row in quick["goals"]}
     assert goals["certify_many fp32 exact (batch size, Smooth.certify)"]["pass"] is True
     # Speed targets are for ResNet-110 on an H100: not judged on a quick CPU run.

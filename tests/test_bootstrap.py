@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from robust import bootstrap
 from robust.bootstrap import (
     bootstrap_means,

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from robust.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from robust.models import build_model
 

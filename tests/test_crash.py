@@ -27,25 +27,112 @@ def dataset(tmp_path_factory) -> Path:
 
 def train_cmd(dataset: Path, out: Path) -> list[str]:
     return [
-        sys.executable, str(SCRIPTS / "train.py"), "--model_id", "m", "--dataset", "synthetic",
-        "--arch", "tiny_cnn", "--kind", "gaussian", "--sigma", "0.25", "--norm", "l2", "--eps", "0.0",
-        "--attack_steps", "0", "--attack_step_size", "0.0", "--epochs", "4", "--batch_size", "100",
-        "--lr", "0.05", "--momentum", "0.9", "--weight_decay", "0.0005", "--schedule", "onecycle",
-        "--lr_step", "1", "--lr_gamma", "0.1", "--warmup_epochs", "1", "--label_smoothing", "0.0",
-        "--augment", "--eval_sigma", "0.25", "--eval_size", "60", "--seed", "0", "--data", str(dataset),
-        "--out", str(out / "model.pt"), "--metrics", str(out / "train.json"),
-        "--state", str(out / "state" / "train.pt"), "--log", str(out / "train.log"), "--device", "cpu", "--no-record_time",
+        sys.executable,
+        str(SCRIPTS / "train.py"),
+        "--model_id",
+        "m",
+        "--dataset",
+        "synthetic",
+        "--arch",
+        "tiny_cnn",
+        "--kind",
+        "gaussian",
+        "--sigma",
+        "0.25",
+        "--norm",
+        "l2",
+        "--eps",
+        "0.0",
+        "--attack_steps",
+        "0",
+        "--attack_step_size",
+        "0.0",
+        "--epochs",
+        "4",
+        "--batch_size",
+        "100",
+        "--lr",
+        "0.05",
+        "--momentum",
+        "0.9",
+        "--weight_decay",
+        "0.0005",
+        "--schedule",
+        "onecycle",
+        "--lr_step",
+        "1",
+        "--lr_gamma",
+        "0.1",
+        "--warmup_epochs",
+        "1",
+        "--label_smoothing",
+        "0.0",
+        "--augment",
+        "--eval_sigma",
+        "0.25",
+        "--eval_size",
+        "60",
+        "--seed",
+        "0",
+        "--data",
+        str(dataset),
+        "--out",
+        str(out / "model.pt"),
+        "--metrics",
+        str(out / "train.json"),
+        "--state",
+        str(out / "state" / "train.pt"),
+        "--log",
+        str(out / "train.log"),
+        "--device",
+        "cpu",
+        "--no-record_time",
     ]
 
 
 def certify_cmd(dataset: Path, ckpt: Path, out: Path) -> list[str]:
     return [
-        sys.executable, str(SCRIPTS / "certify.py"), "--run_id", "r", "--model", "m",
-        "--dataset", "synthetic", "--sigma", "0.25", "--n0", "20", "--n", "400", "--alpha", "0.001",
-        "--batch", "150", "--chunk", "100", "--skip", "3", "--max_images", "20", "--seed", "0",
-        "--checkpoint", str(ckpt), "--data", str(dataset), "--out", str(out / "cert.tsv"),
-        "--summary", str(out / "cert.json"), "--state", str(out / "state" / "cert.tsv"),
-        "--log", str(out / "cert.log"), "--device", "cpu", "--no-record_time",
+        sys.executable,
+        str(SCRIPTS / "certify.py"),
+        "--run_id",
+        "r",
+        "--model",
+        "m",
+        "--dataset",
+        "synthetic",
+        "--sigma",
+        "0.25",
+        "--n0",
+        "20",
+        "--n",
+        "400",
+        "--alpha",
+        "0.001",
+        "--batch",
+        "150",
+        "--chunk",
+        "100",
+        "--skip",
+        "3",
+        "--max_images",
+        "20",
+        "--seed",
+        "0",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        str(dataset),
+        "--out",
+        str(out / "cert.tsv"),
+        "--summary",
+        str(out / "cert.json"),
+        "--state",
+        str(out / "state" / "cert.tsv"),
+        "--log",
+        str(out / "cert.log"),
+        "--device",
+        "cpu",
+        "--no-record_time",
     ]
 
 
@@ -109,7 +196,9 @@ def _rows(path: Path) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("rows_before_kill", [0, 3, 11])
-def test_killed_certification_resumes_after_its_last_row(tmp_path, dataset, reference, rows_before_kill):
+def test_killed_certification_resumes_after_its_last_row(
+    tmp_path, dataset, reference, rows_before_kill
+):
     partial = tmp_path / "state" / "cert.tsv"
 
     def ready() -> bool:
@@ -130,9 +219,13 @@ def test_killed_certification_resumes_after_its_last_row(tmp_path, dataset, refe
 
 
 def test_torn_last_row_is_dropped(tmp_path, dataset, reference):
-    run_and_kill(certify_cmd(dataset, reference / "model.pt", tmp_path),
-                 lambda: (tmp_path / "state" / "cert.tsv").exists()
-                 and len((tmp_path / "state" / "cert.tsv").read_text().splitlines()) >= 6)
+    run_and_kill(
+        certify_cmd(dataset, reference / "model.pt", tmp_path),
+        lambda: (
+            (tmp_path / "state" / "cert.tsv").exists()
+            and len((tmp_path / "state" / "cert.tsv").read_text().splitlines()) >= 6
+        ),
+    )
     partial = tmp_path / "state" / "cert.tsv"
     with open(partial, "a") as handle:
         handle.write("57\t3\t")  # a row cut in the middle by the kill
@@ -142,8 +235,13 @@ def test_torn_last_row_is_dropped(tmp_path, dataset, reference):
 
 def test_changed_parameters_discard_the_partial_rows(tmp_path, dataset, reference):
     cmd = certify_cmd(dataset, reference / "model.pt", tmp_path)
-    run_and_kill(cmd, lambda: (tmp_path / "state" / "cert.tsv").exists()
-                 and len((tmp_path / "state" / "cert.tsv").read_text().splitlines()) >= 5)
+    run_and_kill(
+        cmd,
+        lambda: (
+            (tmp_path / "state" / "cert.tsv").exists()
+            and len((tmp_path / "state" / "cert.tsv").read_text().splitlines()) >= 5
+        ),
+    )
     cmd[cmd.index("--n") + 1] = "300"
     run_to_end(cmd)
     assert "resuming" not in (tmp_path / "cert.log").read_text()

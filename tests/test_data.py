@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from robust import data
 from robust.data import DataError, Split, class_means, dataset_info, open_split, prototypes
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from robust.download import (
     CIFAR10_CLASSES,
     CIFAR10_URL,

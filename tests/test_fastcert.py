@@ -6,12 +6,13 @@ import weakref
 
 import pytest
 import torch
+from torch import nn
+
 from robust import fastcert
 from robust.archs.tiny import TinyCNN
 from robust.fastcert import certify_many, noisy_batches, sample_counts_many
 from robust.models import Normalize
 from robust.smoothing import Smooth
-from torch import nn
 
 K, SIGMA, CHUNK, SEED = 10, 0.25, 100, 3
 N0, N, ALPHA = 30, 450, 0.001

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from robust.metrics import (
     abstention_rate,
     accuracy,
@@ -18,7 +20,6 @@ from robust.metrics import (
     read_certify_tsv,
     read_predict_tsv,
 )
-from torch import nn
 
 # Five images: two certified correct (radii 0.5 and 1.0), one wrong with a radius, two abstentions.
 RADIUS = np.array([0.5, 1.0, 0.8, 0.0, 0.0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from robust.data import dataset_info
 from robust.models import ARCHITECTURES, Normalize, build_model
 

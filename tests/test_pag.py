@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from robust.pag import (
     PlainScorer,
     SmoothedScorer,
@@ -14,7 +16,6 @@ from robust.pag import (
     smoothed_probability,
     target_probability,
 )
-from torch import nn
 
 K = 4
 SHAPE = (3, 8, 8)

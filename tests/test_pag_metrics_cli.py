@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from robust import synthetic
 from robust.checkpoint import save_checkpoint
 from robust.io import torch_save

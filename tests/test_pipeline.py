@@ -35,8 +35,14 @@ def dvc_repro_cmd(*extra: str) -> list[str]:
 def test_parity_of_commands(tmp_path):
     """`dvc repro --dry --force` and `snakemake -n -p --forceall` run the same command set."""
     repo = copy_repo(tmp_path / "repo")
-    for folder in ("results/pag", "results/certify", "results/eval", "results/train", "paper/figures",
-                   "paper/tables"):
+    for folder in (
+        "results/pag",
+        "results/certify",
+        "results/eval",
+        "results/train",
+        "paper/figures",
+        "paper/tables",
+    ):
         (repo / folder).mkdir(parents=True, exist_ok=True)
     dvc_cmds = dvc_commands(run(["dvc", "repro", "--dry", "--force"], repo).stdout)
     smk_cmds = snakemake_commands(run(["snakemake", "-n", "-p", "--forceall"], repo).stdout)
@@ -55,7 +61,9 @@ def test_two_runs_give_identical_outputs_and_a_clean_dvc_status(smk, dvc):
         folders = ("results", "resources/data", "paper/figures", "paper/tables", "paper/generated")
         return {
             str(p.relative_to(repo)): hashlib.md5(p.read_bytes()).hexdigest()
-            for folder in folders for p in (repo / folder).rglob("*") if p.is_file()
+            for folder in folders
+            for p in (repo / folder).rglob("*")
+            if p.is_file()
         }
 
     a, b = digests(smk), digests(dvc)
@@ -78,8 +86,14 @@ def test_snakemake_builds_everything(smk):
         n_eps, n_pairs = len(SMOKE["pag"]["settings"]["eps"]), SMOKE["pag"]["settings"]["pairs"]
         assert pag["images"].shape[:2] == (n_eps, n_pairs)
         assert 0.0 <= float(pag["images"].min()) and float(pag["images"].max()) <= 1.0
-    for name in ("fig1", "sigma_sweep", "eps_sweep", "certified_accuracy", "training_curves",
-                 "train_vs_certify_certify-050"):
+    for name in (
+        "fig1",
+        "sigma_sweep",
+        "eps_sweep",
+        "certified_accuracy",
+        "training_curves",
+        "train_vs_certify_certify-050",
+    ):
         assert (smk / f"paper/figures/{name}.pdf").read_bytes().startswith(b"%PDF")
         png = (smk / f"paper/figures/{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24])[0] > 100
@@ -109,8 +123,15 @@ def test_pag_metrics_separate_standard_from_adversarial(smk):
 def test_snakemake_report_has_every_figure(smk):
     run(["snakemake", "--report", "report.html"], smk, timeout=600)
     html = (smk / "report.html").read_text(errors="replace")
-    for name in ("fig1", "sigma_sweep", "eps_sweep", "certified_accuracy", "training_curves",
-                 "pag_metrics", "train_vs_certify_certify-050"):
+    for name in (
+        "fig1",
+        "sigma_sweep",
+        "eps_sweep",
+        "certified_accuracy",
+        "training_curves",
+        "pag_metrics",
+        "train_vs_certify_certify-050",
+    ):
         assert f"{name}.pdf" in html
 
 
@@ -124,7 +145,7 @@ def test_snakemake_certify_edit_reruns_only_that_run(smk):
     jobs = snakemake_jobs(run(["snakemake", "-n"], smk).stdout)
     assert jobs.get("certify") == 1
     assert "train" not in jobs and "pag" not in jobs and "evaluate" not in jobs
-    run(["snakemake", "--cores", "2"], smk)
+    run(["snakemake", "--cores", "2", "--resources", "gpu=2"], smk)
     assert "Nothing to be done" in "".join(run(["snakemake", "-n"], smk).stdout)
 
 

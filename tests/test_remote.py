@@ -36,13 +36,19 @@ def s3():
     port = free_port()
     server = subprocess.Popen(
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
     import boto3
 
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     for _ in range(100):
         try:
             client.create_bucket(Bucket="pag")
@@ -64,8 +70,18 @@ def use_s3(repo: Path, endpoint: str, credentials: bool = True) -> None:
 
 
 def digests(repo: Path) -> dict[str, str]:
-    files = [p for folder in ("results", "resources/data", "paper/figures", "paper/tables",
-                              "paper/generated") for p in (repo / folder).rglob("*") if p.is_file()]
+    files = [
+        p
+        for folder in (
+            "results",
+            "resources/data",
+            "paper/figures",
+            "paper/tables",
+            "paper/generated",
+        )
+        for p in (repo / folder).rglob("*")
+        if p.is_file()
+    ]
     return {str(p.relative_to(repo)): hashlib.md5(p.read_bytes()).hexdigest() for p in files}
 
 
@@ -99,7 +115,8 @@ def test_pull_from_the_local_default_remote(pushed, tmp_path):
     run(["dvc", "remote", "modify", "local", "url", str(pushed.parent / "repo-remote")], repo)
     run(["dvc", "pull", "-r", "local"], repo)
     assert (repo / "results/certify/synthetic-gauss-025.tsv").read_bytes() == (
-        pushed / "results/certify/synthetic-gauss-025.tsv").read_bytes()
+        pushed / "results/certify/synthetic-gauss-025.tsv"
+    ).read_bytes()
 
 
 def test_repro_pull_restores_every_stage_from_the_run_cache(pushed, s3, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from robust import report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared hand-made result files

@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
+from torch import nn
+
 from robust.smoothing import ABSTAIN, Smooth
 from robust.stats import clopper_pearson_lower, norm_ppf
-from torch import nn
 
 SHAPE = (1, 4, 4)  # tiny single-channel images keep the Monte Carlo cheap
 

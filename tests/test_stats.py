@@ -8,6 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+
 from robust.stats import binom_test_two_sided, clopper_pearson_lower, norm_ppf
 
 _BITS = 56  # exact references are computed on the dyadic grid m / 2**_BITS

@@ -6,9 +6,10 @@ import time
 
 import pytest
 import torch
+from torch import nn
+
 from robust import synthetic
 from robust.data import open_split, prototypes
-from torch import nn
 
 
 def test_shapes_dtypes_and_exact_balance():

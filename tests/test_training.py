@@ -7,6 +7,8 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from robust.archs.tiny import TinyCNN
 from robust.data import Split
 from robust.models import Normalize
@@ -18,7 +20,6 @@ from robust.training import (
     make_perturbation,
     train,
 )
-from torch import nn
 
 K = 4
 PERTURB = {

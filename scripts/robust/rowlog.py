@@ -54,7 +54,11 @@ class RowLog:
         if len(lines) < 2 or lines[0] != self.tag or lines[1] != "\t".join(self.header):
             return []
         complete = lines[2:-1]  # the piece after the last newline is torn (or empty)
-        return [tuple(line.split("\t")) for line in complete if len(line.split("\t")) == len(self.header)]
+        return [
+            tuple(line.split("\t"))
+            for line in complete
+            if len(line.split("\t")) == len(self.header)
+        ]
 
     def _text(self, rows: list[tuple[str, ...]], with_tag: bool) -> str:
         lines = ([self.tag] if with_tag else []) + ["\t".join(self.header)]
