@@ -160,3 +160,30 @@ def test_yaml_that_does_not_parse(tmp_path):
 
 def test_at_least_thirty_cases():
     assert len(CASES) + 1 >= 30
+
+
+@pytest.mark.slow
+def test_both_tools_reject_every_malformed_set_before_any_job(tmp_path):
+    """Every case above through the real tools: Snakemake stops while parsing with the key named and no
+    traceback; DVC stops at its first stage (or while templating) before any data is prepared."""
+    import yaml
+
+    from pipeline_utils import copy_repo, run
+
+    repo = copy_repo(tmp_path / "repo")
+    for case, mutate, expected in CASES:
+        params = copy.deepcopy(SMOKE)
+        mutate(params)
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        smk = run(["snakemake", "-n"], repo, check=False)
+        assert smk.returncode != 0, case
+        assert expected in smk.stderr and "Traceback" not in smk.stderr, (case, smk.stderr[-2000:])
+        dvc = run(["dvc", "repro"], repo, check=False)
+        output = dvc.stdout + dvc.stderr
+        assert dvc.returncode != 0, case
+        assert "Traceback" not in output and "Running stage 'prepare" not in output, (case, output)
+        assert not (repo / "resources" / "data").exists(), case
+    (repo / "params.yaml").write_text("models:\n  a: [1, 2\n")
+    for cmd in (["snakemake", "-n"], ["dvc", "repro"]):
+        out = run(cmd, repo, check=False)
+        assert out.returncode != 0 and "Traceback" not in out.stdout + out.stderr

@@ -15,13 +15,14 @@ import torch
 
 from robust import checkpoint, data
 
+pytestmark = pytest.mark.slow
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "synthetic.pt"
-    data.prepare_synthetic(path, seed=0, n_train=1200, n_test=60)
+    data.prepare_synthetic(path, seed=0, n_train=600, n_test=60)
     return path
 
 
@@ -48,7 +49,7 @@ def train_cmd(dataset: Path, out: Path) -> list[str]:
         "--attack_step_size",
         "0.0",
         "--epochs",
-        "4",
+        "3",
         "--batch_size",
         "100",
         "--lr",
@@ -138,7 +139,7 @@ def certify_cmd(dataset: Path, ckpt: Path, out: Path) -> list[str]:
 
 def run_and_kill(cmd: list[str], ready, timeout: float = 120.0) -> None:
     """Start ``cmd``, wait until ``ready()`` is true, then SIGKILL it (no chance to clean up)."""
-    env = dict(os.environ, PYTHONPATH=str(SCRIPTS))
+    env = dict(os.environ, PYTHONPATH=str(SCRIPTS), OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     try:
@@ -150,7 +151,7 @@ def run_and_kill(cmd: list[str], ready, timeout: float = 120.0) -> None:
 
 
 def run_to_end(cmd: list[str]) -> None:
-    env = dict(os.environ, PYTHONPATH=str(SCRIPTS))
+    env = dict(os.environ, PYTHONPATH=str(SCRIPTS), OMP_NUM_THREADS="1")
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
 
 
@@ -252,7 +253,7 @@ def test_training_state_of_other_parameters_is_not_reused(tmp_path, dataset):
     log = tmp_path / "train.log"
     run_and_kill(cmd, lambda: log.exists() and "INFO epoch" in log.read_text())
     cmd[cmd.index("--lr") + 1] = "0.04"
-    env = dict(os.environ, PYTHONPATH=str(SCRIPTS))
+    env = dict(os.environ, PYTHONPATH=str(SCRIPTS), OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     # Either a clean restart or a one-line refusal; never a silent mix of two runs.
     assert proc.returncode in (0, 2)

@@ -39,14 +39,17 @@ def entrypoint(main: Callable[[list[str] | None], int | None]) -> Callable[[list
 
     @functools.wraps(main)
     def wrapped(argv: list[str] | None = None) -> int:
+        timer = Timer()
         try:
-            return int(main(argv) or 0)
+            code = int(main(argv) or 0)
+            LOG.info("finished in %.1f s", timer.seconds, extra=FILE_ONLY)
+            return code
         except Exception as err:
             if not is_user_error(err):
                 raise
             message = err.args[0] if isinstance(err, KeyError) and err.args else err
             print(f"error: {message}", file=sys.stderr)
-            LOG.error("%s", message)
+            LOG.error("%s", message, extra=FILE_ONLY)  # stderr already has the one line
             return 2
 
     return wrapped
@@ -102,16 +105,22 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", type=Path, required=True, help="log file of this stage")
 
 
+FILE_ONLY = {"file_only": True}
+
+
 def setup_logging(path: Path) -> None:
-    """Log to ``path`` (overwritten) and to stderr."""
+    """Log to ``path`` (overwritten) and to stderr; records logged with ``extra=FILE_ONLY`` skip stderr."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     LOG.handlers.clear()
     LOG.setLevel(logging.INFO)
-    for handler in (logging.FileHandler(path, mode="w"), logging.StreamHandler(sys.stderr)):
+    LOG.propagate = False
+    console = logging.StreamHandler(sys.stderr)
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
+    for handler in (logging.FileHandler(path, mode="w"), console):
         handler.setFormatter(fmt)
         LOG.addHandler(handler)
-    LOG.info("command: %s", " ".join(sys.argv))
+    LOG.info("command: %s", " ".join(sys.argv), extra=FILE_ONLY)
 
 
 def resolve_device(name: str) -> Any:

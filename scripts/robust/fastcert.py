@@ -89,8 +89,9 @@ def noisy_batches(
                 # The whole chunk is drawn even if only a prefix is used: a shorter draw would give
                 # other numbers. Same ops, same order as Smooth: randn, * sigma, then + x.
                 noise = torch.randn(
-                    (chunk_size, *xs.shape[1:]), generator=generator, device=xs.device
-                ).mul_(sigma)
+                    (chunk_size, *xs.shape[1:]), generator=generator, device=xs.device,
+                    dtype=torch.float32,
+                ).mul_(sigma)  # fmt: skip
                 used, start = min(chunk_size, num - chunk * chunk_size), 0
                 while start < used:
                     take = min(used - start, batch_size - filled)

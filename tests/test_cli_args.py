@@ -1,0 +1,89 @@
+"""The stage scripts' own arguments: bad values end with one line naming the flag and exit status 2,
+before anything is computed or written."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CERTIFY = [
+    "--run_id", "r", "--model", "m", "--dataset", "synthetic", "--sigma", "0.25", "--n0", "10",
+    "--n", "100", "--alpha", "0.001", "--batch", "50", "--chunk", "50", "--skip", "1",
+    "--max_images", "2", "--seed", "0", "--checkpoint", "m.pt", "--data", "d.pt", "--out", "c.tsv",
+    "--summary", "c.json", "--state", "s.tsv", "--no-record_time", "--log", "c.log",
+]
+TRAIN = [
+    "--model_id", "m", "--dataset", "synthetic", "--arch", "tiny_cnn", "--kind", "gaussian",
+    "--sigma", "0.25", "--norm", "l2", "--eps", "0.0", "--attack_steps", "0", "--attack_step_size", "0.0",
+    "--epochs", "1", "--batch_size", "8", "--lr", "0.1", "--momentum", "0.9", "--weight_decay", "0.0",
+    "--schedule", "step", "--lr_step", "1", "--lr_gamma", "0.1", "--warmup_epochs", "0",
+    "--label_smoothing", "0.0", "--augment", "--eval_sigma", "0.0", "--eval_size", "8", "--seed", "0",
+    "--data", "d.pt", "--out", "m.pt", "--metrics", "m.json", "--state", "s.pt", "--no-record_time",
+    "--log", "t.log",
+]
+
+
+def replace(argv: list[str], flag: str, value: str | None) -> list[str]:
+    """argv with ``flag``'s value replaced (or the flag and its value removed when value is None)."""
+    out = list(argv)
+    i = out.index(flag)
+    if value is None:
+        del out[i : i + 2]
+    else:
+        out[i + 1] = value
+    return out
+
+
+CASES = [
+    ("certify", CERTIFY, "--sigma", "-0.5", "--sigma"),
+    ("certify", CERTIFY, "--sigma", "abc", "--sigma"),
+    ("certify", CERTIFY, "--alpha", "1.5", "--alpha"),
+    ("certify", CERTIFY, "--alpha", "0", "--alpha"),
+    ("certify", CERTIFY, "--n", "-3", "--n"),
+    ("certify", CERTIFY, "--n0", "1000", "--n0"),
+    ("certify", CERTIFY, "--batch", "0", "--batch"),
+    ("certify", CERTIFY, "--out", None, "--out"),
+    ("predict", [a for a in CERTIFY if a not in ("--n0", "10")], "--alpha", "2", "--alpha"),
+    ("train", TRAIN, "--kind", "magic", "--kind"),
+    ("train", TRAIN, "--sigma", "0.0", "--sigma"),
+    ("train", TRAIN, "--epochs", "0", "--epochs"),
+    ("train", TRAIN, "--lr", "-1", "--lr"),
+    ("train", TRAIN, "--label_smoothing", "1.0", "--label_smoothing"),
+    ("train", TRAIN, "--schedule", "warm", "--schedule"),
+    ("train", TRAIN, "--norm", "l3", "--norm"),
+    ("train", TRAIN, "--seed", None, "--seed"),
+]
+
+
+@pytest.mark.parametrize("script, argv, flag, value, named", CASES,
+                         ids=[f"{c[0]}{c[2]}={c[3]}" for c in CASES])
+def test_bad_argument_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, script, argv, flag, value,
+                                             named):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        load(script).main(replace(argv, flag, value))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and named in err, err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even the log
+
+
+def test_missing_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = load("certify").main(CERTIFY)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error:") and "m.pt" in err and "\n" not in err
+    assert not (tmp_path / "c.tsv").exists()
