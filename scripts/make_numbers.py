@@ -67,18 +67,17 @@ def distinct(values) -> str:
     return report.join_words(list(dict.fromkeys(values)))
 
 
-def shared(records: list[dict], key: str) -> object:
-    """``key``'s value, the same in every certify run (the text states one protocol)."""
-    values = sorted({str(r[key]) for r in records})
-    if len(values) != 1:
-        raise report.ReportError(f"certify runs differ in '{key}' ({', '.join(values)})")
-    return records[0][key]
+def shared(records: list[dict], key: str, fmt=str) -> str:
+    """``key``'s value across certify runs, formatted: one value when all runs agree (the text states one
+    protocol), else the distinct values in run order ("1{,}000 and 800") so the text stays true."""
+    values = list(dict.fromkeys(fmt(r[key]) for r in records))
+    return values[0] if len(values) == 1 else report.join_words(values)
 
 
 def certify_setup(args: argparse.Namespace, runs: list[dict], m: Macros) -> None:
-    m[r"\CertNZero"], m[r"\CertN"] = str(shared(runs, "n0")), report.format_int(shared(runs, "n"))
-    m[r"\CertAlpha"] = NUM(shared(runs, "alpha"))
-    m[r"\NumCertImages"] = str(shared(runs, "n_images"))
+    m[r"\CertNZero"], m[r"\CertN"] = shared(runs, "n0"), shared(runs, "n", report.format_int)
+    m[r"\CertAlpha"] = shared(runs, "alpha", NUM)
+    m[r"\NumCertImages"] = shared(runs, "n_images")
     m[r"\SigmaList"] = report.join_words([NUM(r["sigma"]) for r in runs])
     m[r"\RadiusMax"] = NUM(max(args.radii))
     m[r"\RadiiList"] = report.join_words([NUM(r) for r in args.radii])

@@ -71,7 +71,9 @@ def test_two_runs_give_identical_outputs_and_a_clean_dvc_status(smk, dvc):
     assert len(common) > 40
     assert [k for k in common if a[k] != b[k]] == []
     shutil.copy2(dvc / "dvc.lock", smk / "dvc.lock")
+    run(["dvc", "cache", "dir", "--local", str(dvc / ".dvc" / "cache")], smk)
     status = run(["dvc", "status", "--with-deps", *DVC_TARGETS], smk).stdout
+    run(["dvc", "cache", "dir", "--local", "--unset"], smk)
     (smk / "dvc.lock").unlink()
     assert "up to date" in status, status
 

@@ -22,7 +22,7 @@ rule fig_pag:
         code("scripts/fig_pag.py"),
         pag=lambda wc: pag_files(REPORT[wc.figure]["columns"]),
     output:
-        report("paper/figures/{figure}.pdf", caption="../report/{figure}.rst", category="PAG images"),
+        report("paper/figures/{figure}.pdf", caption="../report/pag_figures.rst", category="PAG images"),
         "paper/figures/{figure}.png",
     wildcard_constraints:
         figure="fig1|sigma_sweep|eps_sweep",
