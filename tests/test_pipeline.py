@@ -137,33 +137,6 @@ def test_snakemake_report_has_every_figure(smk):
         assert f"{name}.pdf" in html
 
 
-def _job_intervals(repo, folders):
-    """(start, end) of each job from the first and last timestamps of its log (second resolution)."""
-    import datetime as dt
-
-    spans = []
-    for folder in folders:
-        for log in (repo / "logs" / folder).glob("*.log"):
-            stamps = [line[:19] for line in log.read_text().splitlines() if line[:4].isdigit()]
-            if stamps:
-                fmt = "%Y-%m-%d %H:%M:%S"
-                spans.append((dt.datetime.strptime(stamps[0], fmt), dt.datetime.strptime(stamps[-1], fmt)))
-    return spans
-
-
-def test_gpu_cap_and_one_writer_per_path(smk):
-    """With the default profile (gpu capped at 1) `--cores 2` never overlaps two GPU jobs, and every
-    output path has exactly one producing job."""
-    run(["snakemake", "--cores", "2", "--forcerun", "certify", "predict", "evaluate"], smk, timeout=900)
-    spans = sorted(_job_intervals(smk, ["certify", "predict", "evaluate"]))
-    assert len(spans) >= 8
-    for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
-        assert not (s2 < e1), f"two GPU jobs overlapped: {s1}-{e1} and {s2}-{e2}"
-    summary = run(["snakemake", "--summary"], smk).stdout.splitlines()
-    outputs = [line.split("\t")[0] for line in summary[1:] if line.strip()]
-    assert len(outputs) == len(set(outputs)) > 40
-
-
 def test_dvc_stages_write_distinct_paths(dvc):
     lock = yaml.safe_load((dvc / "dvc.lock").read_text())
     outs = [out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])]
@@ -229,3 +202,47 @@ def test_bad_params_rejected_by_both_tools_before_any_job(tmp_path):
     assert dvc.returncode != 0
     assert "certify.synthetic-gauss-025.alpha" in dvc.stdout + dvc.stderr
     assert not (repo / "resources" / "data").exists()
+
+
+def _job_intervals(repo, folders):
+    """(start, end) of each job from the first and last timestamps of its log (second resolution)."""
+    import datetime as dt
+
+    spans = []
+    for folder in folders:
+        for log in (repo / "logs" / folder).glob("*.log"):
+            stamps = [line[:19] for line in log.read_text().splitlines() if line[:4].isdigit()]
+            if stamps:
+                fmt = "%Y-%m-%d %H:%M:%S"
+                spans.append(
+                    (dt.datetime.strptime(stamps[0], fmt), dt.datetime.strptime(stamps[-1], fmt))
+                )
+    return spans
+
+
+def test_gpu_cap_and_one_writer_per_path(smk):
+    """With the default profile (gpu capped at 1) `--cores 2` never overlaps two GPU jobs, and every
+    output path has exactly one producing job."""
+    # Last test of the Snakemake copy: --until leaves the downstream figures outdated.
+    run(
+        [
+            "snakemake",
+            "--cores",
+            "2",
+            "--forcerun",
+            "certify",
+            "predict",
+            "--until",
+            "certify",
+            "predict",
+        ],
+        smk,
+        timeout=900,
+    )
+    spans = sorted(_job_intervals(smk, ["certify", "predict"]))
+    assert len(spans) >= 4
+    for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+        assert not (s2 < e1), f"two GPU jobs overlapped: {s1}-{e1} and {s2}-{e2}"
+    summary = run(["snakemake", "--summary"], smk).stdout.splitlines()
+    outputs = [line.split("\t")[0] for line in summary[1:] if line.strip()]
+    assert len(outputs) == len(set(outputs)) > 40
