@@ -15,6 +15,7 @@ import yaml
 
 from conftest import DVC_TARGETS, LATEX
 from pipeline_utils import (
+    ROOT,
     copy_repo,
     dvc_commands,
     dvc_ran_stages,
@@ -50,6 +51,21 @@ def test_parity_of_commands(tmp_path):
         dvc_cmds = [c for c in dvc_cmds if "build_paper.py" not in c]
     assert sorted(dvc_cmds) == sorted(smk_cmds)
     assert len(smk_cmds) > 20
+
+
+def test_make_smoke_runs_the_smoke_pipeline(tmp_path):
+    """`make smoke`'s Snakemake call on the repository as committed (params.yaml = the paper) plans
+    exactly the commands of the smoke copies the other tests build."""
+    import re
+
+    recipe = (ROOT / "Makefile").read_text().split("\nsmoke:", 1)[1].splitlines()[1].strip()
+    assert recipe.startswith("snakemake ") and "--configfile config/smoke.yaml" in recipe
+    flags = re.sub(r"\$\((CORES)\)", "2", re.sub(r"\$\(GPUCAP\)", "", recipe)).split()[1:]
+    paper = copy_repo(tmp_path / "paper", params=None)
+    smoke = copy_repo(tmp_path / "smoke")
+    planned = snakemake_commands(run(["snakemake", "-n", "-p", *flags], paper).stdout)
+    expected = snakemake_commands(run(["snakemake", "-n", "-p"], smoke).stdout)
+    assert sorted(planned) == sorted(expected) and len(planned) > 20
 
 
 def test_two_runs_give_identical_outputs_and_a_clean_dvc_status(smk, dvc):
