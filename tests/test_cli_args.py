@@ -11,6 +11,17 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_logger():
+    """Scripts run in-process attach handlers to the "robust" logger; drop them after each test."""
+    yield
+    import logging
+
+    for handler in logging.getLogger("robust").handlers[:]:
+        handler.close()
+        logging.getLogger("robust").removeHandler(handler)
+
+
 def load(name: str):
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

@@ -108,6 +108,19 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 FILE_ONLY = {"file_only": True}
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A stderr handler that writes to whatever ``sys.stderr`` is at emit time (it may be replaced,
+    e.g. by a test harness, after logging was set up)."""
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(path: Path) -> None:
     """Log to ``path`` (overwritten) and to stderr; records logged with ``extra=FILE_ONLY`` skip stderr."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +128,7 @@ def setup_logging(path: Path) -> None:
     LOG.handlers.clear()
     LOG.setLevel(logging.INFO)
     LOG.propagate = False
-    console = logging.StreamHandler(sys.stderr)
+    console = _CurrentStderr()
     console.addFilter(lambda record: not getattr(record, "file_only", False))
     for handler in (logging.FileHandler(path, mode="w"), console):
         handler.setFormatter(fmt)

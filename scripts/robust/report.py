@@ -93,7 +93,9 @@ def run_cli(body: Callable[[], None], log: Path | None = None) -> int:
         message = (message.splitlines() or [type(err).__name__])[0]
         print(f"error: {message}", file=sys.stderr)
         if logger.handlers:  # without handlers logging's last resort would print it a second time
-            logger.error("%s", message)
+            from robust.cli import FILE_ONLY
+
+            logger.error("%s", message, extra=FILE_ONLY)  # stderr already has the one line
         return 2
     return 0
 
