@@ -47,6 +47,25 @@ def code(script):
     return [script, *library_deps(script)]
 
 
+def smoothing_inputs(section):
+    def inputs(wc):
+        run = config[section][wc.run]
+        return {
+            "ckpt": f"results/models/{run['model']}.pt",
+            "data": f"resources/data/{run['dataset']}.pt",
+        }
+
+    return inputs
+
+
+def pag_files(columns):
+    return expand("results/pag/{column}.pt", column=columns)
+
+
+def certify_files(runs):
+    return expand("results/certify/{run}.{ext}", run=runs, ext=["tsv", "json"])
+
+
 CHECKED = "results/params.ok"
 
 
@@ -58,7 +77,9 @@ def final_targets():
     targets += expand("results/certify/{run}.json", run=config["certify"])
     targets += expand("results/eval/{model}.json", model=config["models"])
     targets += expand("results/pag/{column}.pt", column=config["pag"]["columns"])
-    if shutil.which("latexmk"):  # robust.report.latex_available, without importing numpy
+    if shutil.which(
+        "latexmk"
+    ):  # robust.report.latex_available, without importing numpy
         targets.append("paper/main.pdf")
     else:
         print(

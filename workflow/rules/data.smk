@@ -25,12 +25,12 @@ rule prepare_data:
         code("scripts/prepare_data.py"),
     output:
         "resources/data/{dataset}.pt",
-    params:
-        args=lambda wc: cli(config["datasets"][wc.dataset]),
     log:
         "logs/prepare/{dataset}.log",
     conda:
         "../envs/pytorch.yaml"
+    params:
+        args=lambda wc: cli(config["datasets"][wc.dataset]),
     shell:
         "python scripts/prepare_data.py --dataset {wildcards.dataset} {params.args} "
         "--out {output} --work_dir resources/downloads/{wildcards.dataset} --log {log}"

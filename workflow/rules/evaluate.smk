@@ -8,14 +8,14 @@ rule evaluate:
         data=lambda wc: f"resources/data/{config['models'][wc.model]['dataset']}.pt",
     output:
         "results/eval/{model}.json",
-    params:
-        args=cli(config["evaluate"]),
     log:
         "logs/evaluate/{model}.log",
     conda:
         "../envs/pytorch.yaml"
     resources:
         gpu=1,
+    params:
+        args=cli(config["evaluate"]),
     shell:
         "python scripts/evaluate.py --model_id {wildcards.model} {params.args} "
         "--checkpoint {input.ckpt} --data {input.data} --out {output} --log {log}"

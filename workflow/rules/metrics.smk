@@ -13,14 +13,14 @@ rule pag_metrics:
         json="results/metrics/pag_metrics.json",
         tsv="results/metrics/pag_metrics.tsv",
         table="paper/tables/pag_metrics.tex",
-    params:
-        args=cli(METRICS),
     log:
         "logs/pag_metrics.log",
     conda:
         "../envs/pytorch.yaml"
     resources:
         gpu=1,
+    params:
+        args=cli(METRICS),
     shell:
         "python scripts/pag_metrics.py {params.args} --pag_dir results/pag --models_dir results/models "
         "--data {input.data} --out {output.json} --per_image {output.tsv} --table {output.table} "

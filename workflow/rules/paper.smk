@@ -2,19 +2,18 @@
 # The scripts read whole result folders (DVC declares the folders as deps); Snakemake lists the files.
 
 REPORT = config["report"]
-FIGURES = ["fig1", "sigma_sweep", "eps_sweep", "certified_accuracy", "training_curves", "pag_metrics"]
+FIGURES = [
+    "fig1",
+    "sigma_sweep",
+    "eps_sweep",
+    "certified_accuracy",
+    "training_curves",
+    "pag_metrics",
+]
 FIGURES += [f"train_vs_certify_{key}" for key in REPORT["train_vs_certify"]]
 TABLES = ["certified_accuracy", "accuracy", "pag_metrics"]
 CERTIFIED = cli(REPORT["certified"])
 TRAINING = cli(REPORT["training"])
-
-
-def pag_files(columns):
-    return expand("results/pag/{column}.pt", column=columns)
-
-
-def certify_files(runs):
-    return expand("results/certify/{run}.{ext}", run=runs, ext=["tsv", "json"])
 
 
 rule fig_pag:
@@ -22,16 +21,20 @@ rule fig_pag:
         code("scripts/fig_pag.py"),
         pag=lambda wc: pag_files(REPORT[wc.figure]["columns"]),
     output:
-        report("paper/figures/{figure}.pdf", caption="../report/pag_figures.rst", category="PAG images"),
+        report(
+            "paper/figures/{figure}.pdf",
+            caption="../report/pag_figures.rst",
+            category="PAG images",
+        ),
         "paper/figures/{figure}.png",
-    wildcard_constraints:
-        figure="fig1|sigma_sweep|eps_sweep",
-    params:
-        args=lambda wc: cli(REPORT[wc.figure]),
     log:
         "logs/figures/{figure}.log",
+    wildcard_constraints:
+        figure="fig1|sigma_sweep|eps_sweep",
     conda:
         "../envs/pytorch.yaml"
+    params:
+        args=lambda wc: cli(REPORT[wc.figure]),
     shell:
         "python scripts/fig_pag.py --figure {wildcards.figure} {params.args} --pag_dir results/pag "
         "--out paper/figures/{wildcards.figure} --log {log}"
@@ -49,12 +52,12 @@ rule fig_certified:
             category="Certification",
         ),
         "paper/figures/certified_accuracy.png",
-    params:
-        args=CERTIFIED,
     log:
         "logs/figures/certified_accuracy.log",
     conda:
         "../envs/pytorch.yaml"
+    params:
+        args=CERTIFIED,
     shell:
         "python scripts/fig_certified.py {params.args} --certify_dir results/certify "
         "--out paper/figures/certified_accuracy --log {log}"
@@ -72,12 +75,12 @@ rule fig_train_vs_certify:
             category="Certification",
         ),
         "paper/figures/train_vs_certify_{key}.png",
-    params:
-        args=lambda wc: cli(REPORT["train_vs_certify"][wc.key]),
     log:
         "logs/figures/train_vs_certify_{key}.log",
     conda:
         "../envs/pytorch.yaml"
+    params:
+        args=lambda wc: cli(REPORT["train_vs_certify"][wc.key]),
     shell:
         "python scripts/fig_certified.py {params.args} --legend train_sigma "
         "--certify_dir results/certify --out paper/figures/train_vs_certify_{wildcards.key} --log {log}"
@@ -94,12 +97,12 @@ rule fig_training:
             category="Training",
         ),
         "paper/figures/training_curves.png",
-    params:
-        args=TRAINING,
     log:
         "logs/figures/training_curves.log",
     conda:
         "../envs/pytorch.yaml"
+    params:
+        args=TRAINING,
     shell:
         "python scripts/fig_training.py {params.args} --train_dir results/train "
         "--out paper/figures/training_curves --log {log}"
@@ -114,12 +117,12 @@ rule tables:
     output:
         "paper/tables/certified_accuracy.tex",
         "paper/tables/accuracy.tex",
-    params:
-        args=f"{CERTIFIED} {TRAINING}",
     log:
         "logs/tables.log",
     conda:
         "../envs/pytorch.yaml"
+    params:
+        args=f"{CERTIFIED} {TRAINING}",
     shell:
         "python scripts/make_tables.py {params.args} --certify_dir results/certify "
         "--eval_dir results/eval --out_dir paper/tables --log {log}"
@@ -135,13 +138,13 @@ rule numbers:
         reference=REPORT["certified"]["reference"],
     output:
         "paper/generated/numbers.tex",
-    params:
-        args=f"{CERTIFIED} {TRAINING} {cli(REPORT['numbers'])}",
-        fig1_eps=REPORT["fig1"]["eps"],
     log:
         "logs/numbers.log",
     conda:
         "../envs/pytorch.yaml"
+    params:
+        args=f"{CERTIFIED} {TRAINING} {cli(REPORT['numbers'])}",
+        fig1_eps=REPORT["fig1"]["eps"],
     shell:
         "python scripts/make_numbers.py {params.args} --certify_dir results/certify "
         "--eval_dir results/eval --train_dir results/train --pag_dir results/pag "

@@ -1,17 +1,6 @@
 # Randomized smoothing: Cohen et al.'s CERTIFY and PREDICT, one job per run of params.yaml.
 
 
-def smoothing_inputs(section):
-    def inputs(wc):
-        run = config[section][wc.run]
-        return {
-            "ckpt": f"results/models/{run['model']}.pt",
-            "data": f"resources/data/{run['dataset']}.pt",
-        }
-
-    return inputs
-
-
 rule certify:
     input:
         code("scripts/certify.py"),
@@ -19,16 +8,16 @@ rule certify:
     output:
         tsv="results/certify/{run}.tsv",
         summary="results/certify/{run}.json",
-    params:
-        args=lambda wc: cli(config["certify"][wc.run]),
-        state="resources/state/certify/{run}.tsv",
-        timing=cli(config["timing"]),
     log:
         "logs/certify/{run}.log",
     conda:
         "../envs/pytorch.yaml"
     resources:
         gpu=1,
+    params:
+        args=lambda wc: cli(config["certify"][wc.run]),
+        state="resources/state/certify/{run}.tsv",
+        timing=cli(config["timing"]),
     shell:
         "python scripts/certify.py --run_id {wildcards.run} {params.args} --checkpoint {input.ckpt} "
         "--data {input.data} --out {output.tsv} --summary {output.summary} --state {params.state} "
@@ -42,16 +31,16 @@ rule predict:
     output:
         tsv="results/predict/{run}.tsv",
         summary="results/predict/{run}.json",
-    params:
-        args=lambda wc: cli(config["predict"][wc.run]),
-        state="resources/state/predict/{run}.tsv",
-        timing=cli(config["timing"]),
     log:
         "logs/predict/{run}.log",
     conda:
         "../envs/pytorch.yaml"
     resources:
         gpu=1,
+    params:
+        args=lambda wc: cli(config["predict"][wc.run]),
+        state="resources/state/predict/{run}.tsv",
+        timing=cli(config["timing"]),
     shell:
         "python scripts/predict.py --run_id {wildcards.run} {params.args} --checkpoint {input.ckpt} "
         "--data {input.data} --out {output.tsv} --summary {output.summary} --state {params.state} "

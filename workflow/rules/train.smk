@@ -8,16 +8,16 @@ rule train:
     output:
         ckpt="results/models/{model}.pt",
         metrics="results/train/{model}.json",
-    params:
-        args=lambda wc: cli(config["models"][wc.model]),
-        timing=cli(config["timing"]),
-        state="resources/state/train/{model}.pt",
     log:
         "logs/train/{model}.log",
     conda:
         "../envs/pytorch.yaml"
     resources:
         gpu=1,
+    params:
+        args=lambda wc: cli(config["models"][wc.model]),
+        timing=cli(config["timing"]),
+        state="resources/state/train/{model}.pt",
     shell:
         "python scripts/train.py --model_id {wildcards.model} {params.args} --data {input.data} "
         "--out {output.ckpt} --metrics {output.metrics} --state {params.state} {params.timing} --log {log}"
