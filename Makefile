@@ -31,6 +31,9 @@ paper: $(STAMP)
 test: $(STAMP)
 	python -m pytest
 
+lint: $(STAMP)
+	ruff check . && ruff format --check . && snakefmt --check workflow/ && snakemake --lint
+
 report: $(STAMP)
 	snakemake --report report.html
 

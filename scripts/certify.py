@@ -1,8 +1,8 @@
 """Certify the smoothed classifier on a test subset with Cohen et al.'s CERTIFY.
 
-Writes one TSV row per image (idx label predict radius correct time), flushed as it goes, to a scratch file
-beside the resumable state; a killed run restarted with the same command skips the images already done.
-The declared output is written atomically at the end, with a JSON summary.
+Writes one TSV row per image (idx label predict radius correct time), flushed as it goes, to a
+scratch file beside the resumable state; a killed run restarted with the same command skips the
+images already done. The declared output is written atomically at the end, with a JSON summary.
 """
 
 from __future__ import annotations

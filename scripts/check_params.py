@@ -1,7 +1,7 @@
 """Check params.yaml against the schema and its cross-references before any compute.
 
-DVC runs this as the first stage (every other stage depends on its output); Snakemake runs the same check
-when it parses the workflow. Prints one line per problem, naming the key, and exits 2.
+DVC runs this as the first stage (every other stage depends on its output); Snakemake runs the same
+check when it parses the workflow. Prints one line per problem, naming the key, and exits 2.
 """
 
 from __future__ import annotations

@@ -68,8 +68,9 @@ def distinct(values) -> str:
 
 
 def shared(records: list[dict], key: str, fmt=str) -> str:
-    """``key``'s value across certify runs, formatted: one value when all runs agree (the text states one
-    protocol), else the distinct values in run order ("1{,}000 and 800") so the text stays true."""
+    """``key``'s value across certify runs, formatted: one value when all runs agree (the text
+    states one protocol), else the distinct values in run order ("1{,}000 and 800") so the text
+    stays true."""
     values = list(dict.fromkeys(fmt(r[key]) for r in records))
     return values[0] if len(values) == 1 else report.join_words(values)
 

@@ -1,7 +1,8 @@
-"""Generate perceptually aligned images for one column: a model, plain (sigma 0) or smoothed (sigma > 0).
+"""Generate perceptually aligned images for one column: a model, plain (sigma 0) or smoothed (sigma
+> 0).
 
-Every column of one parameter set starts from the same (test image, target class) pairs and runs the same
-targeted L2 PGD (steps, step = step_factor * eps / steps) at every generation eps.
+Every column of one parameter set starts from the same (test image, target class) pairs and runs the
+same targeted L2 PGD (steps, step = step_factor * eps / steps) at every generation eps.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def pairs(labels, num_classes: int, count: int, skip: int, seed: int):
-    """(test indices, targets): idx = 0, skip, ...; each target drawn uniformly among the other classes."""
+    """(test indices, targets): idx = 0, skip, ...; each target drawn uniformly among the other
+    classes."""
     import torch
 
     idx = torch.tensor(cli.subset_indices(len(labels), skip, count), dtype=torch.long)

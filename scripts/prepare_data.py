@@ -1,10 +1,11 @@
 """Prepare one dataset into a single tensor file (uint8 images, both splits).
 
-    python scripts/prepare_data.py --dataset cifar10 --kind cifar10 --url URL --md5 MD5 --archive none \
-        --n_train 50000 --n_test 10000 --out resources/data/cifar10.pt --work_dir resources/downloads/cifar10 \
-        --log logs/prepare/cifar10.log
-    python scripts/prepare_data.py --dataset synthetic --kind synthetic --seed 0 --n_train 5000 --n_test 1000 \
-        --out resources/data/synthetic.pt --work_dir resources/downloads/synthetic --log logs/prepare/synthetic.log
+    python scripts/prepare_data.py --dataset cifar10 --kind cifar10 --url URL --md5 MD5 \
+        --archive none --n_train 50000 --n_test 10000 --out resources/data/cifar10.pt \
+        --work_dir resources/downloads/cifar10 --log logs/prepare/cifar10.log
+    python scripts/prepare_data.py --dataset synthetic --kind synthetic --seed 0 --n_train 5000 \
+        --n_test 1000 --out resources/data/synthetic.pt --work_dir resources/downloads/synthetic \
+        --log logs/prepare/synthetic.log
 """
 
 from __future__ import annotations

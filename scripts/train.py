@@ -1,8 +1,9 @@
 """Train one classifier: standard, Gaussian-noise (Cohen et al.) or PGD-adversarial (Madry et al.).
 
-The three kinds share one loop and differ only in the perturbation applied to each batch. A resumable state
-is kept at --state (outside the declared outputs, which DVC deletes before a run): a killed run started
-again with the same command continues where it stopped and ends with the same weights.
+The three kinds share one loop and differ only in the perturbation applied to each batch. A
+resumable state is kept at --state (outside the declared outputs, which DVC deletes before a run): a
+killed run started again with the same command continues where it stopped and ends with the same
+weights.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def training_params(args: argparse.Namespace) -> dict:
 
 
 def state_path(args: argparse.Namespace, params: dict) -> Path:
-    """The resumable state of exactly this run: --state with a fingerprint of the parameters and data.
+    """The resumable state of exactly this run: --state with a fingerprint of the parameters and
+    data.
 
     A run with other parameters or data never resumes from it (it starts afresh); states of earlier
     parameter sets of this model are removed.

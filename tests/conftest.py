@@ -1,5 +1,5 @@
-"""Shared fixtures: two smoke runs of the whole pipeline, one by Snakemake and one by DVC, built once per
-test session on temporary copies of the repository and shared by the end-to-end tests."""
+"""Shared fixtures: two smoke runs of the whole pipeline, one by Snakemake and one by DVC, built
+once per test session on temporary copies of the repository and shared by the end-to-end tests."""
 
 from __future__ import annotations
 

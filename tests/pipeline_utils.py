@@ -1,4 +1,5 @@
-"""Helpers for the tests that drive the real tools (git, Snakemake, DVC) on a temporary copy of the repo."""
+"""Helpers for the tests that drive the real tools (git, Snakemake, DVC) on a temporary copy of the
+repo."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ BIN = Path(sys.executable).parent
 
 
 def tool_env() -> dict[str, str]:
-    """The environment of the pipeline tools: this interpreter's venv first on PATH, no analytics."""
+    """The environment of the pipeline tools: this interpreter's venv first on PATH, no
+    analytics."""
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
-    # Snakemake gives each job OMP_NUM_THREADS = its threads (1); DVC runs stages with the environment's.
-    # CPU results can depend on the thread count, so both tools get one thread for byte-identical runs.
+    # Snakemake gives each job OMP_NUM_THREADS = its threads (1); DVC runs stages with the
+    # environment's. CPU results can depend on the thread count, so both tools get one thread for
+    # byte-identical runs.
     env["OMP_NUM_THREADS"] = "1"
     env.setdefault("GIT_AUTHOR_NAME", "test")
     env.setdefault("GIT_AUTHOR_EMAIL", "test@example.org")
@@ -110,7 +113,8 @@ def dvc_commands(output: str) -> list[str]:
 
 
 def snakemake_commands(output: str) -> list[str]:
-    """Shell commands printed by ``snakemake -n -p`` ("Shell command: ..." lines; rule all has None)."""
+    """Shell commands printed by ``snakemake -n -p`` ("Shell command: ..." lines; rule all has
+    None)."""
     commands = []
     for line in output.splitlines():
         if line.startswith("Shell command:"):

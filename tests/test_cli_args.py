@@ -129,7 +129,8 @@ TRAIN = [
 
 
 def replace(argv: list[str], flag: str, value: str | None) -> list[str]:
-    """argv with ``flag``'s value replaced (or the flag and its value removed when value is None)."""
+    """argv with ``flag``'s value replaced (or the flag and its value removed when value is
+    None)."""
     out = list(argv)
     i = out.index(flag)
     if value is None:

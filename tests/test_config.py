@@ -1,4 +1,5 @@
-"""params.yaml and config/smoke.yaml against the schema and cross-reference checks; 30+ malformed sets."""
+"""params.yaml and config/smoke.yaml against the schema and cross-reference checks; 30+ malformed
+sets."""
 
 from __future__ import annotations
 
@@ -187,9 +188,9 @@ def _reject_in_both_tools(repo: Path, cases: list) -> list[str]:
 
 @pytest.mark.slow
 def test_both_tools_reject_every_malformed_set_before_any_job(tmp_path):
-    """Every case above through the real tools: Snakemake stops while parsing with the key named and no
-    traceback; DVC stops at its first stage (or while templating) before any data is prepared. Two
-    copies of the repository take half of the cases each, in parallel."""
+    """Every case above through the real tools: Snakemake stops while parsing with the key named and
+    no traceback; DVC stops at its first stage (or while templating) before any data is prepared.
+    Two copies of the repository take half of the cases each, in parallel."""
     from concurrent.futures import ThreadPoolExecutor
 
     from pipeline_utils import copy_repo, run

@@ -1,5 +1,6 @@
-"""Crash safety: stages killed with SIGKILL at several points and started again with the same command end
-with the same results as an uninterrupted run, and never leave a partial output behind."""
+"""Crash safety: stages killed with SIGKILL at several points and started again with the same
+command end with the same results as an uninterrupted run, and never leave a partial output
+behind."""
 
 from __future__ import annotations
 

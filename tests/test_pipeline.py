@@ -124,8 +124,9 @@ def test_snakemake_builds_everything(smk):
 
 
 def test_pag_metrics_separate_standard_from_adversarial(smk):
-    """Issue 5: at the largest generation eps the judge and ground-truth metrics of the standard and the
-    adversarially trained model have non-overlapping 95% intervals; the smoothed column is reported."""
+    """Issue 5: at the largest generation eps the judge and ground-truth metrics of the standard and
+    the adversarially trained model have non-overlapping 95% intervals; the smoothed column is
+    reported."""
     import json
 
     metrics = json.loads((smk / "results/metrics/pag_metrics.json").read_text())
@@ -221,7 +222,8 @@ def test_bad_params_rejected_by_both_tools_before_any_job(tmp_path):
 
 
 def _job_intervals(repo, folders):
-    """(start, end) of each job from the first and last timestamps of its log (second resolution)."""
+    """(start, end) of each job from the first and last timestamps of its log (second
+    resolution)."""
     import datetime as dt
 
     spans = []
@@ -257,7 +259,7 @@ def test_gpu_cap_and_one_writer_per_path(smk):
     )
     spans = sorted(_job_intervals(smk, ["certify", "predict"]))
     assert len(spans) >= 4
-    for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+    for (s1, e1), (s2, e2) in zip(spans, spans[1:], strict=False):
         assert not (s2 < e1), f"two GPU jobs overlapped: {s1}-{e1} and {s2}-{e2}"
     summary = run(["snakemake", "--summary"], smk).stdout.splitlines()
     outputs = [line.split("\t")[0] for line in summary[1:] if line.strip()]

@@ -1,4 +1,5 @@
-"""Artifacts round-trip through DVC remotes: a real S3 API (moto on 127.0.0.1) and the default local folder.
+"""Artifacts round-trip through DVC remotes: a real S3 API (moto on 127.0.0.1) and the default local
+folder.
 
 After a smoke run by DVC, `dvc push --run-cache`; in a fresh clone `dvc pull` gives byte-identical
 artifacts; in another fresh clone `dvc repro --pull` restores every stage from the run-cache without
@@ -87,7 +88,8 @@ def digests(repo: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def pushed(dvc, s3):
-    """The session's DVC-built copy (with whatever edits earlier tests committed), pushed to both remotes."""
+    """The session's DVC-built copy (with whatever edits earlier tests committed), pushed to both
+    remotes."""
     repo = dvc
     run(["git", "add", "dvc.lock", "params.yaml"], repo)
     run(["git", "commit", "-qm", "results", "--allow-empty"], repo)

@@ -1,4 +1,5 @@
-"""Library for reproducing Kaur, Cohen & Lipton (2019): perceptually-aligned gradients of robust classifiers.
+"""Library for reproducing Kaur, Cohen & Lipton (2019): perceptually-aligned gradients of robust
+classifiers.
 
 Modules, one concept each:
     data        dataset registry (cifar10, synthetic, imagenet); images are float tensors in [0, 1]

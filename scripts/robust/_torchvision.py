@@ -1,11 +1,12 @@
 """Import torchvision's pure-Python parts even where its compiled operators cannot load.
 
-PyPI's torchvision wheels are linked against the CUDA build of torch. With a CPU-only torch (for example
-the CPU wheel on a machine without a GPU) the wheel's ``_C`` extension fails to load, and ``import
-torchvision`` then dies while registering fake kernels for ``torchvision::nms`` and ``torchvision::qnms``,
-operators that only the extension defines. We use none of the compiled operators (only ``models`` and
-``datasets``/``transforms``), so in that case we declare the two schemas ourselves and import again;
-calling ``torchvision.ops.nms`` would still fail, with torch's "no kernel" error.
+PyPI's torchvision wheels are linked against the CUDA build of torch. With a CPU-only torch (for
+example the CPU wheel on a machine without a GPU) the wheel's ``_C`` extension fails to load, and
+``import torchvision`` then dies while registering fake kernels for ``torchvision::nms`` and
+``torchvision::qnms``, operators that only the extension defines. We use none of the compiled
+operators (only ``models`` and ``datasets``/``transforms``), so in that case we declare the two
+schemas ourselves and import again; calling ``torchvision.ops.nms`` would still fail, with torch's
+"no kernel" error.
 """
 
 from __future__ import annotations

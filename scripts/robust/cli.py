@@ -1,7 +1,7 @@
 """Shared plumbing of the stage scripts: one-line errors, logging, device choice, JSON output.
 
-Stage scripts are thin: they parse arguments, call the library and write results. Everything they share
-lives here so that each script reads as its own algorithm.
+Stage scripts are thin: they parse arguments, call the library and write results. Everything they
+share lives here so that each script reads as its own algorithm.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from robust import io
 
 LOG = logging.getLogger("robust")
 
-# Errors that mean "bad input", reported as one line. Anything else is a bug and keeps its traceback.
+# Errors that mean "bad input", reported as one line. Anything else is a bug and keeps its
+# traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)
 
 
@@ -30,12 +31,14 @@ class UsageError(ValueError):
 
 def is_user_error(err: BaseException) -> bool:
     """True for bad-input errors: ``USER_ERRORS`` and every exception class the library defines
-    (``DataError``, ``CheckpointError``, ``ParamsError``, ...), which all carry one-line messages."""
+    (``DataError``, ``CheckpointError``, ``ParamsError``, ...), which all carry one-line
+    messages."""
     return isinstance(err, USER_ERRORS) or type(err).__module__.startswith("robust.")
 
 
 def entrypoint(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
-    """Wrap a script's ``main``: known errors become ``error: <message>`` on stderr and exit status 2."""
+    """Wrap a script's ``main``: known errors become ``error: <message>`` on stderr and exit status
+    2."""
 
     @functools.wraps(main)
     def wrapped(argv: list[str] | None = None) -> int:
@@ -56,7 +59,8 @@ def entrypoint(main: Callable[[list[str] | None], int | None]) -> Callable[[list
 
 
 class Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line (``error: ...``) with exit status 2, no usage dump."""
+    """ArgumentParser whose errors are one line (``error: ...``) with exit status 2, no usage
+    dump."""
 
     def error(self, message: str) -> None:  # noqa: D102 - argparse API
         self.exit(2, f"error: {self.prog}: {message}\n")
@@ -122,7 +126,8 @@ class _CurrentStderr(logging.StreamHandler):
 
 
 def setup_logging(path: Path) -> None:
-    """Log to ``path`` (overwritten) and to stderr; records logged with ``extra=FILE_ONLY`` skip stderr."""
+    """Log to ``path`` (overwritten) and to stderr; records logged with ``extra=FILE_ONLY`` skip
+    stderr."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     LOG.handlers.clear()
@@ -153,7 +158,8 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def subset_indices(total: int, skip: int, max_images: int) -> list[int]:
-    """Cohen et al.'s image subset: idx = 0, skip, 2*skip, ... below ``total``, at most ``max_images``."""
+    """Cohen et al.'s image subset: idx = 0, skip, 2*skip, ... below ``total``, at most
+    ``max_images``."""
     return list(range(0, total, skip))[:max_images]
 
 

@@ -1,8 +1,10 @@
-"""Validation of params.yaml: the JSON Schema (types, ranges, required keys) and the cross-references
-a schema cannot express (a run naming an existing model, n0 <= n, figure columns that exist, ...).
+"""Validation of params.yaml: the JSON Schema (types, ranges, required keys) and the
+cross-references a schema cannot express (a run naming an existing model, n0 <= n, figure columns
+that exist, ...).
 
-Both tools call this before any job starts: Snakemake from ``workflow/rules/common.smk`` and DVC through the
-``check_params`` stage that every other stage depends on. Each problem is one line naming the key.
+Both tools call this before any job starts: Snakemake from ``workflow/rules/common.smk`` and DVC
+through the ``check_params`` stage that every other stage depends on. Each problem is one line
+naming the key.
 """
 
 from __future__ import annotations
@@ -64,7 +66,10 @@ def _model_checks(models: dict, datasets: dict) -> Iterator[str]:
             yield f"{key}.sigma: must be 0.0 for kind {m['kind']}"
         if m["kind"] == "adversarial":
             if m["eps"] <= 0 or m["attack_steps"] < 1 or m["attack_step_size"] <= 0:
-                yield f"{key}: kind adversarial needs eps > 0, attack_steps >= 1, attack_step_size > 0"
+                yield (
+                    f"{key}: kind adversarial needs eps > 0, attack_steps >= 1, "
+                    "attack_step_size > 0"
+                )
         elif m["eps"] != 0 or m["attack_steps"] != 0:
             yield f"{key}.eps: eps and attack_steps must be 0 for kind {m['kind']}"
 
@@ -76,7 +81,10 @@ def _run_checks(section: str, runs: dict, models: dict) -> Iterator[str]:
         if model is None:
             yield f"{key}.model: unknown model '{run['model']}'; defined: {', '.join(models)}"
         elif run["dataset"] != model["dataset"]:
-            yield f"{key}.dataset: '{run['dataset']}' differs from model's dataset '{model['dataset']}'"
+            yield (
+                f"{key}.dataset: '{run['dataset']}' differs from model's dataset "
+                f"'{model['dataset']}'"
+            )
         if "n0" in run and run["n0"] > run["n"]:
             yield f"{key}.n0: n0 ({run['n0']}) must not exceed n ({run['n']})"
 
@@ -88,13 +96,21 @@ def _pag_checks(pag: dict, models: dict, datasets: dict) -> Iterator[str]:
     else:
         available = len(range(0, datasets[settings["dataset"]]["n_test"], settings["pair_skip"]))
         if settings["pairs"] > available:
-            yield f"pag.settings.pairs: {settings['pairs']} pairs but only {available} test images at pair_skip"
+            yield (
+                f"pag.settings.pairs: {settings['pairs']} pairs but only {available} test images "
+                "at pair_skip"
+            )
     for cid, col in pag["columns"].items():
         model = models.get(col["model"])
         if model is None:
-            yield f"pag.columns.{cid}.model: unknown model '{col['model']}'; defined: {', '.join(models)}"
+            yield (
+                f"pag.columns.{cid}.model: unknown model '{col['model']}'; "
+                f"defined: {', '.join(models)}"
+            )
         elif model["dataset"] != settings["dataset"]:
-            yield f"pag.columns.{cid}.model: model dataset '{model['dataset']}' is not pag's dataset"
+            yield (
+                f"pag.columns.{cid}.model: model dataset '{model['dataset']}' is not pag's dataset"
+            )
 
 
 def _report_checks(report: dict, params: dict) -> Iterator[str]:
@@ -103,19 +119,25 @@ def _report_checks(report: dict, params: dict) -> Iterator[str]:
         grid = report[fig]
         for c in grid["columns"]:
             if c not in columns:
-                yield f"report.{fig}.columns: unknown PAG column '{c}'; defined: {', '.join(columns)}"
+                yield (
+                    f"report.{fig}.columns: unknown PAG column '{c}'; defined: {', '.join(columns)}"
+                )
         for r in grid["rows"]:
             if r >= settings["pairs"]:
                 yield f"report.{fig}.rows: row {r} but pag.settings.pairs is {settings['pairs']}"
         if "eps" in grid and grid["eps"] not in settings["eps"]:
-            yield f"report.{fig}.eps: {grid['eps']} is not one of pag.settings.eps {settings['eps']}"
+            yield (
+                f"report.{fig}.eps: {grid['eps']} is not one of pag.settings.eps {settings['eps']}"
+            )
     checks = [
         ("certified.runs", report["certified"]["runs"], params["certify"]),
         ("training.models", report["training"]["models"], params["models"]),
         ("numbers.columns", report["numbers"]["columns"], columns),
     ]
     if sorted(report["numbers"]["train_vs_certify"]) != sorted(report["train_vs_certify"]):
-        yield "report.numbers.train_vs_certify: must list exactly the keys of report.train_vs_certify"
+        yield (
+            "report.numbers.train_vs_certify: must list exactly the keys of report.train_vs_certify"
+        )
     for fid, figure in report["train_vs_certify"].items():
         checks.append((f"train_vs_certify.{fid}.runs", figure["runs"], params["certify"]))
     for section, ids, pool in checks:
@@ -138,10 +160,15 @@ def _metrics_checks(params: dict) -> Iterator[str]:
         elif judge in tested:
             yield f"pag_metrics.judges: '{judge}' made some of the images it would judge"
         elif models[judge]["dataset"] != params["pag"]["settings"]["dataset"]:
-            yield f"pag_metrics.judges: '{judge}' was trained on another dataset than the PAG images"
+            yield (
+                f"pag_metrics.judges: '{judge}' was trained on another dataset than the PAG images"
+            )
     dataset = params["datasets"].get(params["pag"]["settings"]["dataset"], {})
     if section["reference"] == "prototypes" and dataset.get("kind") != "synthetic":
-        yield "pag_metrics.reference: prototypes exist only for the synthetic dataset; use class_means"
+        yield (
+            "pag_metrics.reference: prototypes exist only for the synthetic dataset; use "
+            "class_means"
+        )
 
 
 def semantic_errors(params: dict, root: Path = Path(".")) -> list[str]:

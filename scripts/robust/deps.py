@@ -1,8 +1,8 @@
 """Which library files a stage script imports, so each rule and stage can declare them as inputs.
 
-Snakemake does not track modules imported by a script and DVC only tracks declared deps, so both tools list
-a script's transitive imports inside the ``robust`` package. Snakemake computes them with this module; a
-test checks that dvc.yaml declares the same files.
+Snakemake does not track modules imported by a script and DVC only tracks declared deps, so both
+tools list a script's transitive imports inside the ``robust`` package. Snakemake computes them with
+this module; a test checks that dvc.yaml declares the same files.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ PACKAGE = "robust"
 
 
 def _imported_modules(source: Path) -> set[str]:
-    """Dotted names of ``robust`` modules imported anywhere in ``source`` (also inside functions)."""
+    """Dotted names of ``robust`` modules imported anywhere in ``source`` (also inside
+    functions)."""
     tree = ast.parse(source.read_text(encoding="utf-8"))
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -38,7 +39,8 @@ def _module_file(root: Path, dotted: str) -> Path | None:
 
 @cache
 def library_deps(script: str, root: str = "scripts") -> tuple[str, ...]:
-    """Sorted paths (relative to the repository) of the ``robust`` files ``script`` imports, transitively.
+    """Sorted paths (relative to the repository) of the ``robust`` files ``script`` imports,
+    transitively.
 
     Args:
         script: path of the stage script, e.g. ``"scripts/train.py"``.

@@ -1,7 +1,7 @@
 """Atomic file writes: a reader never sees a partial file.
 
-Every output goes to a temporary file in the destination folder, is flushed and fsynced, then renamed over
-the destination with ``os.replace`` (atomic on POSIX within one file system).
+Every output goes to a temporary file in the destination folder, is flushed and fsynced, then
+renamed over the destination with ``os.replace`` (atomic on POSIX within one file system).
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def torch_save(obj: Any, path: str | os.PathLike) -> None:
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for writers that need a file name (e.g. ``savefig``).
 
-    The temporary file keeps ``suffix`` (e.g. ``".pdf"``) so format detection works. It is renamed to
-    ``path`` when the block succeeds and removed otherwise.
+    The temporary file keeps ``suffix`` (e.g. ``".pdf"``) so format detection works. It is renamed
+    to ``path`` when the block succeeds and removed otherwise.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

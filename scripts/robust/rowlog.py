@@ -1,8 +1,10 @@
-"""A resumable row log: TSV rows flushed one by one to a scratch file, published atomically at the end.
+"""A resumable row log: TSV rows flushed one by one to a scratch file, published atomically at the
+end.
 
-The scratch file starts with a fingerprint line (a hash of everything that determines the rows). A restart
-with the same fingerprint keeps the complete rows already written and drops a torn last line; a restart with
-another fingerprint starts afresh. Rows must start with their key (the image index).
+The scratch file starts with a fingerprint line (a hash of everything that determines the rows). A
+restart with the same fingerprint keeps the complete rows already written and drops a torn last
+line; a restart with another fingerprint starts afresh. Rows must start with their key (the image
+index).
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ class RowLog:
         self.rows.append(cells)
 
     def finish(self, out: Path) -> dict[str, np.ndarray]:
-        """Publish the rows (sorted by key) to ``out`` atomically, remove the scratch file, return columns."""
+        """Publish the rows (sorted by key) to ``out`` atomically, remove the scratch file, return
+        columns."""
         self._handle.close()
         rows = sorted(self.rows, key=lambda row: int(row[0]))
         io.write_text(out, self._text(rows, with_tag=False))

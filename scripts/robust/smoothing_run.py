@@ -1,8 +1,9 @@
 """What the certify and predict stages share: their arguments, the set-up of the smoothed classifier
 over a test subset, and the resumable per-image loop.
 
-A run is Cohen et al.'s protocol over test images idx = 0, skip, 2*skip, ... (at most max_images); rows
-go to a ``RowLog`` whose fingerprint covers every argument that changes results and the weights.
+A run is Cohen et al.'s protocol over test images idx = 0, skip, 2*skip, ... (at most max_images);
+rows go to a ``RowLog`` whose fingerprint covers every argument that changes results and the
+weights.
 """
 
 from __future__ import annotations
