@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, x, label in run.images():
         timer = cli.Timer()
         prediction = run.smooth.predict(x, args.n, args.alpha, args.batch, idx=i)
-        run.append((i, label, prediction, int(prediction == label)), timer)
+        run.append((i, label, prediction, int(prediction == label)), timer.seconds)
     table = run.rows.finish(args.out)
     predictions = table["predict"].astype(int)
     cli.write_json(

@@ -41,6 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval_sigma", type=cli.nonneg_float, required=True)
     p.add_argument("--eval_size", type=cli.positive_int, required=True)
     p.add_argument("--seed", type=cli.nonneg_int, required=True)
+    for flag, what in (
+        ("--bf16", "bfloat16 autocast of forward, backward and attack (GPU speed)"),
+        ("--channels_last", "NHWC model and batches (GPU speed)"),
+    ):
+        p.add_argument(flag, action=argparse.BooleanOptionalAction, required=True, help=what)
     p.add_argument("--data", type=Path, required=True, help="prepared dataset file")
     p.add_argument("--out", type=Path, required=True, help="checkpoint")
     p.add_argument("--metrics", type=Path, required=True, help="per-epoch metrics (JSON)")
@@ -120,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         augment=args.augment,
         label_smoothing=args.label_smoothing,
         eval_sigma=args.eval_sigma,
+        bf16=args.bf16,
+        channels_last=args.channels_last,
     )
     params = training_params(args)
     timer = cli.Timer()

@@ -54,6 +54,13 @@ CERTIFY = [
     "2",
     "--seed",
     "0",
+    "--precision",
+    "fp32",
+    "--block",
+    "2",
+    "--no-channels_last",
+    "--compile",
+    "none",
     "--checkpoint",
     "m.pt",
     "--data",
@@ -114,6 +121,8 @@ TRAIN = [
     "8",
     "--seed",
     "0",
+    "--no-bf16",
+    "--no-channels_last",
     "--data",
     "d.pt",
     "--out",
@@ -140,6 +149,13 @@ def replace(argv: list[str], flag: str, value: str | None) -> list[str]:
     return out
 
 
+# predict takes neither n0 nor the certify-only speed flags.
+PREDICT = (
+    CERTIFY[: CERTIFY.index("--n0")] + CERTIFY[CERTIFY.index("--n") : CERTIFY.index("--precision")]
+)
+PREDICT += CERTIFY[CERTIFY.index("--checkpoint") :]
+
+
 CASES = [
     ("certify", CERTIFY, "--sigma", "-0.5", "--sigma"),
     ("certify", CERTIFY, "--sigma", "abc", "--sigma"),
@@ -149,7 +165,10 @@ CASES = [
     ("certify", CERTIFY, "--n0", "1000", "--n0"),
     ("certify", CERTIFY, "--batch", "0", "--batch"),
     ("certify", CERTIFY, "--out", None, "--out"),
-    ("predict", [a for a in CERTIFY if a not in ("--n0", "10")], "--alpha", "2", "--alpha"),
+    ("certify", CERTIFY, "--precision", "fp64", "--precision"),
+    ("certify", CERTIFY, "--block", "0", "--block"),
+    ("certify", CERTIFY, "--compile", "fast", "--compile"),
+    ("predict", PREDICT, "--alpha", "2", "--alpha"),
     ("train", TRAIN, "--kind", "magic", "--kind"),
     ("train", TRAIN, "--sigma", "0.0", "--sigma"),
     ("train", TRAIN, "--epochs", "0", "--epochs"),

@@ -128,7 +128,9 @@ class Smooth:
                         f"base classifier returned shape {tuple(logits.shape)}, "
                         f"expected ({batch.shape[0]}, {self.num_classes})"
                     )
-                counts += torch.bincount(logits.argmax(dim=1), minlength=self.num_classes)
+                # index_add_ stays on the device; bincount would read its maximum back on CUDA.
+                labels = logits.argmax(dim=1)
+                counts.index_add_(0, labels, torch.ones_like(labels))
         return counts
 
     def predict(self, x: torch.Tensor, n: int, alpha: float, batch_size: int, idx: int = 0) -> int:

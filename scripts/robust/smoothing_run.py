@@ -16,7 +16,7 @@ from typing import Any
 from robust import cli
 
 # Arguments that do not change any row: where things go and how the run is executed.
-NOT_IN_FINGERPRINT = {"log", "device", "out", "summary", "record_time"}
+NOT_IN_FINGERPRINT = {"log", "device", "out", "summary", "record_time", "block"}
 
 
 def add_arguments(p: argparse.ArgumentParser, with_n0: bool) -> None:
@@ -74,14 +74,31 @@ class SmoothingRun:
 
     def images(self) -> Iterator[tuple[int, Any, int]]:
         """(idx, image [C, H, W] on the device, label) for each image not done yet."""
-        todo = cli.subset_indices(len(self.split), self.args.skip, self.args.max_images)
-        for i in cli.progress(todo, self.rows.done):
+        for i in cli.progress(self._todo(), self.rows.done):
             x, y = self.split.get([i])
             yield i, x[0].to(self.device), int(y[0])
 
-    def append(self, row: tuple, timer: cli.Timer) -> None:
-        """Write one row, ending with the image's wall-clock time (0 unless record_time)."""
+    def blocks(self, size: int) -> Iterator[tuple[list[int], Any, list[int]]]:
+        """(idxs, images [B, C, H, W] on the device, labels) for blocks of at most ``size`` images
+        not done yet, in order."""
+        idxs: list[int] = []
+        for i in cli.progress(self._todo(), self.rows.done):
+            idxs.append(i)
+            if len(idxs) == size:
+                yield self._load(idxs)
+                idxs = []
+        if idxs:
+            yield self._load(idxs)
+
+    def _todo(self) -> list[int]:
+        return cli.subset_indices(len(self.split), self.args.skip, self.args.max_images)
+
+    def _load(self, idxs: list[int]) -> tuple[list[int], Any, list[int]]:
+        x, y = self.split.get(idxs)
+        return idxs, x.to(self.device), [int(label) for label in y]
+
+    def append(self, row: tuple, seconds: float) -> None:
+        """Write one row, ending with the image's wall-clock seconds (0 unless record_time)."""
         from robust.metrics import format_time
 
-        seconds = timer.seconds if self.args.record_time else 0.0
-        self.rows.append((*row, format_time(seconds)))
+        self.rows.append((*row, format_time(seconds if self.args.record_time else 0.0)))

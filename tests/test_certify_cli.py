@@ -1,0 +1,75 @@
+"""scripts/certify.py runs CERTIFY in blocks of images (robust.fastcert) and must still give, row
+by row, what Cohen et al.'s one-image-at-a-time ``Smooth.certify`` gives, for any block size."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from robust import synthetic
+from robust.checkpoint import load_checkpoint, save_checkpoint
+from robust.io import torch_save
+from robust.models import build_model
+from robust.smoothing import Smooth
+
+ROOT = Path(__file__).resolve().parents[1]
+SIGMA, N0, N, ALPHA, BATCH, CHUNK, SKIP, MAX_IMAGES, SEED = 0.5, 16, 300, 0.01, 128, 100, 2, 5, 3
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("certify_cli")
+    x_train, y_train = synthetic.generate(20, seed=0, split="train")
+    x_test, y_test = synthetic.generate(10, seed=0, split="test")
+    torch_save({"dataset": "synthetic", "x_train": x_train, "y_train": y_train,
+                "x_test": x_test, "y_test": y_test, "class_names": list(synthetic.CLASS_NAMES),
+                "prototypes": synthetic.prototypes(), "meta": {"seed": 0}},
+               root / "synthetic.pt")  # fmt: skip
+    model = build_model("tiny_cnn", "synthetic", seed=1)
+    save_checkpoint(root / "model.pt", model, model_id="m", arch="tiny_cnn", dataset="synthetic",
+                    params={"seed": 1, "kind": "gaussian", "sigma": SIGMA})  # fmt: skip
+    return root
+
+
+def certify(root: Path, block: int, tag: str) -> tuple[list[list[str]], dict]:
+    spec = importlib.util.spec_from_file_location("certify", ROOT / "scripts" / "certify.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = root / tag
+    argv = [
+        "--run_id", "r", "--model", "m", "--dataset", "synthetic", "--sigma", str(SIGMA),
+        "--n0", str(N0), "--n", str(N), "--alpha", str(ALPHA), "--batch", str(BATCH),
+        "--chunk", str(CHUNK), "--skip", str(SKIP), "--max_images", str(MAX_IMAGES),
+        "--seed", str(SEED), "--precision", "fp32", "--block", str(block), "--no-channels_last",
+        "--compile", "none", "--checkpoint", str(root / "model.pt"),
+        "--data", str(root / "synthetic.pt"), "--out", str(out / "cert.tsv"),
+        "--summary", str(out / "cert.json"), "--state", str(out / "state.tsv"),
+        "--no-record_time", "--device", "cpu", "--log", str(out / "cert.log"),
+    ]  # fmt: skip
+    assert module.main(argv) == 0
+    rows = [line.split("\t") for line in (out / "cert.tsv").read_text().splitlines()]
+    return rows, json.loads((out / "cert.json").read_text())
+
+
+def test_rows_equal_smooth_certify_for_every_block_size(workdir):
+    model, _ = load_checkpoint(workdir / "model.pt", map_location="cpu")
+    model.eval()
+    data = torch.load(workdir / "synthetic.pt", weights_only=True)
+    smooth = Smooth(model, 10, SIGMA, chunk_size=CHUNK, seed=SEED)
+    expected = []
+    for idx in range(0, 10, SKIP)[:MAX_IMAGES]:
+        x = data["x_test"][idx].float() / 255
+        prediction, radius = smooth.certify(x, N0, N, ALPHA, 64, idx=idx)
+        label = int(data["y_test"][idx])
+        expected.append([str(idx), str(label), str(prediction), f"{radius:.3}",
+                         str(int(prediction == label)), "0"])  # fmt: skip
+    by_block = {block: certify(workdir, block, f"block{block}") for block in (1, 2, 5)}
+    for block, (rows, summary) in by_block.items():
+        assert rows[0] == ["idx", "label", "predict", "radius", "correct", "time"]
+        assert [row[:5] for row in rows[1:]] == [row[:5] for row in expected], block
+        assert summary["n_images"] == MAX_IMAGES and summary["precision"] == "fp32"
+    assert by_block[1] == by_block[2] == by_block[5]
