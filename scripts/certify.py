@@ -11,6 +11,7 @@ written atomically at the end, with a JSON summary.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from robust import cli, smoothing_run
 
@@ -18,6 +19,7 @@ HEADER = ("idx", "label", "predict", "radius", "correct", "time")
 # Mirrors robust.fastcert.PRECISIONS (not imported here: parsing must not wait for torch).
 PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+CURVE_STEP = 0.05  # radius grid of the plotted curve (pixel units)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,6 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="NHWC convolutions",
     )
     p.add_argument("--compile", choices=COMPILE_MODES, required=True, help="torch.compile mode")
+    p.add_argument("--curve", type=Path, required=True, help="certified accuracy curve (TSV)")
     args = p.parse_args(argv)
     if args.n0 > args.n:
         p.error(f"--n0 ({args.n0}) must not exceed --n ({args.n})")
@@ -50,6 +53,22 @@ def certify_block(run, args: argparse.Namespace, idxs: list[int], xs) -> list[tu
     )  # fmt: skip
 
 
+def write_curve(path: Path, radius, correct) -> None:
+    """Certified accuracy on a radius grid (step CURVE_STEP, 0 to the largest radius rounded up) as
+    a TSV with columns radius, certified_accuracy: the data of ``dvc plots``."""
+    import numpy as np
+
+    from robust import io, metrics
+
+    top = np.ceil(max(radius.max(initial=0.0), CURVE_STEP) / CURVE_STEP) * CURVE_STEP
+    grid = np.round(np.arange(0.0, top + CURVE_STEP / 2, CURVE_STEP), 10)
+    curve = metrics.certified_accuracy(radius, correct, grid)
+    lines = ["radius\tcertified_accuracy"] + [
+        f"{r:.2f}\t{a:.6f}" for r, a in zip(grid, curve, strict=True)
+    ]
+    io.write_text(path, "\n".join(lines) + "\n")
+
+
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -65,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             run.append((i, label, prediction, f"{radius:.3}", int(prediction == label)), seconds)
     table = run.rows.finish(args.out)
     radius, correct = table["radius"].astype(float), table["correct"].astype(int)
+    write_curve(args.curve, radius, correct)
     cli.write_json(
         args.summary,
         {

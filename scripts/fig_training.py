@@ -25,10 +25,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_model(train_dir: Path, model: str) -> dict:
-    """The training record with its per-epoch list checked (non-empty, required keys)."""
+    """The training record with its per-epoch list checked (non-empty, required keys); the record
+    of a pretrained model has no epochs, only its provenance."""
     path = train_dir / f"{model}.json"
     record = report.load_json(path)
     epochs = report.require(record, "epochs", path)
+    if "pretrained" in record:
+        return record
     if not epochs:
         raise report.ReportError(f"{path}: no epochs recorded")
     for key in EPOCH_KEYS:
@@ -46,7 +49,19 @@ def model_title(model: str, record: dict) -> str:
     return f"{model} ({kind})" if kind else model
 
 
+def draw_pretrained(ax_loss, ax_acc, model: str, record: dict) -> None:
+    """An empty panel naming the source: a pretrained model has no training curve here."""
+    source = record["pretrained"].get("format", "")
+    ax_loss.set_title(model_title(model, record), fontsize=7)
+    ax_loss.text(0.5, 0.5, f"pretrained ({source})\nno training curve", ha="center", va="center")
+    ax_loss.set_axis_off()
+    ax_acc.set_axis_off()
+
+
 def draw_model(ax_loss, ax_acc, model: str, record: dict) -> None:
+    if "pretrained" in record:
+        draw_pretrained(ax_loss, ax_acc, model, record)
+        return
     epochs = record["epochs"]
     x = [e["epoch"] for e in epochs]
     ax_loss.plot(x, [e["loss"] for e in epochs], color="C0")

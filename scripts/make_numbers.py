@@ -7,6 +7,8 @@ Two families:
   \\CertOfCifarOneZeroGaussZeroTwoFiveAtZeroPtFive (names from robust.report.macro_name: letters
   kept, digits spelled out, '.' -> 'Pt'). Fixed names never contain 'Of': the families never clash.
 \\TrainVsCertifyKeys lists the --train_vs_certify keys (comma-separated, may be empty).
+\\ScoreAlignmentComputed is 1 when --score_alignment names a computed result, else 0, and
+\\ScoreAlignmentText is the sentence that reports it (or says why it was not computed).
 Units: model accuracies in percent (one decimal, no % sign); certified accuracies, differences and
 target probabilities as fractions (two decimals), as in the tables.
 """
@@ -52,6 +54,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--train_vs_certify", nargs="*", default=[], metavar="KEY",
         help="keys of the figures paper/figures/train_vs_certify_<KEY>.pdf the paper shows",
+    )  # fmt: skip
+    parser.add_argument(
+        "--score_alignment", type=Path,
+        help="JSON of the score-alignment stage (absent or skipped: 'not computed' in the text)",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="numbers.tex")
     return parser.parse_args(argv)
@@ -221,9 +227,33 @@ def pag_macros(args: argparse.Namespace, m: Macros) -> None:
         m[rf"\PagProb{name}"] = by_role.get(role, NA)
 
 
+def score_alignment_macros(args: argparse.Namespace, m: Macros) -> None:
+    """\\ScoreAlignmentComputed (1 when the stage ran, else 0) and \\ScoreAlignmentText, the
+    sentence that reports it: mean LPIPS per classifier, or why it was not computed."""
+    record = {} if args.score_alignment is None else report.load_json(args.score_alignment)
+    computed = record.get("skipped") is False
+    if args.score_alignment is None:
+        text = "Not computed: the score-alignment stage was not run."
+    elif not computed:
+        reason = report.tex_escape(record.get("reason", "no reason recorded"))
+        text = f"Not computed: weights absent ({reason})."
+    else:
+        columns = report.require(record, "columns", args.score_alignment)
+        settings = report.require(record, "settings", args.score_alignment)
+        parts = [f"{FMT(columns[c]['lpips']['mean'], 3)} for {columns[c]['title']}"
+                 for c in settings["columns"]]  # fmt: skip
+        text = (
+            f"Over {settings['n_images']} test images, with $s = {NUM(settings['score_sigma'])}$ "
+            f"and $m = {settings['m']}$, the mean LPIPS distance is "
+            f"{report.join_words(parts)} (Table~\\ref{{tab:score-alignment}})."
+        )
+    m[r"\ScoreAlignmentComputed"] = "1" if computed else "0"
+    m[r"\ScoreAlignmentText"] = text
+
+
 def build(args: argparse.Namespace) -> None:
     macros = Macros()
-    for part in (certify_macros, model_macros, pag_macros):
+    for part in (certify_macros, model_macros, pag_macros, score_alignment_macros):
         part(args, macros)
     for key in args.train_vs_certify:
         if not re.fullmatch(r"[A-Za-z0-9-]+", key):

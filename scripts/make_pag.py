@@ -22,6 +22,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pairs", type=cli.positive_int, required=True)
     p.add_argument("--pair_skip", type=cli.positive_int, required=True)
     p.add_argument("--pair_seed", type=cli.nonneg_int, required=True)
+    # Optional: DVC and Snakemake leave out the flag of an empty list (idx: [], targets: []).
+    p.add_argument("--idx", type=cli.nonneg_int, nargs="+", help="start indices, one per pair")
+    p.add_argument("--targets", type=cli.nonneg_int, nargs="+", help="targets, one per pair")
     p.add_argument("--eps", type=cli.positive_float, nargs="+", required=True)
     p.add_argument("--steps", type=cli.positive_int, required=True)
     p.add_argument("--step_factor", type=cli.positive_float, required=True)
@@ -36,18 +39,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def pairs(labels, num_classes: int, count: int, skip: int, seed: int):
-    """(test indices, targets): idx = 0, skip, ...; each target drawn uniformly among the other
-    classes."""
+def pairs(
+    labels,
+    num_classes: int,
+    count: int,
+    skip: int,
+    seed: int,
+    idx: list[int] | None = None,
+    targets: list[int] | None = None,
+):
+    """(test indices, targets), int64 [count] each: idx = 0, skip, ... (or the given ``idx``);
+    each target drawn uniformly among the other classes (or the given ``targets``)."""
     import torch
 
-    idx = torch.tensor(cli.subset_indices(len(labels), skip, count), dtype=torch.long)
-    if len(idx) < count:
-        raise ValueError(
-            f"pag: only {len(idx)} test images at pair_skip {skip}, {count} pairs asked"
-        )
+    if idx:
+        chosen = torch.tensor(idx, dtype=torch.long)
+        if len(chosen) != count or int(chosen.max()) >= len(labels):
+            raise ValueError(f"pag: --idx needs {count} indices below {len(labels)}, got {idx}")
+    else:
+        chosen = torch.tensor(cli.subset_indices(len(labels), skip, count), dtype=torch.long)
+        if len(chosen) < count:
+            raise ValueError(
+                f"pag: only {len(chosen)} test images at pair_skip {skip}, {count} pairs asked"
+            )
+    if targets:
+        if len(targets) != count or max(targets) >= num_classes:
+            raise ValueError(f"pag: --targets needs {count} classes below {num_classes}")
+        return chosen, torch.tensor(targets, dtype=torch.long)
     shift = torch.randint(1, num_classes, (count,), generator=torch.Generator().manual_seed(seed))
-    return idx, (labels[idx] + shift) % num_classes
+    return chosen, (labels[chosen] + shift) % num_classes
 
 
 @cli.entrypoint
@@ -64,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         param.requires_grad_(False)  # only input gradients are needed
     split = data.open_split(args.dataset, args.data, "test")
     idx, targets = pairs(
-        split.labels, split.num_classes, args.pairs, args.pair_skip, args.pair_seed
+        split.labels,
+        split.num_classes,
+        args.pairs,
+        args.pair_skip,
+        args.pair_seed,
+        idx=args.idx,
+        targets=args.targets,
     )
     x0, labels = split.get(idx)
     x0, targets_dev = x0.to(device), targets.to(device)

@@ -45,7 +45,8 @@ def certify(root: Path, block: int, tag: str) -> tuple[list[list[str]], dict]:
         "--n0", str(N0), "--n", str(N), "--alpha", str(ALPHA), "--batch", str(BATCH),
         "--chunk", str(CHUNK), "--skip", str(SKIP), "--max_images", str(MAX_IMAGES),
         "--seed", str(SEED), "--precision", "fp32", "--block", str(block), "--no-channels_last",
-        "--compile", "none", "--checkpoint", str(root / "model.pt"),
+        "--compile", "none", "--curve", str(out / "curve.tsv"),
+        "--checkpoint", str(root / "model.pt"),
         "--data", str(root / "synthetic.pt"), "--out", str(out / "cert.tsv"),
         "--summary", str(out / "cert.json"), "--state", str(out / "state.tsv"),
         "--no-record_time", "--device", "cpu", "--log", str(out / "cert.log"),
@@ -73,3 +74,18 @@ def test_rows_equal_smooth_certify_for_every_block_size(workdir):
         assert [row[:5] for row in rows[1:]] == [row[:5] for row in expected], block
         assert summary["n_images"] == MAX_IMAGES and summary["precision"] == "fp32"
     assert by_block[1] == by_block[2] == by_block[5]
+
+
+def test_curve_is_the_certified_accuracy_on_a_radius_grid(workdir):
+    rows, summary = certify(workdir, 2, "curve")
+    curve = [
+        line.split("\t") for line in (workdir / "curve" / "curve.tsv").read_text().splitlines()
+    ]
+    assert curve[0] == ["radius", "certified_accuracy"]
+    radius = [float(row[3]) for row in rows[1:]]
+    correct = [int(row[4]) for row in rows[1:]]
+    for r, accuracy in curve[1:]:
+        share = sum(c == 1 and rad >= float(r) for rad, c in zip(radius, correct, strict=True))
+        assert float(accuracy) == pytest.approx(share / len(radius), abs=1e-6)
+    assert float(curve[1][1]) == pytest.approx(summary["clean_accuracy"])
+    assert float(curve[-1][0]) >= max(radius)

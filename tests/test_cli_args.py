@@ -61,6 +61,8 @@ CERTIFY = [
     "--no-channels_last",
     "--compile",
     "none",
+    "--curve",
+    "c.tsv",
     "--checkpoint",
     "m.pt",
     "--data",

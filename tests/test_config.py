@@ -15,7 +15,16 @@ SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
 SMOKE = config.load_yaml(ROOT / "config" / "smoke.yaml")
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "config/smoke.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "params.yaml",
+        "config/smoke.yaml",
+        "config/fast.yaml",
+        "config/pretrained.yaml",
+        "config/imagenet.yaml",
+    ],
+)
 def test_shipped_params_are_valid(name):
     config.check(config.load_yaml(ROOT / name), SCHEMA, root=ROOT)
 
@@ -136,6 +145,21 @@ CASES = [
         "datasets.synthetic",
     ),
     ("top-level-list", lambda p: _set(p, ["models"], []), "models: [] is not of type 'object'"),
+    (
+        "score-alignment-unknown-model",
+        lambda p: _set(p, ["score_alignment", "models"], ["ghost", "synthetic-std"]),
+        "score_alignment.models: unknown model 'ghost'",
+    ),
+    (
+        "score-alignment-one-sigma-per-model",
+        lambda p: _set(p, ["score_alignment", "sigmas"], [0.0]),
+        "score_alignment.sigmas: needs one sigma per model",
+    ),
+    (
+        "score-alignment-path-with-space",
+        lambda p: _set(p, ["score_alignment", "lpips"], "my weights/lpips.pth"),
+        "score_alignment.lpips",
+    ),
 ]
 
 
@@ -203,3 +227,24 @@ def test_both_tools_reject_every_malformed_set_before_any_job(tmp_path):
     for cmd in (["snakemake", "-n"], ["dvc", "repro"]):
         out = run(cmd, repos[0], check=False)
         assert out.returncode != 0 and "Traceback" not in out.stdout + out.stderr
+
+
+def test_fast_mode_keeps_every_statistic_of_the_paper():
+    """config/fast.yaml changes networks and speed options, never the protocol: the same certify
+    and predict runs (sigma, n0, n, alpha, images, seed), PAG settings and metrics as params.yaml."""
+    paper = config.load_yaml(ROOT / "params.yaml")
+    fast = config.load_yaml(ROOT / "config" / "fast.yaml")
+    protocol = ("model", "dataset", "sigma", "n0", "n", "alpha", "skip", "max_images", "seed")
+    for section in ("certify", "predict"):
+        assert fast[section].keys() == paper[section].keys()
+        for run_id, run in paper[section].items():
+            for key in protocol:
+                assert fast[section][run_id].get(key) == run.get(key), (section, run_id, key)
+    settings = {k: v for k, v in paper["pag"]["settings"].items() if k != "batch"}
+    assert {k: v for k, v in fast["pag"]["settings"].items() if k != "batch"} == settings
+    assert fast["pag"]["columns"] == paper["pag"]["columns"]
+    assert fast["pag_metrics"] == paper["pag_metrics"] and fast["evaluate"] == paper["evaluate"]
+    assert fast["datasets"] == paper["datasets"]
+    for model_id, model in fast["models"].items():
+        for key in ("dataset", "kind", "sigma", "norm", "eps", "seed"):
+            assert model[key] == paper["models"][model_id][key], (model_id, key)

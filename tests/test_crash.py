@@ -129,6 +129,8 @@ def certify_cmd(dataset: Path, ckpt: Path, out: Path) -> list[str]:
         "--no-channels_last",
         "--compile",
         "none",
+        "--curve",
+        str(out / "curve.tsv"),
         "--checkpoint",
         str(ckpt),
         "--data",

@@ -17,6 +17,8 @@ PARAMS = {
     "airbench": (1.9e6, 2.1e6),
     "tiny_cnn": (1e4, 1e5),
     "small_cnn": (1e4, 1e6),
+    # the robustness library's CIFAR ResNet-50: 23,520,842 weights
+    "robustness_resnet50": (23_520_842, 23_520_842),
 }
 
 

@@ -33,9 +33,11 @@ def dvc_repro_cmd(*extra: str) -> list[str]:
     return ["dvc", "repro", *extra, *DVC_TARGETS]
 
 
-def test_parity_of_commands(tmp_path):
-    """`dvc repro --dry --force` and `snakemake -n -p --forceall` run the same command set."""
-    repo = copy_repo(tmp_path / "repo")
+@pytest.mark.parametrize("params", ["smoke", "paper"])
+def test_parity_of_commands(tmp_path, params):
+    """`dvc repro --dry --force` and `snakemake -n -p --forceall` run the same command set, for the
+    smoke configuration and for params.yaml (whose CIFAR-10 URL needs shell quoting)."""
+    repo = copy_repo(tmp_path / "repo", **({"params": None} if params == "paper" else {}))
     for folder in (
         "results/pag",
         "results/certify",

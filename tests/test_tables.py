@@ -266,8 +266,10 @@ def test_numbers_match_hand_computed_values(results: Path, capsys: pytest.Captur
     assert sum(k.startswith(r"\RobustAccOf") for k in macros) == 11
     assert sum(k.startswith(r"\PagProbOf") for k in macros) == 4
     # 12 certify set-up + 15 per run + 7 summary, 13 training set-up + 23 per model + 5 roles,
-    # 9 PAG set-up + 4 per column + 4 roles, and the (empty) list of train-vs-certify figures
-    assert len(macros) == 93 and macros[r"\TrainVsCertifyKeys"] == ""
+    # 9 PAG set-up + 4 per column + 4 roles, the (empty) list of train-vs-certify figures and the
+    # two score-alignment macros (not computed: no --score_alignment)
+    assert len(macros) == 95 and macros[r"\TrainVsCertifyKeys"] == ""
+    assert macros[r"\ScoreAlignmentComputed"] == "0"
 
 
 def test_numbers_fig1_eps_and_bad_eps(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

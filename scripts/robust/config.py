@@ -74,6 +74,35 @@ def _model_checks(models: dict, datasets: dict) -> Iterator[str]:
             yield f"{key}.eps: eps and attack_steps must be 0 for kind {m['kind']}"
 
 
+NUM_CLASSES = {"cifar10": 10, "synthetic": 10, "imagenet": 1000}  # by dataset kind
+
+
+def all_models(params: dict) -> dict[str, dict]:
+    """Every model id a stage may name: the trained ``models`` and the converted ``pretrained``."""
+    return {**params["models"], **params.get("pretrained", {})}
+
+
+def _pretrained_checks(params: dict) -> Iterator[str]:
+    models, datasets = params["models"], params["datasets"]
+    if not models and not params["pretrained"]:
+        yield "models: no model at all (models and pretrained are both empty)"
+    for mid, m in params["pretrained"].items():
+        key = f"pretrained.{mid}"
+        if mid in models:
+            yield f"{key}: the id is also in models; one id names one checkpoint"
+        if m["dataset"] not in datasets:
+            yield f"{key}.dataset: unknown dataset '{m['dataset']}'; defined: {', '.join(datasets)}"
+        if (m["kind"] == "gaussian") != (m["sigma"] > 0):
+            yield f"{key}.sigma: {m['sigma']} does not fit kind {m['kind']} (> 0 only if gaussian)"
+        if (m["kind"] == "adversarial") != (m["eps"] > 0):
+            yield f"{key}.eps: {m['eps']} does not fit kind {m['kind']} (> 0 only if adversarial)"
+        member = m["member"]
+        if m["format"] == "cohen" and member == "none":
+            yield f"{key}.member: cohen checkpoints come in one archive; name the file inside it"
+        elif member.startswith("/") or ".." in member.split("/"):
+            yield f"{key}.member: '{member}' must be a relative path without '..'"
+
+
 def _run_checks(section: str, runs: dict, models: dict) -> Iterator[str]:
     for rid, run in runs.items():
         key = f"{section}.{rid}"
@@ -95,11 +124,12 @@ def _pag_checks(pag: dict, models: dict, datasets: dict) -> Iterator[str]:
         yield f"pag.settings.dataset: unknown dataset '{settings['dataset']}'"
     else:
         available = len(range(0, datasets[settings["dataset"]]["n_test"], settings["pair_skip"]))
-        if settings["pairs"] > available:
+        if settings["pairs"] > available and not settings["idx"]:
             yield (
                 f"pag.settings.pairs: {settings['pairs']} pairs but only {available} test images "
                 "at pair_skip"
             )
+    yield from _pair_checks(settings, datasets)
     for cid, col in pag["columns"].items():
         model = models.get(col["model"])
         if model is None:
@@ -111,6 +141,19 @@ def _pag_checks(pag: dict, models: dict, datasets: dict) -> Iterator[str]:
             yield (
                 f"pag.columns.{cid}.model: model dataset '{model['dataset']}' is not pag's dataset"
             )
+
+
+def _pair_checks(settings: dict, datasets: dict) -> Iterator[str]:
+    """Explicit start images and targets: one per pair, inside the test split and the classes."""
+    dataset = datasets.get(settings["dataset"])
+    for key, bound in (("idx", "n_test"), ("targets", "classes")):
+        values = settings[key]
+        if values and len(values) != settings["pairs"]:
+            yield f"pag.settings.{key}: {len(values)} values for {settings['pairs']} pairs"
+        if values and dataset is not None:
+            limit = dataset["n_test"] if bound == "n_test" else NUM_CLASSES[dataset["kind"]]
+            if max(values) >= limit:
+                yield f"pag.settings.{key}: {max(values)} is out of range ({bound}: {limit})"
 
 
 def _report_checks(report: dict, params: dict) -> Iterator[str]:
@@ -131,7 +174,7 @@ def _report_checks(report: dict, params: dict) -> Iterator[str]:
             )
     checks = [
         ("certified.runs", report["certified"]["runs"], params["certify"]),
-        ("training.models", report["training"]["models"], params["models"]),
+        ("training.models", report["training"]["models"], all_models(params)),
         ("numbers.columns", report["numbers"]["columns"], columns),
     ]
     if sorted(report["numbers"]["train_vs_certify"]) != sorted(report["train_vs_certify"]):
@@ -147,7 +190,7 @@ def _report_checks(report: dict, params: dict) -> Iterator[str]:
 
 
 def _metrics_checks(params: dict) -> Iterator[str]:
-    section, columns, models = params["pag_metrics"], params["pag"]["columns"], params["models"]
+    section, columns, models = params["pag_metrics"], params["pag"]["columns"], all_models(params)
     for c in section["columns"]:
         if c not in columns:
             yield f"pag_metrics.columns: unknown PAG column '{c}'; defined: {', '.join(columns)}"
@@ -164,6 +207,8 @@ def _metrics_checks(params: dict) -> Iterator[str]:
                 f"pag_metrics.judges: '{judge}' was trained on another dataset than the PAG images"
             )
     dataset = params["datasets"].get(params["pag"]["settings"]["dataset"], {})
+    if section["reference"] == "class_means" and dataset.get("n_train") == 0:
+        yield "pag_metrics.reference: class_means needs training images (n_train is 0)"
     if section["reference"] == "prototypes" and dataset.get("kind") != "synthetic":
         yield (
             "pag_metrics.reference: prototypes exist only for the synthetic dataset; use "
@@ -171,14 +216,34 @@ def _metrics_checks(params: dict) -> Iterator[str]:
         )
 
 
+def _score_alignment_checks(params: dict) -> Iterator[str]:
+    section, models, datasets = params["score_alignment"], all_models(params), params["datasets"]
+    key, dataset = "score_alignment", section["dataset"]
+    if dataset not in datasets:
+        yield f"{key}.dataset: unknown dataset '{dataset}'; defined: {', '.join(datasets)}"
+    elif section["n_images"] > datasets[dataset]["n_test"]:
+        yield f"{key}.n_images: more than the {datasets[dataset]['n_test']} test images"
+    if len(section["sigmas"]) != len(section["models"]):
+        yield f"{key}.sigmas: needs one sigma per model ({len(section['models'])})"
+    elif len(set(zip(section["models"], section["sigmas"], strict=True))) < len(section["models"]):
+        yield f"{key}.models: a (model, sigma) pair is listed twice"
+    for model in section["models"]:
+        if model not in models:
+            yield f"{key}.models: unknown model '{model}'; defined: {', '.join(models)}"
+        elif models[model]["dataset"] != dataset:
+            yield f"{key}.models: '{model}' was trained on another dataset than {dataset}"
+
+
 def semantic_errors(params: dict, root: Path = Path(".")) -> list[str]:
     """Cross-reference problems of a schema-valid params dict, one line each."""
-    models, datasets = params["models"], params["datasets"]
-    lines = list(_model_checks(models, datasets))
+    models, datasets = all_models(params), params["datasets"]
+    lines = list(_model_checks(params["models"], datasets))
+    lines += _pretrained_checks(params)
     lines += _run_checks("certify", params["certify"], models)
     lines += _run_checks("predict", params["predict"], models)
     lines += _pag_checks(params["pag"], models, datasets)
     lines += _metrics_checks(params)
+    lines += _score_alignment_checks(params)
     lines += _report_checks(params["report"], params)
     figures = {"certified": params["report"]["certified"]}
     figures |= {f"train_vs_certify.{k}": v for k, v in params["report"]["train_vs_certify"].items()}

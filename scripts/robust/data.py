@@ -8,7 +8,8 @@ loadable with ``weights_only=True``)::
      "y_test": int64 [M], "class_names": list[str], "prototypes": uint8 [K,C,H,W] (synthetic),
      "meta"}
 
-``imagenet`` is read lazily from an image-folder tree (Resize(256), CenterCrop(224)).
+``imagenet`` is read lazily from an image-folder tree (Resize(256), CenterCrop(224)), directly or
+through the manifest of ``robust.imagenet``.
 """
 
 from __future__ import annotations
@@ -195,8 +196,10 @@ def open_split(name: str, path: Path, split: str) -> Split:
 
     Args:
         name: a key of ``DATASETS``.
-        path: the prepared ``.pt`` file (cifar10, synthetic) or an image-folder root (imagenet:
-            split ``"val"`` is ``path/"val"``, or ``path`` itself when it holds the class folders).
+        path: the prepared ``.pt`` file (cifar10, synthetic; imagenet: the manifest of
+            ``robust.imagenet``, splits ``"test"`` and ``"train"``) or an image-folder root
+            (imagenet: split ``"val"`` is ``path/"val"``, or ``path`` itself when it holds the
+            class folders).
         split: ``"train"``/``"test"`` for prepared files; a sub-folder name (e.g. ``"val"``) for
             imagenet.
 
@@ -206,6 +209,11 @@ def open_split(name: str, path: Path, split: str) -> Split:
     info = dataset_info(name)
     path = Path(path)
     if name == "imagenet":
+        if path.is_file():  # a manifest written by the prepare stage
+            from robust.imagenet import open_manifest
+
+            labels, class_names, loader = open_manifest(path, split)
+            return Split(None, labels, class_names, loader=loader)
         return _imagenet_split(path, split)
     if split not in _TENSOR_SPLITS:
         raise ValueError(f"unknown split '{split}'; valid: {', '.join(_TENSOR_SPLITS)}")

@@ -1,6 +1,7 @@
 """Fetching dataset archives and preparing CIFAR-10 from its python-pickle batches.
 
-``fetch`` downloads (or copies a local archive), verifies the md5 and renames into place;
+``fetch`` downloads (or copies a local archive), verifies the md5 and renames into place
+(``fetch_sha256`` does the same with a sha256 that may be left unpinned);
 ``extract_tar`` unpacks into a temporary sibling folder and renames it. Every failure is a
 ``DataError`` with a one-line message naming the file, the source and, for downloads, the expected
 and actual checksums; no partial file or folder is left behind.
@@ -121,6 +122,49 @@ def fetch(
             f"(expected md5 {md5}, actual md5 {actual})"
         ) from None
     return dest
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_sha256(url: str, dest: Path, sha256: str | None, timeout: float = 60.0) -> str:
+    """Download ``url`` to ``dest`` atomically and return the file's hex sha256.
+
+    Args:
+        url: http(s) or file URL, or a local path.
+        dest: final path (replaced when the download succeeds).
+        sha256: expected hex digest, or None for an unpinned download: any content is accepted
+            and its digest returned, so that the caller can report it for pinning.
+        timeout: seconds before an unreachable host fails.
+
+    Raises:
+        DataError: unreachable host, short read or digest mismatch; ``dest`` is then unchanged
+            and no temporary file remains.
+    """
+    dest = Path(dest)
+    digest, received = hashlib.sha256(), [0]
+    expected = sha256 or "unpinned"
+    try:
+        with io.atomic_open(dest, "wb") as target:
+            with _open_source(url, None, timeout) as response:
+                _copy(response, target, digest, received)
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise DataError(
+                    f"{dest.name}: checksum mismatch for {url}: expected sha256 {sha256}, "
+                    f"actual sha256 {digest.hexdigest()} ({received[0]} bytes); download removed"
+                )
+    except (OSError, ValueError, http.client.HTTPException) as err:
+        raise DataError(
+            f"{dest.name}: cannot fetch {url}: {_line(err)} "
+            f"(expected sha256 {expected}, {received[0]} bytes received)"
+        ) from None
+    return digest.hexdigest()
 
 
 def extract_tar(archive: Path, dest_dir: Path) -> Path:

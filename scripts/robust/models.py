@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from robust.archs.airbench import AirbenchNet
 from robust.archs.cifar_resnet import CifarResNet
+from robust.archs.robustness_resnet import BottleneckResNet
 from robust.archs.tiny import SmallCNN, TinyCNN
 from robust.data import dataset_info
 
@@ -51,6 +52,8 @@ ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
     "tiny_cnn": TinyCNN,
     "small_cnn": SmallCNN,
     "resnet50": _resnet50,
+    # the robustness library's CIFAR ResNet-50 (its released L2-robust CIFAR-10 models)
+    "robustness_resnet50": partial(BottleneckResNet, 50),
 }
 
 

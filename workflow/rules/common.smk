@@ -1,4 +1,5 @@
 # Configuration checks, command-line rendering and target lists shared by all rules.
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -25,10 +26,15 @@ wildcard_constraints:
     column="[A-Za-z0-9][A-Za-z0-9_-]*",
 
 
+def _arg(value):
+    return shlex.quote(value) if isinstance(value, str) else str(value)
+
+
 def cli(section):
     """Render a params section as flags exactly as DVC unpacks ``${section}`` in a command.
 
-    (DVC with parsing.bool = boolean_optional: true -> --k, false -> --no-k, list -> --k a b, [] omitted.)
+    (DVC with parsing.bool = boolean_optional: true -> --k, false -> --no-k, list -> --k a b, [] omitted;
+    strings shell-quoted with shlex.quote, as DVC does.)
     """
     out = []
     for key, value in section.items():
@@ -36,9 +42,9 @@ def cli(section):
             out.append(f"--{key}" if value else f"--no-{key}")
         elif isinstance(value, list):
             if value:
-                out.append(" ".join([f"--{key}"] + [str(v) for v in value]))
+                out.append(" ".join([f"--{key}"] + [_arg(v) for v in value]))
         else:
-            out.append(f"--{key} {value}")
+            out.append(f"--{key} {_arg(value)}")
     return " ".join(out)
 
 
@@ -58,12 +64,44 @@ def smoothing_inputs(section):
     return inputs
 
 
+def all_models():
+    """Every model id: trained (``models``) and converted (``pretrained``) -> its params entry."""
+    return params_check.all_models(config)
+
+
+def model_dataset(wc):
+    """The prepared dataset of the model ``wc.model``, trained or pretrained."""
+    return f"resources/data/{all_models()[wc.model]['dataset']}.pt"
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these ids (none at all when there are none)."""
+    return "|".join(sorted(names)) or "(?!)"
+
+
+# The flags of a pretrained entry in the fixed order of dvc.yaml's fetch_pretrained command. The URL
+# is quoted, the same way in both tools: addresses carry '&' and '?', which the shell interprets.
+PRETRAINED_FLAGS = "sha256 format member arch dataset kind sigma norm eps".split()
+
+
+def pretrained_args(wc):
+    entry = config["pretrained"][wc.model]
+    flags = [f"--{key} {entry[key]}" for key in PRETRAINED_FLAGS]
+    return " ".join([f"--url '{entry['url']}'", *flags])
+
+
 def pag_files(columns):
     return expand("results/pag/{column}.pt", column=columns)
 
 
 def certify_files(runs):
     return expand("results/certify/{run}.{ext}", run=runs, ext=["tsv", "json"])
+
+
+def existing_files(paths):
+    """The paths that exist when the workflow is planned: optional inputs (the score-alignment
+    weights), so that adding one reruns the rule and lacking one is no error."""
+    return [path for path in paths if Path(path).is_file()]
 
 
 CHECKED = "results/params.ok"
@@ -75,8 +113,10 @@ def final_targets():
     targets += expand("paper/tables/{name}.tex", name=TABLES)
     targets += expand("results/predict/{run}.json", run=config["predict"])
     targets += expand("results/certify/{run}.json", run=config["certify"])
-    targets += expand("results/eval/{model}.json", model=config["models"])
+    targets += expand("results/eval/{model}.json", model=all_models())
     targets += expand("results/pag/{column}.pt", column=config["pag"]["columns"])
+    # without its weight files the score-alignment job writes a skip record
+    targets.append("results/metrics/score_alignment.json")
     if shutil.which(
         "latexmk"
     ):  # robust.report.latex_available, without importing numpy

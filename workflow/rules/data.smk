@@ -4,6 +4,11 @@
 # Snakemake checks params.yaml when it parses the workflow (common.smk); this job only mirrors DVC's first
 # stage so both tools run the same commands. It is a target of `all`, not an input of other rules: a rerun
 # after any edit of params.yaml must not make every downstream job look outdated.
+# It takes a second, so on a cluster it runs on the submit host.
+localrules:
+    check_params,
+
+
 rule check_params:
     input:
         code("scripts/check_params.py"),

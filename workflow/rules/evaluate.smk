@@ -5,7 +5,7 @@ rule evaluate:
     input:
         code("scripts/evaluate.py"),
         ckpt="results/models/{model}.pt",
-        data=lambda wc: f"resources/data/{config['models'][wc.model]['dataset']}.pt",
+        data=model_dataset,
     output:
         "results/eval/{model}.json",
     log:

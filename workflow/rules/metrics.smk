@@ -27,6 +27,11 @@ rule pag_metrics:
         "--log {log}"
 
 
+# A plot of seconds: on a cluster it runs on the submit host, as the figures of paper.smk do.
+localrules:
+    fig_pag_metrics,
+
+
 rule fig_pag_metrics:
     input:
         code("scripts/fig_pag_metrics.py"),
@@ -44,4 +49,34 @@ rule fig_pag_metrics:
         "../envs/pytorch.yaml"
     shell:
         "python scripts/fig_pag_metrics.py --metrics {input.metrics} --out paper/figures/pag_metrics "
+        "--log {log}"
+
+
+# Score alignment (Srinivas et al. 2023) of classifiers at test images; optional: without its weight
+# files the job records that it was skipped. Weights present at planning time are inputs, so adding
+# them later reruns the job.
+SCORE = config["score_alignment"]
+
+
+rule score_alignment:
+    input:
+        code("scripts/score_alignment.py"),
+        existing_files([SCORE["alexnet"], SCORE["lpips"], SCORE["denoiser"]]),
+        models=expand("results/models/{model}.pt", model=sorted(set(SCORE["models"]))),
+        data=f"resources/data/{SCORE['dataset']}.pt",
+    output:
+        json="results/metrics/score_alignment.json",
+        tsv="results/metrics/score_alignment.tsv",
+        table="paper/tables/score_alignment.tex",
+    log:
+        "logs/score_alignment.log",
+    conda:
+        "../envs/pytorch.yaml"
+    resources:
+        gpu=1,
+    params:
+        args=cli(SCORE),
+    shell:
+        "python scripts/score_alignment.py {params.args} --models_dir results/models "
+        "--data {input.data} --out {output.json} --per_image {output.tsv} --table {output.table} "
         "--log {log}"

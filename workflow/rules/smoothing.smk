@@ -8,6 +8,7 @@ rule certify:
     output:
         tsv="results/certify/{run}.tsv",
         summary="results/certify/{run}.json",
+        curve="results/plots/certified/{run}.tsv",
     log:
         "logs/certify/{run}.log",
     conda:
@@ -20,8 +21,8 @@ rule certify:
         timing=cli(config["timing"]),
     shell:
         "python scripts/certify.py --run_id {wildcards.run} {params.args} --checkpoint {input.ckpt} "
-        "--data {input.data} --out {output.tsv} --summary {output.summary} --state {params.state} "
-        "{params.timing} --log {log}"
+        "--data {input.data} --out {output.tsv} --summary {output.summary} --curve {output.curve} "
+        "--state {params.state} {params.timing} --log {log}"
 
 
 rule predict:

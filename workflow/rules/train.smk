@@ -10,6 +10,8 @@ rule train:
         metrics="results/train/{model}.json",
     log:
         "logs/train/{model}.log",
+    wildcard_constraints:
+        model=one_of(config["models"]),
     conda:
         "../envs/pytorch.yaml"
     resources:

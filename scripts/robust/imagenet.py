@@ -1,0 +1,125 @@
+"""ImageNet from a local folder: a manifest of image files, read lazily as [0, 1] tensors.
+
+ImageNet cannot be downloaded by the pipeline, and a tensor copy of the 50,000 validation images
+would take 7.5 GB, so the prepare stage writes a manifest instead: the image files of
+``<folder>/val`` (and of ``<folder>/train`` when ``n_train > 0``), each split with one sub-folder
+per class, listed in torchvision ImageFolder order (class folders sorted, then file paths
+sorted). Image ``i`` of the test split is therefore Cohen et al.'s ImageNet image ``i``, and label
+``c`` the c-th class folder (the usual ImageNet-1k index when the folders are the 1000 WordNet
+ids). Images are loaded when used, with Cohen et al.'s test transform: Resize(256), CenterCrop(224).
+
+The manifest (``torch.save`` of a plain dict, loadable with ``weights_only=True``)::
+
+    {"dataset": "imagenet", "folder": absolute root, "class_names": [folder name, ...],
+     "splits": {"test": {"files": [path relative to root], "labels": int64 [N]}, "train": ...},
+     "meta": {"n_train", "n_test", "found": {split: images found}}}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from robust import io
+from robust.download import DataError
+
+NUM_CLASSES = 1000
+FOLDERS = {"test": "val", "train": "train"}  # split -> sub-folder of the ImageNet root
+# The extensions torchvision's ImageFolder accepts.
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def _scan(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """(class folder names, [(file path relative to ``folder``, label)]) in ImageFolder order."""
+    classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    samples = []
+    for label, name in enumerate(classes):
+        for root, _, files in sorted(os.walk(folder / name, followlinks=True)):
+            for file in sorted(files):
+                if file.lower().endswith(EXTENSIONS):
+                    samples.append((os.path.relpath(os.path.join(root, file), folder), label))
+    return classes, samples
+
+
+def evenly_spaced(total: int, n: int) -> list[int]:
+    """n indices spread over range(total): i * total // n (all of them when n == total)."""
+    return [i * total // n for i in range(n)]
+
+
+def prepare_imagenet(out: Path, folder: Path, n_train: int, n_test: int) -> None:
+    """Write the manifest ``out`` of an ImageNet root ``folder`` (see the module docstring).
+
+    Args:
+        n_test: validation images kept, evenly spaced over the folder (all 50,000 keeps Cohen et
+            al.'s indices).
+        n_train: training images kept, evenly spaced (so every class is represented); 0 = none.
+
+    Raises:
+        DataError: a missing folder, not 1000 class folders, or fewer images than asked.
+    """
+    folder = Path(folder).resolve()
+    if not folder.is_dir():
+        raise DataError(
+            f"{folder}: ImageNet folder not found (datasets.<id>.folder must hold val/ and, "
+            "for n_train > 0, train/, each with one sub-folder per class)"
+        )
+    splits, names, found = {}, None, {}
+    for split, n in (("test", n_test), ("train", n_train)):
+        if n == 0:
+            continue
+        root = folder / FOLDERS[split]
+        if not root.is_dir():
+            raise DataError(f"{root}: not found; the {split} split needs it (n images: {n})")
+        classes, samples = _scan(root)
+        if len(classes) != NUM_CLASSES or (names is not None and classes != names):
+            raise DataError(
+                f"{root}: {len(classes)} class folders; ImageNet labels need the same "
+                f"{NUM_CLASSES} class folders in val/ and train/"
+            )
+        if n > len(samples):
+            raise DataError(f"{root}: {n} images asked but {len(samples)} found")
+        keep = [samples[i] for i in evenly_spaced(len(samples), n)]
+        files = [os.path.join(FOLDERS[split], path) for path, _ in keep]
+        labels = torch.tensor([label for _, label in keep], dtype=torch.long)
+        splits[split] = {"files": files, "labels": labels}
+        names, found[split] = classes, len(samples)
+    manifest = {"dataset": "imagenet", "folder": str(folder), "class_names": names or []}
+    manifest |= {"splits": splits, "meta": {"n_train": n_train, "n_test": n_test, "found": found}}
+    io.torch_save(manifest, out)
+
+
+def open_manifest(
+    path: Path, split: str
+) -> tuple[torch.Tensor, list[str], Callable[[int], torch.Tensor]]:
+    """(labels int64 [N], class names, loader: index -> float32 [3, 224, 224] in [0, 1]).
+
+    Raises:
+        DataError: unreadable manifest, a split that was not prepared, or (when loading) a
+            missing or unreadable image file.
+    """
+    try:
+        manifest = torch.load(path, map_location="cpu", weights_only=True)
+        entry, root = manifest["splits"][split], Path(manifest["folder"])
+    except KeyError:
+        raise DataError(f"{path}: no '{split}' split in this ImageNet manifest") from None
+    except Exception as err:  # truncated or foreign files raise assorted errors
+        raise DataError(f"{path}: unreadable ImageNet manifest ({type(err).__name__})") from None
+    from robust._torchvision import import_torchvision
+
+    tv = import_torchvision()
+    transform = tv.transforms.Compose(
+        [tv.transforms.Resize(256), tv.transforms.CenterCrop(224), tv.transforms.ToTensor()]
+    )
+    files = entry["files"]
+
+    def load(i: int) -> torch.Tensor:
+        try:
+            return transform(tv.datasets.folder.default_loader(str(root / files[i])))
+        except OSError as err:
+            reason = " ".join(str(err).split())
+            raise DataError(f"{root / files[i]}: unreadable image ({reason})") from None
+
+    return entry["labels"], list(manifest["class_names"]), load

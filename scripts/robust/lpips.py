@@ -1,0 +1,178 @@
+"""LPIPS, the learned perceptual image distance of Zhang et al. (2018), with the AlexNet backbone.
+
+For images x0, x1 in [-1, 1] (after a fixed per-channel input scaling),
+
+    d(x0, x1) = sum_l mean_{h,w} sum_c w_{l,c} (u0_{l,c,h,w} - u1_{l,c,h,w})^2,
+
+where l runs over AlexNet's five ReLU outputs (64, 192, 384, 256, 256 channels), u_l is that
+output divided, at every position, by its L2 norm over the channels, and w_l >= 0 are learned
+per-channel weights. d(x, x) = 0 and d is symmetric; each layer contributes at most 2 sum_c w_{l,c}.
+
+Both sets of weights are read from local files; nothing is downloaded:
+
+* AlexNet: a torchvision state dict with the convolutions ``features.{0,3,6,8,10}.{weight,bias}``
+  (the ImageNet weights torchvision distributes as ``alexnet-owt-7be5be79.pth``; its
+  ``classifier.*`` keys are allowed and ignored);
+* the linear weights: a state dict in the format of the reference LPIPS v0.1 release, keys
+  ``lin0.model.1.weight`` .. ``lin4.model.1.weight``, shapes [1, C_l, 1, 1].
+
+Resolution: images are compared at their own size, without upsampling (as Srinivas et al. 2023 do
+on 32x32 CIFAR-10 images). AlexNet's stride-4 first layer and two max-pools then leave 7x7, 3x3
+and 1x1 maps, so on CIFAR-10 the last three layers compare one feature vector per image. The
+smallest size the backbone accepts is 31x31.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+CHANNELS = (64, 192, 384, 256, 256)  # channels of the five compared layers
+_CONVS = (0, 3, 6, 8, 10)  # convolutions of torchvision's alexnet.features
+_RELUS = (1, 4, 7, 9, 11)  # the ReLUs whose outputs are compared
+# Input scaling of the reference implementation: x -> (x - shift) / scale per RGB channel, which
+# maps [-1, 1] images to roughly the ImageNet normalisation AlexNet was trained with.
+SHIFT = (-0.030, -0.088, -0.188)
+SCALE = (0.458, 0.448, 0.450)
+MIN_SIZE = 31  # smallest height and width that survive conv1 (stride 4) and two 3x3/2 max-pools
+_EPS = 1e-10  # added to the channel norm so that an all-zero feature vector stays zero
+
+
+class LpipsError(ValueError):
+    """A weight file does not have the expected keys or shapes, or the inputs do not fit."""
+
+
+def _check_keys(state: Mapping[str, Tensor], expected: Sequence[str], what: str, ignore=()) -> None:
+    """One-line LpipsError naming the first missing or unexpected key of ``state``."""
+    keys = set(state)
+    missing = [k for k in expected if k not in keys]
+    unexpected = sorted(k for k in keys - set(expected) if not k.startswith(tuple(ignore)))
+    for problem, found in (("missing", missing), ("unexpected", unexpected)):
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise LpipsError(f"{what}: {problem} key '{found[0]}'{more}")
+
+
+def alexnet_features(state: Mapping[str, Tensor]) -> nn.Sequential:
+    """torchvision's ``alexnet().features`` up to the last ReLU, holding the weights of ``state``.
+
+    Args:
+        state: torchvision AlexNet state dict (``features.N.weight/bias``; ``classifier.*`` is
+            ignored).
+
+    Raises:
+        LpipsError: a key is missing or unexpected, or a tensor has the wrong shape.
+    """
+    from robust._torchvision import import_torchvision
+
+    tv = import_torchvision()
+    with torch.device("meta"):  # shapes only: every weight is then taken from ``state``
+        features = tv.models.alexnet(weights=None).features[: _RELUS[-1] + 1]
+    expected = [f"features.{i}.{p}" for i in _CONVS for p in ("weight", "bias")]
+    _check_keys(state, expected, "AlexNet weights", ignore=("classifier.",))
+    own = {}
+    for key in expected:
+        name = key.removeprefix("features.")
+        shape = tuple(features.get_parameter(name).shape)
+        if tuple(state[key].shape) != shape:
+            raise LpipsError(
+                f"AlexNet weights: '{key}' has shape {tuple(state[key].shape)}, expected {shape}"
+            )
+        own[name] = state[key].detach().float()
+    features = features.to_empty(device="cpu")
+    features.load_state_dict(own)
+    return features.eval().requires_grad_(False)
+
+
+def linear_weights(state: Mapping[str, Tensor]) -> list[Tensor]:
+    """The five per-channel weights w_l, float32 [1, C_l, 1, 1], from an LPIPS v0.1 state dict.
+
+    Raises:
+        LpipsError: a key is missing or unexpected, a shape is wrong, or a weight is negative
+            (the distance is defined with w >= 0).
+    """
+    expected = [f"lin{i}.model.1.weight" for i in range(len(CHANNELS))]
+    _check_keys(state, expected, "LPIPS weights")
+    weights = []
+    for key, c in zip(expected, CHANNELS, strict=True):
+        w = state[key].detach().float()
+        if tuple(w.shape) != (1, c, 1, 1):
+            raise LpipsError(
+                f"LPIPS weights: '{key}' has shape {tuple(w.shape)}, expected (1, {c}, 1, 1)"
+            )
+        if bool((w < 0).any()):
+            raise LpipsError(f"LPIPS weights: '{key}' has negative entries; LPIPS needs w >= 0")
+        weights.append(w)
+    return weights
+
+
+def _unit(f: Tensor) -> Tensor:
+    """f [B, C, H, W] divided by its L2 norm over C at every position."""
+    return f / (f.square().sum(dim=1, keepdim=True).sqrt() + _EPS)
+
+
+class LPIPS(nn.Module):
+    """d(x0, x1) of the module docstring; call it as ``lpips(x0, x1)`` -> float [B].
+
+    Args:
+        features: :func:`alexnet_features`; lin: :func:`linear_weights`.
+    """
+
+    def __init__(self, features: nn.Sequential, lin: Sequence[Tensor]) -> None:
+        super().__init__()
+        self.features = features
+        self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1))
+        for i, w in enumerate(lin):
+            self.register_buffer(f"lin{i}", w.clone())
+
+    def layers(self, x: Tensor) -> list[Tensor]:
+        """The five ReLU outputs [B, C_l, H_l, W_l] for images x [B, 3, H, W] in [-1, 1]."""
+        h, out = (x - self.shift) / self.scale, []
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in _RELUS:
+                out.append(h)
+        return out
+
+    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """Distance per image pair, float [B] >= 0, for x0, x1 [B, 3, H, W] in [-1, 1].
+
+        Raises:
+            LpipsError: shapes differ, are not RGB, or are smaller than 31x31.
+        """
+        if x0.shape != x1.shape or x0.dim() != 4 or x0.shape[1] != 3:
+            raise LpipsError(
+                f"LPIPS needs two RGB batches of one shape, got {tuple(x0.shape)} and "
+                f"{tuple(x1.shape)}"
+            )
+        if min(x0.shape[-2:]) < MIN_SIZE:
+            raise LpipsError(f"LPIPS (AlexNet) needs images of at least {MIN_SIZE}x{MIN_SIZE}")
+        # One pass over both batches; inputs are float32 whatever the caller's dtype.
+        feats = self.layers(torch.cat([x0, x1]).float())
+        total = torch.zeros(x0.shape[0], device=x0.device)
+        for i, f in enumerate(feats):
+            f0, f1 = f.chunk(2)
+            diff = (_unit(f0) - _unit(f1)).square()  # [B, C_l, H_l, W_l]
+            total = total + (diff * getattr(self, f"lin{i}")).sum(1).mean(dim=(1, 2))
+        return total
+
+
+def load_lpips(alexnet: Path, lin: Path, device: torch.device | str = "cpu") -> LPIPS:
+    """LPIPS from the two local weight files (formats in the module docstring), in eval mode.
+
+    Raises:
+        FileNotFoundError: a file does not exist; CheckpointError: a file is unreadable;
+        LpipsError: wrong keys or shapes.
+    """
+    from robust.checkpoint import read_torch_file
+
+    state = read_torch_file(alexnet, "AlexNet weights")
+    lin_state = read_torch_file(lin, "LPIPS weights")
+    for path, s in ((alexnet, state), (lin, lin_state)):
+        if not isinstance(s, Mapping):
+            raise LpipsError(f"{path}: not a state dict (a mapping of tensor names to tensors)")
+    return LPIPS(alexnet_features(state), linear_weights(lin_state)).to(device).eval()

@@ -1,0 +1,204 @@
+"""Published checkpoints converted into our models: ``Sequential(Normalize(mean, std), net)``.
+
+Two source formats, both ``torch.save`` dicts read with ``weights_only=True`` (the legacy, non-zip
+format of torch 1.x included):
+
+``cohen``       Cohen et al. (2019), locuslab/smoothing: ``{epoch, arch, state_dict, optimizer}``.
+                The saved module was ``Sequential(NormalizeLayer, net)``; the NormalizeLayer holds
+                no state, so the keys are ``1.<net>`` (CIFAR) or ``1.module.<net>`` (ImageNet, net
+                in DataParallel), and the normalisation is the dataset's (the same constants as
+                ours).
+``robustness``  the MadryLab robustness library: ``{model, optimizer, schedule, epoch}`` (``model``
+                was ``state_dict`` in early versions) of an AttackerModel: ``module.model.<net>``,
+                a duplicate ``module.attacker.model.<net>``, and the input normaliser
+                ``module.normalizer.new_mean``/``new_std`` (shape [3, 1, 1]), duplicated under
+                ``module.attacker.normalize``.
+
+The normalisation found in the source replaces the dataset's in ``Normalize``, so the converted
+model maps [0, 1] images to the same logits as the original. Every source tensor must be used and
+every weight of our model filled (a strict load); anything else is an error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robust.models import build_model
+
+FORMATS = ("cohen", "robustness")
+_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+class PretrainedError(RuntimeError):
+    """A published checkpoint cannot be read or does not fit the named architecture (one line)."""
+
+
+def read_source(path: Path) -> dict:
+    """The dict in a published checkpoint file, loaded without executing code.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        PretrainedError: unreadable, not a dict, or a pickle that needs Python code (for example
+            one written with ``dill``); the message names the first global it needs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
+    try:
+        source = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling, zip and storage errors all mean: not readable here
+        text = str(err)
+        needed = _GLOBAL.search(text)
+        if needed:
+            raise PretrainedError(
+                f"{path.name}: needs the Python global {needed.group(1).rstrip('.')} to load, "
+                "which a weights-only load refuses (a pickle written with a custom pickler "
+                "such as dill?); see README, Pretrained checkpoints"
+            ) from None
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        reason = lines[-1][:200] if lines else type(err).__name__
+        raise PretrainedError(f"{path.name}: unreadable torch file: {reason}") from None
+    if not isinstance(source, dict):
+        raise PretrainedError(f"{path.name}: holds a {type(source).__name__}, not a dict")
+    return source
+
+
+def _state_dict(source: dict, keys: tuple[str, ...], fmt: str) -> dict[str, Tensor]:
+    for key in keys:
+        if isinstance(source.get(key), dict):
+            return source[key]
+    raise PretrainedError(
+        f"not a {fmt} checkpoint: no {' or '.join(keys)} dict among its keys "
+        f"({', '.join(map(str, source))})"
+    )
+
+
+def _epoch(source: dict) -> int | None:
+    """The epoch the source records, as a plain int (None when absent or not a number)."""
+    epoch = source.get("epoch")
+    if isinstance(epoch, Tensor) and epoch.numel() == 1:
+        epoch = epoch.item()
+    return epoch if type(epoch) is int else None
+
+
+def _strip(state: dict[str, Tensor], prefix: str, fmt: str) -> dict[str, Tensor]:
+    stray = [k for k in state if not k.startswith(prefix)]
+    if stray:
+        raise PretrainedError(
+            f"{fmt} checkpoint has {len(stray)} keys outside '{prefix}' (e.g. {stray[0]})"
+        )
+    return {k[len(prefix) :]: v for k, v in state.items()}
+
+
+def cohen_weights(source: dict, arch: str) -> tuple[dict[str, Tensor], Tensor | None, dict]:
+    """(net state dict, None: the dataset's normalisation, provenance) of a Cohen et al. file."""
+    state = _strip(_state_dict(source, ("state_dict",), "cohen"), "1.", "cohen")
+    if state and all(k.startswith("module.") for k in state):  # DataParallel (ImageNet)
+        state = _strip(state, "module.", "cohen")
+    original = source.get("arch")  # Cohen et al. name their nets as we do (cifar_resnet110, ...)
+    if original is not None and original != arch:
+        raise PretrainedError(f"cohen checkpoint holds arch '{original}', not '{arch}'")
+    return state, None, {"source_arch": original, "source_epoch": _epoch(source)}
+
+
+def _normaliser(state: dict[str, Tensor], prefix: str) -> Tensor:
+    try:
+        mean, std = state.pop(f"{prefix}.new_mean"), state.pop(f"{prefix}.new_std")
+    except KeyError:
+        raise PretrainedError(f"robustness checkpoint lacks {prefix}.new_mean/new_std") from None
+    return torch.stack([mean.reshape(-1), std.reshape(-1)]).float()  # [2, C]
+
+
+def robustness_weights(source: dict, arch: str) -> tuple[dict[str, Tensor], Tensor | None, dict]:
+    """(net state dict, [2, C] mean and std, provenance) of a robustness-library file.
+
+    The attacker's copies of the net and of the normaliser must equal the main ones: they are
+    the same modules in the library, so a difference means a damaged or foreign file.
+    """
+    state = dict(_state_dict(source, ("model", "state_dict"), "robustness"))
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    norm = _normaliser(state, "normalizer")
+    if not torch.equal(_normaliser(state, "attacker.normalize"), norm):
+        raise PretrainedError("robustness checkpoint: the attacker's normaliser differs")
+    net = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    copy = {
+        k[len("attacker.model.") :]: v for k, v in state.items() if k.startswith("attacker.model.")
+    }
+    stray = [k for k in state if not k.startswith(("model.", "attacker.model."))]
+    if stray:
+        raise PretrainedError(f"robustness checkpoint has unexpected key {stray[0]}")
+    if copy.keys() != net.keys() or not all(torch.equal(copy[k], net[k]) for k in net):
+        raise PretrainedError("robustness checkpoint: the attacker's copy of the net differs")
+    return net, norm, {"source_arch": arch, "source_epoch": _epoch(source)}
+
+
+EXTRACTORS: dict[str, Callable[[dict, str], tuple[dict[str, Tensor], Tensor | None, dict]]] = {
+    "cohen": cohen_weights,
+    "robustness": robustness_weights,
+}
+
+
+def _describe(keys: list[str]) -> str:
+    if not keys:
+        return "none"
+    return f"{len(keys)} ({', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''})"
+
+
+def convert(
+    source: dict, fmt: str, arch: str, dataset: str
+) -> tuple[nn.Sequential, dict[str, Any]]:
+    """Our model holding the weights of a published checkpoint.
+
+    Args:
+        source: the dict of :func:`read_source`.
+        fmt: one of ``FORMATS``.
+        arch: a key of ``robust.models.ARCHITECTURES``.
+        dataset: gives num_classes and the default normalisation.
+
+    Returns:
+        (model in eval mode, on the CPU, mapping [B, C, H, W] images in [0, 1] to logits;
+        provenance: ``format``, ``source_arch``, ``source_epoch``, ``mean``, ``std``).
+
+    Raises:
+        ValueError: unknown format. PretrainedError: a key layout, shape or source architecture
+            that does not fit ``arch`` (missing or unused tensors are named).
+    """
+    if fmt not in EXTRACTORS:
+        raise ValueError(f"unknown pretrained format '{fmt}'; valid: {', '.join(EXTRACTORS)}")
+    net_state, norm, info = EXTRACTORS[fmt](source, arch)
+    model = build_model(arch, dataset)
+    full = {f"1.{k}": v for k, v in net_state.items()}
+    normalize = model[0]
+    if norm is None:
+        norm = torch.stack([normalize.mean.reshape(-1), normalize.std.reshape(-1)])
+    elif norm.shape != (2, normalize.mean.numel()) or not bool((norm[1] > 0).all()):
+        raise PretrainedError(f"{fmt} checkpoint: normaliser of shape {tuple(norm.shape)} unusable")
+    full["0.mean"] = norm[0].reshape(normalize.mean.shape)
+    full["0.std"] = norm[1].reshape(normalize.std.shape)
+    for key, value in model.state_dict().items():
+        # BN batch counters only drive momentum=None averaging, never inference; files from torch
+        # before 0.4.1 lack them.
+        if key.endswith(".num_batches_tracked") and key not in full:
+            full[key] = torch.zeros_like(value)
+    expected = set(model.state_dict())
+    missing = sorted(expected - full.keys())
+    unexpected = sorted(full.keys() - expected)
+    if missing or unexpected:
+        raise PretrainedError(
+            f"{fmt} checkpoint does not fit arch '{arch}': missing {_describe(missing)}, "
+            f"unused {_describe(unexpected)}"
+        )
+    try:
+        model.load_state_dict(full, strict=True)
+    except RuntimeError as err:  # shapes: torch lists every mismatch on its own line
+        lines = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        reason = lines[0] if lines else " ".join(str(err).split())[:300]
+        raise PretrainedError(f"{fmt} checkpoint does not fit arch '{arch}': {reason}") from None
+    info = {"format": fmt, **info, "mean": norm[0].tolist(), "std": norm[1].tolist()}
+    return model.eval(), info

@@ -1,0 +1,30 @@
+"""dvc.yaml lists, for every stage that runs a script, the script and every ``robust`` library file
+it imports (transitively), as Snakemake's rules do through ``code()``: an edit to any of them reruns
+the stage in both tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from robust.deps import library_deps
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stages() -> dict[str, dict]:
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return {name: stage.get("do", stage) for name, stage in stages.items()}
+
+
+def test_every_stage_declares_exactly_the_code_it_imports():
+    checked = 0
+    for name, stage in _stages().items():
+        script = stage["deps"][0]
+        assert script.startswith("scripts/") and script.endswith(".py"), name
+        declared = sorted(d for d in stage["deps"] if d.startswith("scripts/robust/"))
+        assert declared == list(library_deps(script)), f"{name}: deps differ from the imports of {script}"
+        assert script in stage["cmd"], name
+        checked += 1
+    assert checked >= 15

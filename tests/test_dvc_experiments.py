@@ -1,0 +1,70 @@
+"""DVC for experiments on the smoke build: ``dvc exp run -S`` changes one parameter and reruns only
+what depends on it, ``dvc params diff`` / ``dvc metrics diff`` show the change, ``dvc exp show``
+lists the experiment, and ``dvc plots show`` renders the training and certified-accuracy curves.
+
+Each test works on its own copy of the session's DVC-built repository, so the shared build stays
+as the other end-to-end tests expect it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline_utils import dvc_ran_stages, run
+
+pytestmark = pytest.mark.slow
+
+RUN = "synthetic-gauss-025"
+
+
+@pytest.fixture
+def repo(dvc, tmp_path) -> Path:
+    copy = tmp_path / "repo"
+    shutil.copytree(dvc, copy, symlinks=True)
+    run(["git", "add", "-A"], copy)
+    run(["git", "commit", "-qm", "state of the shared build", "--allow-empty"], copy)
+    return copy
+
+
+def test_exp_run_set_param_reruns_only_what_depends_on_it(repo):
+    out = run(
+        ["dvc", "exp", "run", "-n", "n700", "-S", f"certify.{RUN}.n=700", f"certify@{RUN}"], repo
+    )
+    assert dvc_ran_stages(out.stdout) == [f"certify@{RUN}"]
+
+    params = json.loads(run(["dvc", "params", "diff", "--json"], repo).stdout)
+    assert params["params.yaml"][f"certify.{RUN}.n"] == {"old": 500, "new": 700}
+
+    metrics = json.loads(run(["dvc", "metrics", "diff", "--json"], repo).stdout)
+    summary = metrics[f"results/certify/{RUN}.json"]
+    assert summary["n"] == {"old": 500, "new": 700, "diff": 200}
+    assert set(metrics) == {f"results/certify/{RUN}.json"}  # no other metric moved
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    assert "n700" in json.dumps(shown)
+
+
+def test_metrics_show_lists_every_metric_file(repo):
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    files = set(shown[""]["data"]) if "" in shown else set(next(iter(shown.values()))["data"])
+    assert f"results/certify/{RUN}.json" in files
+    assert "results/train/synthetic-std.json" in files
+    assert "results/metrics/pag_metrics.json" in files
+
+
+def test_plots_show_renders_training_and_certified_curves(repo):
+    out = run(["dvc", "plots", "show", "--json"], repo)
+    plots = json.loads(out.stdout)
+    assert not plots.get("errors"), plots.get("errors")
+    ids = set(plots["data"])
+    assert "results/train/synthetic-std.json" in ids
+    assert f"results/plots/certified/{RUN}.tsv" in ids
+    for plot_id in ("results/train/synthetic-std.json", f"results/plots/certified/{RUN}.tsv"):
+        values = plots["data"][plot_id][0]["content"]["data"]["values"]
+        assert len(values) >= 2
+    html = run(["dvc", "plots", "show", "-o", "plots"], repo)
+    assert html.returncode == 0 and (repo / "plots" / "index.html").is_file()
