@@ -24,7 +24,8 @@ def test_every_stage_declares_exactly_the_code_it_imports():
         script = stage["deps"][0]
         assert script.startswith("scripts/") and script.endswith(".py"), name
         declared = sorted(d for d in stage["deps"] if d.startswith("scripts/robust/"))
-        assert declared == list(library_deps(script)), f"{name}: deps differ from the imports of {script}"
+        expected = list(library_deps(script))
+        assert declared == expected, f"{name}: deps differ from the imports of {script}"
         assert script in stage["cmd"], name
         checked += 1
     assert checked >= 15
