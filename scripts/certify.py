@@ -27,12 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     smoothing_run.add_arguments(p, with_n0=True)
     p.add_argument("--precision", choices=PRECISIONS, required=True, help="forward-pass autocast")
     p.add_argument("--block", type=cli.positive_int, required=True, help="images per block")
-    p.add_argument(
-        "--channels_last",
-        action=argparse.BooleanOptionalAction,
-        required=True,
-        help="NHWC convolutions",
-    )
+    p.add_argument("--channels_last", action=argparse.BooleanOptionalAction, required=True)
     p.add_argument("--compile", choices=COMPILE_MODES, required=True, help="torch.compile mode")
     p.add_argument("--curve", type=Path, required=True, help="certified accuracy curve (TSV)")
     args = p.parse_args(argv)

@@ -93,20 +93,6 @@ def evaluate(args, records: list[dict], judges: list[tuple], reference, device) 
     return out
 
 
-def number(value: float, digits: int) -> str:
-    """A table number with a typeset minus sign and no negative zero ('-0.00' -> '0.00')."""
-    text = f"{value:.{digits}f}"
-    if float(text) == 0.0:
-        return text.lstrip("-")
-    return "$-$" + text[1:] if text.startswith("-") else text
-
-
-def cell(stat: dict, digits: int, bold: bool) -> str:
-    """'mean {\\scriptsize[low, high]}', the mean in bold when it is the best."""
-    mean, low, high = (number(stat[k], digits) for k in ("mean", "low", "high"))
-    return (f"\\textbf{{{mean}}}" if bold else mean) + f" {{\\scriptsize[{low}, {high}]}}"
-
-
 def latex_table(summary: dict, specs: list, key: str) -> str:
     """booktabs tabular at eps ``key``: a row per column, grouped metric columns, best mean bold."""
     from robust import report
@@ -126,7 +112,7 @@ def latex_table(summary: dict, specs: list, key: str) -> str:
         shown = [round(c["eps"][key][s.name]["mean"], digits) for c in columns]
         best = max(shown) if s.better == "max" else min(shown)
         for row, c, v in zip(rows, columns, shown, strict=True):
-            row.append(cell(c["eps"][key][s.name], digits, v == best))
+            row.append(report.interval_cell(c["eps"][key][s.name], digits, v == best))
     return report.tabular("l" + "c" * len(specs), header, [report.table_row(r) for r in rows])
 
 

@@ -17,6 +17,7 @@ from robust import cli
 
 WEIGHTS = {"alexnet": "AlexNet weights", "lpips": "LPIPS weights", "denoiser": "denoiser"}
 TSV_HEADER = "column\tmodel\tsigma\tidx\tlabel\tlpips\n"
+DIGITS = 3  # decimals of LPIPS in the table
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -120,20 +121,6 @@ def summarize(args, ids: list[str], ckpts: list[dict], values: list, n: int) -> 
     }
 
 
-def number(value: float) -> str:
-    """Three decimals, the minus sign typeset and no negative zero ('-0.000' -> '0.000')."""
-    text = f"{value:.3f}"
-    if float(text) == 0.0:
-        return text.lstrip("-")
-    return "$-$" + text[1:] if text.startswith("-") else text
-
-
-def cell(stat: dict, bold: bool = False) -> str:
-    """'mean {\\scriptsize[low, high]}', the mean in bold when it is the best."""
-    mean, low, high = (number(stat[k]) for k in ("mean", "low", "high"))
-    return (rf"\textbf{{{mean}}}" if bold else mean) + rf" {{\scriptsize[{low}, {high}]}}"
-
-
 def latex_table(summary: dict) -> str:
     """booktabs tabular: a row per classifier, mean LPIPS [95% interval] and the paired difference
     to the baseline; the lowest mean as displayed (the most aligned) in bold."""
@@ -141,13 +128,15 @@ def latex_table(summary: dict) -> str:
 
     cols, paired = summary["columns"], summary["paired"]
     order = summary["settings"]["columns"]
-    best = min(float(f"{cols[c]['lpips']['mean']:.3f}") for c in order)  # as displayed
+    best = min(float(f"{cols[c]['lpips']['mean']:.{DIGITS}f}") for c in order)  # as displayed
     rows = []
     for cid in order:
         lpips = cols[cid]["lpips"]
         diff = paired["columns"].get(cid)  # the baseline has none
-        cells = [cols[cid]["title"], cell(lpips, float(f"{lpips['mean']:.3f}") == best)]
-        rows.append(report.table_row([*cells, "--" if diff is None else cell(diff["lpips"])]))
+        bold = float(f"{lpips['mean']:.{DIGITS}f}") == best
+        cells = [cols[cid]["title"], report.interval_cell(lpips, DIGITS, bold)]
+        diff_cell = "--" if diff is None else report.interval_cell(diff["lpips"], DIGITS)
+        rows.append(report.table_row([*cells, diff_cell]))
     baseline = cols[paired["baseline"]]["title"]
     header = ["Classifier", r"LPIPS $\downarrow$", f"Difference to {baseline}"]
     return report.tabular("lcc", [report.table_row(header)], rows)

@@ -50,13 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="checkpoint")
     p.add_argument("--metrics", type=Path, required=True, help="per-epoch metrics (JSON)")
     p.add_argument("--state", type=Path, required=True, help="resumable state (scratch)")
-    p.add_argument(
-        "--record_time",
-        action=argparse.BooleanOptionalAction,
-        required=True,
-        help="write wall-clock times into the outputs (else 0, for byte-identical outputs)",
-    )
-    cli.add_common(p)
+    cli.add_common(p, record_time=True)
     args = p.parse_args(argv)
     if args.kind == "gaussian" and args.sigma == 0.0:
         p.error("--kind gaussian needs --sigma > 0")

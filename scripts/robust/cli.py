@@ -101,12 +101,20 @@ def probability(text: str) -> float:
     return value
 
 
-def add_common(parser: argparse.ArgumentParser) -> None:
-    """Flags every compute stage takes: ``--device`` (execution only) and ``--log``."""
+def add_common(parser: argparse.ArgumentParser, record_time: bool = False) -> None:
+    """Flags every compute stage takes: ``--device`` (execution only) and ``--log``; with
+    ``record_time`` also ``--record_time/--no-record_time`` (stages that time their work)."""
     parser.add_argument(
         "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: cuda if available"
     )
     parser.add_argument("--log", type=Path, required=True, help="log file of this stage")
+    if record_time:
+        parser.add_argument(
+            "--record_time",
+            action=argparse.BooleanOptionalAction,
+            required=True,
+            help="write wall-clock times into the outputs (else 0, for byte-identical outputs)",
+        )
 
 
 FILE_ONLY = {"file_only": True}

@@ -59,13 +59,22 @@ def _line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def md5_of(path: Path) -> str:
-    """Hex md5 of a file."""
-    digest = hashlib.md5()
+def _file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         while block := handle.read(_BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+def md5_of(path: Path) -> str:
+    """Hex md5 of a file."""
+    return _file_digest(path, "md5")
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file."""
+    return _file_digest(path, "sha256")
 
 
 def _copy(source: IO[bytes], target: IO[bytes], digest: Any, received: list[int]) -> None:
@@ -81,6 +90,35 @@ def _open_source(url: str, archive: Path | None, timeout: float) -> IO[bytes]:
     if "://" not in url:  # a plain local path given in place of the address
         return open(url, "rb")
     return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - http(s)/file URLs by design
+
+
+def _download(
+    url: str, archive: Path | None, dest: Path, algorithm: str, expected: str | None, timeout: float
+) -> str:
+    """Copy ``archive`` (or else ``url``) to ``dest`` atomically; return its hex digest.
+
+    ``expected`` None accepts any content. On a mismatch or a failed transfer ``dest`` is unchanged,
+    no temporary file remains, and one DataError line names the expected digest.
+    """
+    source = url if archive is None else f"{archive} (instead of {url})"
+    digest, received = hashlib.new(algorithm), [0]
+    try:
+        with io.atomic_open(dest, "wb") as target:
+            with _open_source(url, archive, timeout) as response:
+                _copy(response, target, digest, received)
+            if expected is not None and digest.hexdigest() != expected:
+                raise DataError(
+                    f"{dest.name}: checksum mismatch for {source}: expected {algorithm} "
+                    f"{expected}, actual {algorithm} {digest.hexdigest()} ({received[0]} bytes); "
+                    "download removed"
+                )
+    except (OSError, ValueError, http.client.HTTPException) as err:
+        # URLError/HTTPError/timeouts are OSErrors; ValueError: malformed URL.
+        raise DataError(
+            f"{dest.name}: cannot fetch {source}: {_line(err)} "
+            f"(expected {algorithm} {expected or 'unpinned'}, {received[0]} bytes received)"
+        ) from None
+    return digest.hexdigest()
 
 
 def fetch(
@@ -101,36 +139,9 @@ def fetch(
             unchanged and no temporary file remains.
     """
     dest = Path(dest)
-    if dest.is_file() and md5_of(dest) == md5:
-        return dest
-    source = url if archive is None else f"{archive} (instead of {url})"
-    digest, received = hashlib.md5(), [0]
-    try:
-        with io.atomic_open(dest, "wb") as target:
-            with _open_source(url, archive, timeout) as response:
-                _copy(response, target, digest, received)
-            if digest.hexdigest() != md5:
-                raise DataError(
-                    f"{dest.name}: checksum mismatch for {source}: "
-                    f"expected md5 {md5}, actual md5 {digest.hexdigest()} ({received[0]} bytes)"
-                )
-    except (OSError, ValueError, http.client.HTTPException) as err:
-        # URLError/HTTPError/timeouts are OSErrors; ValueError: malformed URL.
-        actual = f"{digest.hexdigest()} of {received[0]} bytes" if received[0] else "none, no data"
-        raise DataError(
-            f"{dest.name}: cannot fetch {source}: {_line(err)} "
-            f"(expected md5 {md5}, actual md5 {actual})"
-        ) from None
+    if not (dest.is_file() and md5_of(dest) == md5):
+        _download(url, archive, dest, "md5", md5, timeout)
     return dest
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_sha256(url: str, dest: Path, sha256: str | None, timeout: float = 60.0) -> str:
@@ -147,24 +158,7 @@ def fetch_sha256(url: str, dest: Path, sha256: str | None, timeout: float = 60.0
         DataError: unreachable host, short read or digest mismatch; ``dest`` is then unchanged
             and no temporary file remains.
     """
-    dest = Path(dest)
-    digest, received = hashlib.sha256(), [0]
-    expected = sha256 or "unpinned"
-    try:
-        with io.atomic_open(dest, "wb") as target:
-            with _open_source(url, None, timeout) as response:
-                _copy(response, target, digest, received)
-            if sha256 is not None and digest.hexdigest() != sha256:
-                raise DataError(
-                    f"{dest.name}: checksum mismatch for {url}: expected sha256 {sha256}, "
-                    f"actual sha256 {digest.hexdigest()} ({received[0]} bytes); download removed"
-                )
-    except (OSError, ValueError, http.client.HTTPException) as err:
-        raise DataError(
-            f"{dest.name}: cannot fetch {url}: {_line(err)} "
-            f"(expected sha256 {expected}, {received[0]} bytes received)"
-        ) from None
-    return digest.hexdigest()
+    return _download(url, None, Path(dest), "sha256", sha256, timeout)
 
 
 def extract_tar(archive: Path, dest_dir: Path) -> Path:

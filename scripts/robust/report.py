@@ -197,6 +197,20 @@ def _as_number(cell: str) -> float | None:
         return None
 
 
+def table_number(value: float, digits: int) -> str:
+    """A table number with a typeset minus sign and no negative zero ('-0.00' -> '0.00')."""
+    text = f"{value:.{digits}f}"
+    if float(text) == 0.0:
+        return text.lstrip("-")
+    return "$-$" + text[1:] if text.startswith("-") else text
+
+
+def interval_cell(stat: dict, digits: int, bold: bool = False) -> str:
+    """'mean {\\scriptsize[low, high]}' of a dict with mean/low/high, the mean in bold if asked."""
+    mean, low, high = (table_number(stat[k], digits) for k in ("mean", "low", "high"))
+    return (rf"\textbf{{{mean}}}" if bold else mean) + rf" {{\scriptsize[{low}, {high}]}}"
+
+
 def table_row(cells: Sequence[str]) -> str:
     """One tabular row: cells joined by ' & ', ended by ' \\\\'."""
     return " & ".join(cells) + r" \\"

@@ -42,13 +42,7 @@ def add_arguments(p: argparse.ArgumentParser, with_n0: bool) -> None:
         ("--state", "partial TSV (scratch)"),
     ):
         p.add_argument(flag, type=Path, required=True, help=what)
-    p.add_argument(
-        "--record_time",
-        action=argparse.BooleanOptionalAction,
-        required=True,
-        help="write wall-clock times into the outputs (else 0, for byte-identical outputs)",
-    )
-    cli.add_common(p)
+    cli.add_common(p, record_time=True)
 
 
 class SmoothingRun:
