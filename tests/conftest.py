@@ -1,9 +1,13 @@
-"""Shared fixtures: two smoke runs of the whole pipeline, one by Snakemake and one by DVC, built
-once per test session on temporary copies of the repository and shared by the end-to-end tests."""
+"""Shared fixtures: a local HTTP server, and two smoke runs of the whole pipeline (one by
+Snakemake, one by DVC) built once per test session on temporary copies of the repository and
+shared by the end-to-end tests."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import shutil
+import threading
 
 import pytest
 
@@ -46,3 +50,30 @@ def dvc(tmp_path_factory):
     run(["git", "add", "dvc.lock"], repo)
     run(["git", "commit", "-qm", "results"], repo)
     return repo
+
+
+class _RecordingHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder, records each requested path on the server, prints nothing."""
+
+    def do_GET(self):  # noqa: N802 - http.server API
+        self.server.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """(served folder, base URL, list of requested paths) of an HTTP server on a free port of
+    127.0.0.1."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(_RecordingHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.requests = []
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}", httpd.requests
+    httpd.shutdown()
+    httpd.server_close()

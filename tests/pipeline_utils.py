@@ -122,3 +122,70 @@ def snakemake_commands(output: str) -> list[str]:
             if command != "None":
                 commands.append(command)
     return commands
+
+
+def load_script(name: str):
+    """Import scripts/<name>(.py) as a module: stage scripts run in-process, without a fresh
+    interpreter per call (nothing runs on import)."""
+    import importlib.util
+
+    name = name.removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def argv_of(values: dict) -> list[str]:
+    """Flags as the pipeline renders them: true -> --k, false -> --no-k, else --k value."""
+    argv: list[str] = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            argv.append(f"--{key}" if value else f"--no-{key}")
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+# A small noise-trained tiny_cnn on the synthetic set: the flags of scripts/train.py.
+TRAIN_FLAGS = {
+    "model_id": "m", "dataset": "synthetic", "arch": "tiny_cnn", "kind": "gaussian",
+    "sigma": 0.25, "norm": "l2", "eps": 0.0, "attack_steps": 0, "attack_step_size": 0.0,
+    "epochs": 3, "batch_size": 100, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005,
+    "schedule": "onecycle", "lr_step": 1, "lr_gamma": 0.1, "warmup_epochs": 1,
+    "label_smoothing": 0.0, "augment": True, "eval_sigma": 0.25, "eval_size": 60, "seed": 0,
+    "bf16": False, "channels_last": False,
+}  # fmt: skip
+
+# A short CERTIFY run: the flags of scripts/certify.py; predict takes all but CERTIFY_ONLY.
+SMOOTHING_FLAGS = {
+    "run_id": "r", "model": "m", "dataset": "synthetic", "sigma": 0.25, "n0": 20, "n": 400,
+    "alpha": 0.001, "batch": 150, "chunk": 100, "skip": 3, "max_images": 20, "seed": 0,
+    "precision": "fp32", "block": 2, "channels_last": False, "compile": "none",
+}  # fmt: skip
+CERTIFY_ONLY = ("n0", "precision", "block", "channels_last", "compile", "curve")
+
+
+def train_argv(data: Path, out: Path, **values) -> list[str]:
+    """scripts/train.py arguments: TRAIN_FLAGS with ``values`` replacing some, outputs in out."""
+    paths = {
+        "data": data, "out": out / "model.pt", "metrics": out / "train.json",
+        "state": out / "state" / "train.pt", "log": out / "train.log",
+    }  # fmt: skip
+    return argv_of({**TRAIN_FLAGS, **paths, "device": "cpu", "record_time": False, **values})
+
+
+def certify_argv(
+    checkpoint: Path, data: Path, out: Path, predict: bool = False, **values
+) -> list[str]:
+    """scripts/certify.py (or, with ``predict``, scripts/predict.py) arguments: SMOOTHING_FLAGS
+    with ``values`` replacing some, outputs in out."""
+    paths = {
+        "curve": out / "curve.tsv", "checkpoint": checkpoint, "data": data,
+        "out": out / "cert.tsv", "summary": out / "cert.json",
+        "state": out / "state" / "cert.tsv", "log": out / "cert.log",
+    }  # fmt: skip
+    flags = {**SMOOTHING_FLAGS, **paths, "device": "cpu", "record_time": False, **values}
+    if predict:
+        flags = {k: v for k, v in flags.items() if k not in CERTIFY_ONLY}
+    return argv_of(flags)

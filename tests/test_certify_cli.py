@@ -3,13 +3,13 @@ by row, what Cohen et al.'s one-image-at-a-time ``Smooth.certify`` gives, for an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from pipeline_utils import certify_argv, load_script
 from robust import synthetic
 from robust.checkpoint import load_checkpoint, save_checkpoint
 from robust.io import torch_save
@@ -36,21 +36,23 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def certify(root: Path, block: int, tag: str) -> tuple[list[list[str]], dict]:
-    spec = importlib.util.spec_from_file_location("certify", ROOT / "scripts" / "certify.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("certify")
     out = root / tag
-    argv = [
-        "--run_id", "r", "--model", "m", "--dataset", "synthetic", "--sigma", str(SIGMA),
-        "--n0", str(N0), "--n", str(N), "--alpha", str(ALPHA), "--batch", str(BATCH),
-        "--chunk", str(CHUNK), "--skip", str(SKIP), "--max_images", str(MAX_IMAGES),
-        "--seed", str(SEED), "--precision", "fp32", "--block", str(block), "--no-channels_last",
-        "--compile", "none", "--curve", str(out / "curve.tsv"),
-        "--checkpoint", str(root / "model.pt"),
-        "--data", str(root / "synthetic.pt"), "--out", str(out / "cert.tsv"),
-        "--summary", str(out / "cert.json"), "--state", str(out / "state.tsv"),
-        "--no-record_time", "--device", "cpu", "--log", str(out / "cert.log"),
-    ]  # fmt: skip
+    argv = certify_argv(
+        root / "model.pt",
+        root / "synthetic.pt",
+        out,
+        sigma=SIGMA,
+        n0=N0,
+        n=N,
+        alpha=ALPHA,
+        batch=BATCH,
+        chunk=CHUNK,
+        skip=SKIP,
+        max_images=MAX_IMAGES,
+        seed=SEED,
+        block=block,
+    )
     assert module.main(argv) == 0
     rows = [line.split("\t") for line in (out / "cert.tsv").read_text().splitlines()]
     return rows, json.loads((out / "cert.json").read_text())

@@ -3,12 +3,11 @@ before anything is computed or written."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from pipeline_utils import certify_argv, load_script, train_argv
 
 
 @pytest.fixture(autouse=True)
@@ -22,121 +21,21 @@ def _fresh_logger():
         logging.getLogger("robust").removeHandler(handler)
 
 
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CERTIFY = [
-    "--run_id",
-    "r",
-    "--model",
-    "m",
-    "--dataset",
-    "synthetic",
-    "--sigma",
-    "0.25",
-    "--n0",
-    "10",
-    "--n",
-    "100",
-    "--alpha",
-    "0.001",
-    "--batch",
-    "50",
-    "--chunk",
-    "50",
-    "--skip",
-    "1",
-    "--max_images",
-    "2",
-    "--seed",
-    "0",
-    "--precision",
-    "fp32",
-    "--block",
-    "2",
-    "--no-channels_last",
-    "--compile",
-    "none",
-    "--curve",
-    "c.tsv",
-    "--checkpoint",
-    "m.pt",
-    "--data",
-    "d.pt",
-    "--out",
-    "c.tsv",
-    "--summary",
-    "c.json",
-    "--state",
-    "s.tsv",
-    "--no-record_time",
-    "--log",
-    "c.log",
-]
-TRAIN = [
-    "--model_id",
-    "m",
-    "--dataset",
-    "synthetic",
-    "--arch",
-    "tiny_cnn",
-    "--kind",
-    "gaussian",
-    "--sigma",
-    "0.25",
-    "--norm",
-    "l2",
-    "--eps",
-    "0.0",
-    "--attack_steps",
-    "0",
-    "--attack_step_size",
-    "0.0",
-    "--epochs",
-    "1",
-    "--batch_size",
-    "8",
-    "--lr",
-    "0.1",
-    "--momentum",
-    "0.9",
-    "--weight_decay",
-    "0.0",
-    "--schedule",
-    "step",
-    "--lr_step",
-    "1",
-    "--lr_gamma",
-    "0.1",
-    "--warmup_epochs",
-    "0",
-    "--label_smoothing",
-    "0.0",
-    "--augment",
-    "--eval_sigma",
-    "0.0",
-    "--eval_size",
-    "8",
-    "--seed",
-    "0",
-    "--no-bf16",
-    "--no-channels_last",
-    "--data",
-    "d.pt",
-    "--out",
-    "m.pt",
-    "--metrics",
-    "m.json",
-    "--state",
-    "s.pt",
-    "--no-record_time",
-    "--log",
-    "t.log",
-]
+SIZES = {"n": 100, "batch": 50, "chunk": 50, "skip": 1, "max_images": 2}
+CERTIFY = certify_argv(Path("m.pt"), Path("d.pt"), Path(""), n0=10, **SIZES)
+PREDICT = certify_argv(Path("m.pt"), Path("d.pt"), Path(""), predict=True, **SIZES)
+TRAIN = train_argv(
+    Path("d.pt"),
+    Path(""),
+    epochs=1,
+    batch_size=8,
+    lr=0.1,
+    weight_decay=0.0,
+    schedule="step",
+    warmup_epochs=0,
+    eval_sigma=0.0,
+    eval_size=8,
+)
 
 
 def replace(argv: list[str], flag: str, value: str | None) -> list[str]:
@@ -149,13 +48,6 @@ def replace(argv: list[str], flag: str, value: str | None) -> list[str]:
     else:
         out[i + 1] = value
     return out
-
-
-# predict takes neither n0 nor the certify-only speed flags.
-PREDICT = (
-    CERTIFY[: CERTIFY.index("--n0")] + CERTIFY[CERTIFY.index("--n") : CERTIFY.index("--precision")]
-)
-PREDICT += CERTIFY[CERTIFY.index("--checkpoint") :]
 
 
 CASES = [
@@ -190,7 +82,7 @@ def test_bad_argument_is_one_line_and_exit_2(
 ):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        load(script).main(replace(argv, flag, value))
+        load_script(script).main(replace(argv, flag, value))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err and named in err, err
@@ -200,7 +92,7 @@ def test_bad_argument_is_one_line_and_exit_2(
 
 def test_missing_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code = load("certify").main(CERTIFY)
+    code = load_script("certify").main(CERTIFY)
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error:") and "m.pt" in err and "\n" not in err
-    assert not (tmp_path / "c.tsv").exists()
+    assert not (tmp_path / "cert.tsv").exists()

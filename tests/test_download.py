@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import collections
-import functools
 import hashlib
-import http.server
 import io
 import pickle
 import socket
 import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -61,27 +58,8 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # keep pytest output clean
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    """(folder served, base URL) of an HTTP server on a free local port."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
 def _serve(server, data: bytes, name: str = "cifar-10-python.tar.gz") -> str:
-    folder, base = server
+    folder, base, _ = server
     (folder / name).write_bytes(data)
     return f"{base}/{name}"
 

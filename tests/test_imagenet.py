@@ -3,23 +3,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
 import pytest
 import torch
 
+from pipeline_utils import load_script
 from robust import data, imagenet
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +45,7 @@ def root(tmp_path_factory) -> Path:
 
 
 def _prepare(root: Path, out: Path, n_train: int, n_test: int) -> int:
-    return load("prepare_data").main(
+    return load_script("prepare_data").main(
         [
             *("--dataset", "imagenet", "--kind", "imagenet", "--folder", str(root)),
             *("--n_train", str(n_train), "--n_test", str(n_test), "--out", str(out)),
@@ -96,7 +87,7 @@ def test_evenly_spaced_keeps_all_when_asked_for_all():
 
 
 def test_explicit_pairs_replace_the_drawn_ones():
-    make_pag = load("make_pag")
+    make_pag = load_script("make_pag")
     labels = torch.tensor([0, 1, 2, 3, 4, 5])
     idx, targets = make_pag.pairs(labels, 10, 2, 1, 0, idx=[5, 3], targets=[9, 9])
     assert idx.tolist() == [5, 3] and targets.tolist() == [9, 9]

@@ -8,13 +8,13 @@ metric has a known winner. Two tiny judges are saved as real checkpoints.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from pipeline_utils import load_script
 from robust import synthetic
 from robust.checkpoint import save_checkpoint
 from robust.io import torch_save
@@ -23,13 +23,6 @@ from robust.models import build_model
 ROOT = Path(__file__).resolve().parents[1]
 EPS = [1.0, 2.0]
 N_PAIRS = 6
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def pag_record(column: str, model_id: str, kind: str, sigma: float, x0, targets, images) -> dict:

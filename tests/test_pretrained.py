@@ -5,10 +5,7 @@ against a local HTTP server. Fixtures use the real layouts, prefixes and torch 1
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
-import importlib.util
 import io
 import json
 import logging
@@ -23,12 +20,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline_utils import load_script
 from robust import checkpoint, pretrained
 from robust.download import DataError
 from robust.download_cache import cache_path, cached_fetch, extract_member
 from robust.models import build_model
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 MEMBER = "models/cifar10/resnet110/noise_0.25/checkpoint.pth.tar"
@@ -284,30 +281,6 @@ def test_a_pickle_needing_code_names_the_missing_global(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- download cache and archives
 
 
-class _CountingHandler(http.server.SimpleHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server API
-        self.server.requests.append(self.path)
-        super().do_GET()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    """(served folder, base URL, list of requested paths) of a local HTTP server."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    handler = functools.partial(_CountingHandler, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.requests = []
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}", httpd.requests
-    httpd.shutdown()
-    httpd.server_close()
-
-
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -403,14 +376,7 @@ def test_extract_member_from_tar_and_zip(tmp_path):
 @pytest.fixture
 def scripts():
     """The stage scripts as modules; the handlers they attach to the logger are dropped after."""
-
-    def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    yield load
+    yield load_script
     for handler in logging.getLogger("robust").handlers[:]:
         handler.close()
         logging.getLogger("robust").removeHandler(handler)

@@ -7,16 +7,16 @@ outputs below were worked out by hand from those files.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+
+from pipeline_utils import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ["g025", "g050", "g050-t025"]
@@ -111,14 +111,6 @@ def run_script(name: str, args: list[str], cwd: Path) -> subprocess.CompletedPro
     """Run scripts/<name> as the pipeline does (a fresh interpreter, cwd = project root)."""
     cmd = [sys.executable, str(ROOT / "scripts" / name), *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
-def load_script(name: str) -> ModuleType:
-    """Import scripts/<name> as a module (cheaper than a fresh interpreter per call)."""
-    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), ROOT / "scripts" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def call(name: str, args: list[str], cwd: Path, capsys: pytest.CaptureFixture) -> tuple[int, str]:
