@@ -7,11 +7,14 @@ from __future__ import annotations
 import functools
 import http.server
 import shutil
+import socket
+import subprocess
 import threading
+import time
 
 import pytest
 
-from pipeline_utils import copy_repo, run
+from pipeline_utils import BIN, copy_repo, run
 
 LATEX = shutil.which("latexmk") is not None
 # Without TeX the paper stage cannot run: DVC then reproduces everything up to it.
@@ -77,3 +80,40 @@ def server(tmp_path):
     yield folder, f"http://127.0.0.1:{httpd.server_address[1]}", httpd.requests
     httpd.shutdown()
     httpd.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A moto S3 server on 127.0.0.1 with an empty bucket ``pag``; yields its endpoint URL (access
+    key and secret: ``testing``)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    for _ in range(100):
+        try:
+            client.create_bucket(Bucket="pag")
+            break
+        except Exception:  # the server is still starting
+            time.sleep(0.1)
+    yield endpoint
+    server.terminate()
+    server.wait(timeout=10)

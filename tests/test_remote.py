@@ -9,56 +9,18 @@ running one, after which `snakemake --touch` and `snakemake -n` have nothing to 
 from __future__ import annotations
 
 import hashlib
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import DVC_TARGETS
-from pipeline_utils import BIN, dvc_ran_stages, run, tool_env
+from pipeline_utils import dvc_ran_stages, run, tool_env
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("moto")
 pytest.importorskip("dvc_s3")
 TARGETS = DVC_TARGETS
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """A moto S3 server on 127.0.0.1 with an empty bucket; yields its endpoint URL."""
-    port = free_port()
-    server = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    for _ in range(100):
-        try:
-            client.create_bucket(Bucket="pag")
-            break
-        except Exception:  # the server is still starting
-            time.sleep(0.1)
-    yield endpoint
-    server.terminate()
-    server.wait(timeout=10)
 
 
 def use_s3(repo: Path, endpoint: str, credentials: bool = True) -> None:

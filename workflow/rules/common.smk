@@ -1,4 +1,5 @@
 # Configuration checks, command-line rendering and target lists shared by all rules.
+import os
 import shlex
 import shutil
 import sys
@@ -46,6 +47,27 @@ def cli(section):
         else:
             out.append(f"--{key} {_arg(value)}")
     return " ".join(out)
+
+
+def folder_of(key):
+    """A rule's ``--x_dir`` argument: the folder of its named input ``key`` (files of one folder).
+
+    Locally that is the folder DVC's command names (``results/pag``). With a default storage
+    provider a job sees local copies of its inputs under ``.snakemake/storage/``, and a folder
+    written out in the command would be empty there; this one follows the copies.
+    """
+
+    def folder(wildcards, input):
+        files = getattr(input, key)
+        return os.path.dirname(files if isinstance(files, str) else files[0])
+
+    return folder
+
+
+def out_stem(wildcards, output):
+    """A figure's ``--out`` argument: its first output without the suffix (``paper/figures/fig1``,
+    or the local copy of it under a default storage provider)."""
+    return os.path.splitext(output[0])[0]
 
 
 def code(script):

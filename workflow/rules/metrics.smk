@@ -21,8 +21,11 @@ rule pag_metrics:
         gpu=1,
     params:
         args=cli(METRICS),
+        pag_dir=folder_of("pag"),
+        models_dir=folder_of("judges"),
     shell:
-        "python scripts/pag_metrics.py {params.args} --pag_dir results/pag --models_dir results/models "
+        "python scripts/pag_metrics.py {params.args} --pag_dir {params.pag_dir} "
+        "--models_dir {params.models_dir} "
         "--data {input.data} --out {output.json} --per_image {output.tsv} --table {output.table} "
         "--log {log}"
 
@@ -47,9 +50,10 @@ rule fig_pag_metrics:
         "logs/figures/pag_metrics.log",
     conda:
         "../envs/pytorch.yaml"
+    params:
+        out=out_stem,
     shell:
-        "python scripts/fig_pag_metrics.py --metrics {input.metrics} --out paper/figures/pag_metrics "
-        "--log {log}"
+        "python scripts/fig_pag_metrics.py --metrics {input.metrics} --out {params.out} --log {log}"
 
 
 # Score alignment (Srinivas et al. 2023) of classifiers at test images; optional: without its weight
@@ -76,7 +80,8 @@ rule score_alignment:
         gpu=1,
     params:
         args=cli(SCORE),
+        models_dir=folder_of("models"),
     shell:
-        "python scripts/score_alignment.py {params.args} --models_dir results/models "
+        "python scripts/score_alignment.py {params.args} --models_dir {params.models_dir} "
         "--data {input.data} --out {output.json} --per_image {output.tsv} --table {output.table} "
         "--log {log}"

@@ -1,5 +1,6 @@
 # From results to the paper: figures, LaTeX tables, in-text numbers and the PDF.
-# The scripts read whole result folders (DVC declares the folders as deps); Snakemake lists the files.
+# The scripts read whole result folders (DVC declares the folders as deps); Snakemake lists the files
+# and derives the folder arguments from them (folder_of), so that storage-backed jobs find their copies.
 
 REPORT = config["report"]
 FIGURES = [
@@ -47,15 +48,17 @@ rule fig_pag:
         "../envs/pytorch.yaml"
     params:
         args=lambda wc: cli(REPORT[wc.figure]),
+        pag_dir=folder_of("pag"),
+        out=out_stem,
     shell:
-        "python scripts/fig_pag.py --figure {wildcards.figure} {params.args} --pag_dir results/pag "
-        "--out paper/figures/{wildcards.figure} --log {log}"
+        "python scripts/fig_pag.py --figure {wildcards.figure} {params.args} "
+        "--pag_dir {params.pag_dir} --out {params.out} --log {log}"
 
 
 rule fig_certified:
     input:
         code("scripts/fig_certified.py"),
-        certify_files(REPORT["certified"]["runs"]),
+        certify=certify_files(REPORT["certified"]["runs"]),
         reference=REPORT["certified"]["reference"],
     output:
         report(
@@ -70,15 +73,17 @@ rule fig_certified:
         "../envs/pytorch.yaml"
     params:
         args=CERTIFIED,
+        certify_dir=folder_of("certify"),
+        out=out_stem,
     shell:
-        "python scripts/fig_certified.py {params.args} --certify_dir results/certify "
-        "--out paper/figures/certified_accuracy --log {log}"
+        "python scripts/fig_certified.py {params.args} --certify_dir {params.certify_dir} "
+        "--out {params.out} --log {log}"
 
 
 rule fig_train_vs_certify:
     input:
         code("scripts/fig_certified.py"),
-        lambda wc: certify_files(REPORT["train_vs_certify"][wc.key]["runs"]),
+        certify=lambda wc: certify_files(REPORT["train_vs_certify"][wc.key]["runs"]),
         reference=lambda wc: REPORT["train_vs_certify"][wc.key]["reference"],
     output:
         report(
@@ -93,15 +98,17 @@ rule fig_train_vs_certify:
         "../envs/pytorch.yaml"
     params:
         args=lambda wc: cli(REPORT["train_vs_certify"][wc.key]),
+        certify_dir=folder_of("certify"),
+        out=out_stem,
     shell:
         "python scripts/fig_certified.py {params.args} --legend train_sigma "
-        "--certify_dir results/certify --out paper/figures/train_vs_certify_{wildcards.key} --log {log}"
+        "--certify_dir {params.certify_dir} --out {params.out} --log {log}"
 
 
 rule fig_training:
     input:
         code("scripts/fig_training.py"),
-        expand("results/train/{model}.json", model=REPORT["training"]["models"]),
+        train=expand("results/train/{model}.json", model=REPORT["training"]["models"]),
     output:
         report(
             "paper/figures/training_curves.pdf",
@@ -115,16 +122,18 @@ rule fig_training:
         "../envs/pytorch.yaml"
     params:
         args=TRAINING,
+        train_dir=folder_of("train"),
+        out=out_stem,
     shell:
-        "python scripts/fig_training.py {params.args} --train_dir results/train "
-        "--out paper/figures/training_curves --log {log}"
+        "python scripts/fig_training.py {params.args} --train_dir {params.train_dir} "
+        "--out {params.out} --log {log}"
 
 
 rule tables:
     input:
         code("scripts/make_tables.py"),
-        certify_files(REPORT["certified"]["runs"]),
-        expand("results/eval/{model}.json", model=REPORT["training"]["models"]),
+        certify=certify_files(REPORT["certified"]["runs"]),
+        eval=expand("results/eval/{model}.json", model=REPORT["training"]["models"]),
         reference=REPORT["certified"]["reference"],
     output:
         "paper/tables/certified_accuracy.tex",
@@ -135,18 +144,21 @@ rule tables:
         "../envs/pytorch.yaml"
     params:
         args=f"{CERTIFIED} {TRAINING}",
+        certify_dir=folder_of("certify"),
+        eval_dir=folder_of("eval"),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
-        "python scripts/make_tables.py {params.args} --certify_dir results/certify "
-        "--eval_dir results/eval --out_dir paper/tables --log {log}"
+        "python scripts/make_tables.py {params.args} --certify_dir {params.certify_dir} "
+        "--eval_dir {params.eval_dir} --out_dir {params.out_dir} --log {log}"
 
 
 rule numbers:
     input:
         code("scripts/make_numbers.py"),
-        certify_files(REPORT["certified"]["runs"]),
-        expand("results/eval/{model}.json", model=REPORT["training"]["models"]),
-        expand("results/train/{model}.json", model=REPORT["training"]["models"]),
-        pag_files(REPORT["numbers"]["columns"]),
+        certify=certify_files(REPORT["certified"]["runs"]),
+        eval=expand("results/eval/{model}.json", model=REPORT["training"]["models"]),
+        train=expand("results/train/{model}.json", model=REPORT["training"]["models"]),
+        pag=pag_files(REPORT["numbers"]["columns"]),
         reference=REPORT["certified"]["reference"],
         score_alignment="results/metrics/score_alignment.json",
     output:
@@ -158,11 +170,15 @@ rule numbers:
     params:
         args=f"{CERTIFIED} {TRAINING} {cli(REPORT['numbers'])}",
         fig1_eps=REPORT["fig1"]["eps"],
+        certify_dir=folder_of("certify"),
+        eval_dir=folder_of("eval"),
+        train_dir=folder_of("train"),
+        pag_dir=folder_of("pag"),
     shell:
-        "python scripts/make_numbers.py {params.args} --certify_dir results/certify "
-        "--eval_dir results/eval --train_dir results/train --pag_dir results/pag "
+        "python scripts/make_numbers.py {params.args} --certify_dir {params.certify_dir} "
+        "--eval_dir {params.eval_dir} --train_dir {params.train_dir} --pag_dir {params.pag_dir} "
         "--fig1_eps {params.fig1_eps} --score_alignment {input.score_alignment} "
-        "--out paper/generated/numbers.tex --log {log}"
+        "--out {output} --log {log}"
 
 
 rule paper:
