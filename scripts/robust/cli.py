@@ -50,12 +50,20 @@ def entrypoint(main: Callable[[list[str] | None], int | None]) -> Callable[[list
         except Exception as err:
             if not is_user_error(err):
                 raise
-            message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            print(f"error: {message}", file=sys.stderr)
-            LOG.error("%s", message, extra=FILE_ONLY)  # stderr already has the one line
-            return 2
+            return report_error(err)
 
     return wrapped
+
+
+def report_error(err: BaseException) -> int:
+    """Print ``error: <first line of the message>`` on stderr (a KeyError's key without quotes of
+    repr), put it in the log file too, and return the exit status 2."""
+    message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    message = (message.splitlines() or [type(err).__name__])[0]
+    print(f"error: {message}", file=sys.stderr)
+    if LOG.handlers:  # without handlers logging's last resort would print it a second time
+        LOG.error("%s", message, extra=FILE_ONLY)  # stderr already has the one line
+    return 2
 
 
 class Parser(argparse.ArgumentParser):

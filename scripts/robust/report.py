@@ -23,7 +23,6 @@ import logging
 import math
 import re
 import shutil
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,26 +76,22 @@ def make_parser(description: str | None) -> argparse.ArgumentParser:
 
 
 def run_cli(body: Callable[[], None], log: Path | None = None) -> int:
-    """Run a CLI body; print ``error: <one line>`` on stderr and return 2 on bad input, else 0.
+    """Run a figure/table script's body; bad input gives ``error: <one line>`` on stderr and 2.
 
-    With ``log``, messages also go to that file (robust.cli.setup_logging).
+    Besides the stage scripts' user errors (robust.cli.is_user_error), OSError and RuntimeError
+    count as bad input here (an unreadable result file, a failed LaTeX build). With ``log``,
+    messages also go to that file (robust.cli.setup_logging).
     """
-    logger = logging.getLogger("robust")
-    if log is not None:
-        from robust import cli
+    from robust import cli
 
+    if log is not None:
         cli.setup_logging(Path(log))
     try:
         body()
-    except (ValueError, OSError, RuntimeError, KeyError) as err:
-        message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-        message = (message.splitlines() or [type(err).__name__])[0]
-        print(f"error: {message}", file=sys.stderr)
-        if logger.handlers:  # without handlers logging's last resort would print it a second time
-            from robust.cli import FILE_ONLY
-
-            logger.error("%s", message, extra=FILE_ONLY)  # stderr already has the one line
-        return 2
+    except Exception as err:
+        if not (cli.is_user_error(err) or isinstance(err, (OSError, RuntimeError))):
+            raise
+        return cli.report_error(err)
     return 0
 
 
