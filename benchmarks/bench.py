@@ -193,6 +193,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="JSON results")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per figure (>= 1)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, no pipeline timing (tests)")
+    p.add_argument("--pipeline_repo", type=Path, help="a copy built by Snakemake and DVC: also "
+                   "time snakemake and dvc repro with nothing to do there")  # fmt: skip
     p.add_argument("--checkpoint", type=Path, help="trained robust checkpoint to certify")
     p.add_argument(
         "--weights",
@@ -217,6 +219,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
+    if args.pipeline_repo is not None and not (args.pipeline_repo / "dvc.lock").is_file():
+        p.error(f"--pipeline_repo {args.pipeline_repo}: no dvc.lock (build it with both tools)")
     if args.arch is not None and args.arch not in lib.ARCHITECTURES:
         p.error(f"unknown architecture '{args.arch}'; valid: {', '.join(lib.ARCHITECTURES)}")
     default = "fp32,bf16,fp16" if args.mode == "gpu" else "fp32,bf16"
@@ -258,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     figures.update(phase("pag", lib.bench_pag, model, xs, s, device, args.repeats))
     figures.update(phase("train", lib.bench_train, s, device, args.repeats))
-    figures.update(phase("pipeline", lib.bench_pipeline, ROOT, args.repeats, args.quick))
+    figures.update(
+        phase("pipeline", lib.bench_pipeline, ROOT, args.repeats, args.quick, args.pipeline_repo)
+    )
     checks = phase("fidelity", fidelity.fidelity, model, pool, s, device, counts)
     result = {
         "mode": args.mode, "quick": args.quick, "repeats": args.repeats,

@@ -171,21 +171,49 @@ def bench_train(s: dict, device, repeats: int) -> dict:
     return figures
 
 
-def bench_pipeline(root: Path, repeats: int, skip: bool = False) -> dict:
-    """Wall seconds of ``snakemake -n`` and ``dvc status`` in the repository (tools permitting)."""
+def _time_tool(cmd: list[str], cwd: Path, repeats: int) -> tuple[list[float], list[str]]:
+    """Wall seconds of ``repeats`` runs of ``cmd`` (this venv's tool first) and their outputs."""
+    exe = Path(sys.executable).parent / cmd[0]
+    exe = str(exe) if exe.exists() else shutil.which(cmd[0])
+    if exe is None:
+        raise FileNotFoundError(f"{cmd[0]} not installed")
+    times, outputs = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        done = subprocess.run([exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        outputs.append(f"exit {done.returncode}: {done.stdout}{done.stderr}")
+    return times, outputs
+
+
+# (figure, command, text every output must contain: proof that the run had nothing to do)
+NOOPS = (
+    ("pipeline_snakemake_noop", ["snakemake", "--cores", "1"], "Nothing to be done"),
+    ("pipeline_dvc_repro_noop", ["dvc", "repro"], "up to date"),
+)
+
+
+def bench_pipeline(root: Path, repeats: int, skip: bool = False, built: Path | None = None) -> dict:
+    """Wall seconds of ``snakemake -n`` and ``dvc status`` in the repository and, with ``built``
+    (a copy built by both tools), of ``snakemake`` and ``dvc repro`` with nothing to do there."""
     figures = {}
     for name, cmd in (("pipeline_snakemake_dry_run", ["snakemake", "-n"]),
                       ("pipeline_dvc_status", ["dvc", "status"])):  # fmt: skip
-        exe = Path(sys.executable).parent / cmd[0]
-        exe = str(exe) if exe.exists() else shutil.which(cmd[0])
-        if skip or exe is None:
-            figures[name] = {"skipped": "quick mode" if skip else f"{cmd[0]} not installed"}
+        if skip:
+            figures[name] = {"skipped": "quick mode"}
             continue
-        times, codes = [], set()
-        for _ in range(repeats):
-            start = time.perf_counter()
-            done = subprocess.run([exe, *cmd[1:]], cwd=root, capture_output=True, text=True)
-            times.append(time.perf_counter() - start)
-            codes.add(done.returncode)
-        figures[name] = spread(times, "s", command=" ".join(cmd), returncodes=sorted(codes))
+        try:
+            times, outputs = _time_tool(cmd, root, repeats)
+        except FileNotFoundError as err:
+            figures[name] = {"skipped": str(err)}
+            continue
+        codes = sorted({int(o.split(":")[0].split()[1]) for o in outputs})
+        figures[name] = spread(times, "s", command=" ".join(cmd), returncodes=codes)
+    for name, cmd, proof in NOOPS if built is not None else ():
+        times, outputs = _time_tool(cmd, built, repeats)
+        if not all(proof in out and out.startswith("exit 0") for out in outputs):
+            bad = next(o for o in outputs if proof not in o or not o.startswith("exit 0"))
+            figures[name] = {"error": f"not a no-op in {built}: {bad[-300:]}"}
+            continue
+        figures[name] = spread(times, "s", command=" ".join(cmd), repo=str(built))
     return figures

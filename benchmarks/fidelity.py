@@ -137,7 +137,10 @@ def goals(result: dict) -> list[dict]:
             rows.append((f"certify {name}", "<= 0.25 s/image, >= 20x, fidelity", value, ok, True))
     pag = max(f[k]["median"] for k in ("pag_fp32", "pag_bf16"))
     rows.append(("PAG noisy gradient evaluations/s", ">= 150000", pag, pag >= 150_000, True))
-    noop = [v["median"] for k, v in f.items() if k.startswith("pipeline_") and "median" in v]
+    # true no-ops (a built copy) when measured, else the dry run and status of the repository
+    noop = [v["median"] for k, v in f.items() if k.endswith("_noop") and "median" in v] or [
+        v["median"] for k, v in f.items() if k.startswith("pipeline_") and "median" in v
+    ]
     rows.append(("pipeline no-op seconds (max of medians)", "<= 1.5", max(noop, default=None),
                  max(noop) <= 1.5 if noop else None, False))  # fmt: skip
     rows.append(

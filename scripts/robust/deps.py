@@ -14,19 +14,31 @@ from pathlib import Path
 PACKAGE = "robust"
 
 
-def _imported_modules(source: Path) -> set[str]:
+def _statements(body: list[ast.AST]):
+    """Every statement in ``body``, nested ones too (function and class bodies, branches,
+    handlers): imports are statements, so expressions need not be visited."""
+    for node in body:
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            yield from _statements(getattr(node, field, None) or [])
+
+
+@cache
+def _imported_modules(source: Path) -> frozenset[str]:
     """Dotted names of ``robust`` modules imported anywhere in ``source`` (also inside
-    functions)."""
-    tree = ast.parse(source.read_text(encoding="utf-8"))
+    functions). Cached: a Snakefile asks for every stage script, and they share their imports."""
+    text = source.read_text(encoding="utf-8")
+    if PACKAGE not in text:
+        return frozenset()
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _statements(ast.parse(text).body):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module.split(".")[0] == PACKAGE:
                 found.add(node.module)
                 found |= {f"{node.module}.{a.name}" for a in node.names}
-    return found
+    return frozenset(found)
 
 
 def _module_file(root: Path, dotted: str) -> Path | None:
