@@ -231,11 +231,12 @@ def test_both_tools_reject_every_malformed_set_before_any_job(tmp_path):
 
 def test_fast_mode_keeps_every_statistic_of_the_paper():
     """config/fast.yaml changes networks and speed options, never the protocol: the same certify
-    and predict runs (sigma, n0, n, alpha, images, seed), PAG settings and metrics as
-    params.yaml."""
+    and predict runs (sigma, n0, n, alpha, images, seed; noise chunks, so the same draws; fp32, so
+    the same arithmetic up to kernels), PAG settings and metrics as params.yaml."""
     paper = config.load_yaml(ROOT / "params.yaml")
     fast = config.load_yaml(ROOT / "config" / "fast.yaml")
     protocol = ("model", "dataset", "sigma", "n0", "n", "alpha", "skip", "max_images", "seed")
+    protocol += ("chunk", "precision")
     for section in ("certify", "predict"):
         assert fast[section].keys() == paper[section].keys()
         for run_id, run in paper[section].items():
