@@ -53,12 +53,19 @@ def count_jobs(cmd: list[str]) -> int:
     return jobs_left(proc.stdout + proc.stderr)
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default. A shell starts background commands with SIGINT
+    ignored, the child inherits that, and Python then installs no KeyboardInterrupt handler, so
+    Snakemake would never see the stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_with_budget(cmd: list[str], budget: float, grace: float) -> tuple[int, float, bool]:
     """Run ``cmd`` for at most ``budget`` s; past it, SIGINT and ``grace`` s to stop before SIGKILL.
 
     Returns (exit status, wall seconds, whether it was stopped)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_default_sigint)
     try:
         return proc.wait(timeout=budget), time.perf_counter() - start, False
     except subprocess.TimeoutExpired:
