@@ -215,5 +215,5 @@ def bench_pipeline(root: Path, repeats: int, skip: bool = False, built: Path | N
             bad = next(o for o in outputs if proof not in o or not o.startswith("exit 0"))
             figures[name] = {"error": f"not a no-op in {built}: {bad[-300:]}"}
             continue
-        figures[name] = spread(times, "s", command=" ".join(cmd), repo=str(built))
+        figures[name] = spread(times, "s", command=" ".join(cmd), repo="--pipeline_repo")
     return figures
