@@ -90,13 +90,13 @@ def state_path(args: argparse.Namespace, params: dict) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log)
-    from robust import checkpoint, data, models, training
+    from robust import checkpoint, data, models, perturbation, training
 
     device = cli.resolve_device(args.device)
     train_split = data.open_split(args.dataset, args.data, "train")
     test_split = data.open_split(args.dataset, args.data, "test")
     model = models.build_model(args.arch, args.dataset, seed=args.seed).to(device)
-    perturb = training.make_perturbation(
+    perturb = perturbation.make_perturbation(
         KINDS[args.kind],
         sigma=args.sigma,
         norm=args.norm,

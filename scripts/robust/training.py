@@ -1,9 +1,7 @@
 """One training loop for standard, Gaussian-noise (Cohen et al.) and PGD (Madry et al.) training.
 
-The three kinds differ only in ``perturb(model, x, y, generator)``, applied to each batch before the
-loss: the identity; x + sigma * N(0, I) with fresh noise per example and step (not clipped, as Cohen
-et al.); or untargeted PGD in an eps-ball, run with the model in eval mode (as Madry et al.'s
-``robustness`` library). Images are [B, C, H, W] in [0, 1]; sigma and eps are in pixel units.
+The three kinds differ only in ``perturb(model, x, y, generator)`` (robust.perturbation), applied
+to each batch before the loss. Images are [B, C, H, W] in [0, 1]; sigma and eps are in pixel units.
 
 Reproducibility: all randomness (shuffling, augmentation, noise, PGD starts) comes from generators
 seeded from ``config.seed``, and the learning rate is a pure function of the step. A resumable state
@@ -30,89 +28,11 @@ from torch import Tensor, nn
 
 from robust.checkpoint import CheckpointError, read_torch_file
 from robust.io import torch_save
+from robust.perturbation import Perturbation
 
-PERTURBATIONS = ("none", "gaussian", "pgd")
 SCHEDULES = ("step", "cosine", "onecycle")
-Perturbation = Callable[[nn.Module, Tensor, Tensor, torch.Generator], Tensor]
 Generators = dict[str, torch.Generator]
 _STATE_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class NoPerturbation:
-    """Standard training: the batch as it is."""
-
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, generator: Any) -> Tensor:
-        return x
-
-
-@dataclass(frozen=True)
-class GaussianNoise:
-    """x + sigma * N(0, I), fresh per example and call, drawn in float32; not clipped to [0, 1]."""
-
-    sigma: float
-
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, generator: Any) -> Tensor:
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
-        return x + self.sigma * noise
-
-
-@dataclass(frozen=True)
-class PGDPerturbation:
-    """Untargeted ``robust.attacks.pgd`` in the ``norm`` ball of radius eps, model in eval mode."""
-
-    norm: str
-    eps: float
-    steps: int
-    step_size: float
-    random_start: bool
-
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, generator: Any) -> Tensor:
-        from robust.attacks import pgd
-
-        was_training = model.training
-        model.eval()  # batch-norm statistics must not move while attacking
-        try:
-            return pgd(
-                model, x, y, norm=self.norm, eps=self.eps, steps=self.steps,
-                step_size=self.step_size, random_start=self.random_start, generator=generator,
-            )  # fmt: skip
-        finally:
-            model.train(was_training)
-
-
-def make_perturbation(
-    kind: str,
-    *,
-    sigma: float = 0.0,
-    norm: str = "l2",
-    eps: float = 0.0,
-    steps: int = 0,
-    step_size: float = 0.0,
-    random_start: bool = True,
-) -> Perturbation:
-    """The batch perturbation ``perturb(model, x, y, generator) -> x_train`` of a training kind.
-
-    Args:
-        kind: "none" (standard), "gaussian" (sigma >= 0) or "pgd" (norm "l2" or "linf", eps > 0,
-            steps >= 1, step_size > 0).
-        sigma, eps, step_size: in [0, 1] pixel units.
-        norm, steps, random_start: PGD settings (see ``robust.attacks.pgd``).
-    """
-    if kind == "none":
-        return NoPerturbation()
-    if kind == "gaussian":
-        if sigma < 0:
-            raise ValueError(f"gaussian training needs sigma >= 0, got {sigma}")
-        return GaussianNoise(float(sigma))
-    if kind == "pgd":
-        if norm not in ("l2", "linf") or eps <= 0 or steps < 1 or step_size <= 0:
-            raise ValueError(
-                "pgd training needs norm l2 or linf, eps > 0, steps >= 1 and step_size > 0; "
-                f"got norm={norm!r}, eps={eps}, steps={steps}, step_size={step_size}"
-            )
-        return PGDPerturbation(norm, float(eps), int(steps), float(step_size), bool(random_start))
-    raise ValueError(f"unknown perturbation '{kind}'; valid: {', '.join(PERTURBATIONS)}")
 
 
 @dataclass(frozen=True, kw_only=True)
