@@ -8,16 +8,14 @@ storage, and what lands in the bucket equals the local smoke build byte for byte
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import LATEX
-from pipeline_utils import copy_repo, run, snakemake_commands
-
-pytestmark = pytest.mark.slow
-pytest.importorskip("snakemake_storage_plugin_s3")
+from pipeline_utils import ROOT, copy_repo, run, snakemake_commands
 
 PREFIX = "s3://pag/storage"
 # The smoke results in the order the pipeline makes them: Snakemake compares the storage objects'
@@ -60,7 +58,27 @@ def storage_flags(endpoint: str) -> list[str]:
     ]
 
 
+# Flags that may name a folder in a command: scratch space that is not a storage object (download
+# caches, the LaTeX build folder).
+SCRATCH_FLAGS = {"cache_dir", "work_dir", "latex_log"}
+
+
+def test_no_rule_names_a_result_folder_in_its_command():
+    """A folder written into a shell command is empty in a storage-backed job: every path there
+    must come from the rule's inputs, outputs, log or params."""
+    flagged = []
+    for rules in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for flag, path in re.findall(
+            r"--(\w+) ((?:results|paper|resources|logs)/\S*)", rules.read_text()
+        ):
+            if flag not in SCRATCH_FLAGS:
+                flagged.append(f"{rules.name}: --{flag} {path}")
+    assert flagged == []
+
+
+@pytest.mark.slow
 def test_report_jobs_run_through_s3_storage(smk, s3, tmp_path):
+    pytest.importorskip("snakemake_storage_plugin_s3")
     import boto3
 
     client = boto3.client(
