@@ -2,6 +2,7 @@
 #   make smoke   offline smoke pipeline (synthetic data, 2 CPU cores, a few minutes)
 #   make paper   the paper's configuration (params.yaml; a GPU is strongly advised)
 #   make test    the test suite
+#   make bench-cpu  benchmarks/results-cpu.json (BENCHMARKS.md), no-op figures included
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,7 +14,7 @@ GPUS   := $(shell nvidia-smi -L 2>/dev/null | grep -c GPU)
 GPUCAP := $(if $(filter 0,$(GPUS)),--resources gpu=$(shell nproc),)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install smoke paper test lint report clean-smoke
+.PHONY: install smoke paper test lint report bench-cpu clean-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +37,17 @@ lint: $(STAMP)
 
 report: $(STAMP)
 	snakemake --report report.html
+
+# The no-op figures need a copy built by both tools: the smoke configuration built by DVC, then
+# handed to Snakemake with --touch (minutes).
+NOOP ?= $(abspath $(VENV))/noop-repo
+bench-cpu: $(STAMP)
+	rm -rf $(NOOP) && mkdir -p $(NOOP) && git archive HEAD | tar -x -C $(NOOP)
+	cp config/smoke.yaml $(NOOP)/params.yaml
+	cd $(NOOP) && git init -q && git add -A && git -c user.name=bench -c user.email=bench@localhost \
+		commit -qm copy && dvc repro && snakemake --touch --cores 1
+	python benchmarks/bench.py --mode cpu --out benchmarks/results-cpu.json --repeats 3 \
+		--pipeline_repo $(NOOP)
 
 clean-smoke:
 	rm -rf results resources/data/synthetic.pt resources/state logs paper/figures paper/tables \
