@@ -173,19 +173,22 @@ def bench_train(s: dict, device, repeats: int) -> dict:
     return figures
 
 
-def _time_tool(cmd: list[str], cwd: Path, repeats: int) -> tuple[list[float], list[str]]:
-    """Wall seconds of ``repeats`` runs of ``cmd`` (this venv's tool first) and their outputs."""
+def _time_tool(
+    cmd: list[str], cwd: Path, repeats: int
+) -> tuple[list[float], list[tuple[int, str]]]:
+    """Wall seconds of ``repeats`` runs of ``cmd`` (this venv's tool first) and each run's
+    (exit status, stdout + stderr)."""
     exe = Path(sys.executable).parent / cmd[0]
     exe = str(exe) if exe.exists() else shutil.which(cmd[0])
     if exe is None:
         raise FileNotFoundError(f"{cmd[0]} not installed")
-    times, outputs = [], []
+    times, runs = [], []
     for _ in range(repeats):
         start = time.perf_counter()
         done = subprocess.run([exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True)
         times.append(time.perf_counter() - start)
-        outputs.append(f"exit {done.returncode}: {done.stdout}{done.stderr}")
-    return times, outputs
+        runs.append((done.returncode, done.stdout + done.stderr))
+    return times, runs
 
 
 # (figure, command, text every output must contain: proof that the run had nothing to do)
@@ -205,17 +208,18 @@ def bench_pipeline(root: Path, repeats: int, skip: bool = False, built: Path | N
             figures[name] = {"skipped": "quick mode"}
             continue
         try:
-            times, outputs = _time_tool(cmd, root, repeats)
+            times, runs = _time_tool(cmd, root, repeats)
         except FileNotFoundError as err:
             figures[name] = {"skipped": str(err)}
             continue
-        codes = sorted({int(o.split(":")[0].split()[1]) for o in outputs})
+        codes = sorted({code for code, _ in runs})
         figures[name] = spread(times, "s", command=" ".join(cmd), returncodes=codes)
     for name, cmd, proof in NOOPS if built is not None else ():
-        times, outputs = _time_tool(cmd, built, repeats)
-        if not all(proof in out and out.startswith("exit 0") for out in outputs):
-            bad = next(o for o in outputs if proof not in o or not o.startswith("exit 0"))
-            figures[name] = {"error": f"not a no-op in {built}: {bad[-300:]}"}
+        times, runs = _time_tool(cmd, built, repeats)
+        bad = [(code, out) for code, out in runs if code != 0 or proof not in out]
+        if bad:
+            code, out = bad[0]
+            figures[name] = {"error": f"not a no-op in {built}: exit {code}: {out[-300:]}"}
             continue
         figures[name] = spread(times, "s", command=" ".join(cmd), repo="--pipeline_repo")
     return figures

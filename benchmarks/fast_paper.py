@@ -28,6 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from robust.cli import write_json  # noqa: E402  (atomic, as every output of the project)
+
 DONE, FAILED, LEFT = 0, 1, 3
 TOTAL = re.compile(r"^total\s+(\d+)\s*$", re.MULTILINE)
 
@@ -105,13 +108,6 @@ def stage_summary(root: Path) -> dict:
         median = seconds[len(seconds) // 2] if seconds else None
         out["certify"][path.stem] = {"images": len(rows), "median_seconds_per_image": median}
     return out
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -88,6 +88,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def s3_client(endpoint: str):
+    """A boto3 S3 client of the moto server at ``endpoint`` (credentials ``testing``)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+
+
 @pytest.fixture(scope="session")
 def s3():
     """A moto S3 server on 127.0.0.1 with an empty bucket ``pag``; yields its endpoint URL (access
@@ -99,15 +112,7 @@ def s3():
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    client = s3_client(endpoint)
     for _ in range(100):
         try:
             client.create_bucket(Bucket="pag")

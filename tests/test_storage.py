@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LATEX
+from conftest import LATEX, s3_client
 from pipeline_utils import ROOT, copy_repo, run, snakemake_commands
 
 PREFIX = "s3://pag/storage"
@@ -79,15 +79,7 @@ def test_no_rule_names_a_result_folder_in_its_command():
 @pytest.mark.slow
 def test_report_jobs_run_through_s3_storage(smk, s3, tmp_path):
     pytest.importorskip("snakemake_storage_plugin_s3")
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    client = s3_client(s3)
     bucket, key_prefix = PREFIX.removeprefix("s3://").split("/", 1)
 
     def upload(source: Path, files: list[str]) -> None:
