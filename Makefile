@@ -29,8 +29,10 @@ smoke: $(STAMP)
 paper: $(STAMP)
 	snakemake --cores $(CORES) $(GPUCAP)
 
+# The suite runs on every core: each pytest-xdist worker takes whole groups (tests/conftest.py).
+TEST_WORKERS ?= $(shell nproc)
 test: $(STAMP)
-	python -m pytest
+	python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 lint: $(STAMP)
 	ruff check . && ruff format --check . && snakefmt --check workflow/ && snakemake --lint

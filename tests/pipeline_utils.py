@@ -3,6 +3,7 @@ repo."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -75,6 +76,20 @@ def copy_repo(dest: Path, params: Path | None = ROOT / "config" / "smoke.yaml") 
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "copy"], dest)
     return dest
+
+
+# The pipeline's outputs: what two builds must agree on byte for byte.
+OUTPUT_FOLDERS = ("results", "resources/data", "paper/figures", "paper/tables", "paper/generated")
+
+
+def digests(repo: Path) -> dict[str, str]:
+    """md5 of every file under the output folders of ``repo``, keyed by its relative path."""
+    return {
+        str(p.relative_to(repo)): hashlib.md5(p.read_bytes()).hexdigest()
+        for folder in OUTPUT_FOLDERS
+        for p in (repo / folder).rglob("*")
+        if p.is_file()
+    }
 
 
 def edit_params(repo: Path, path: list[str], value) -> None:

@@ -8,7 +8,6 @@ running one, after which `snakemake --touch` and `snakemake -n` have nothing to 
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DVC_TARGETS, LATEX
-from pipeline_utils import ROOT, dvc_ran_stages, run, tool_env
+from pipeline_utils import ROOT, digests, dvc_ran_stages, run, tool_env
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("moto")
@@ -31,22 +30,6 @@ def use_s3(repo: Path, endpoint: str, credentials: bool = True) -> None:
     if credentials:
         run(["dvc", "remote", "modify", "--local", "s3", "access_key_id", "testing"], repo)
         run(["dvc", "remote", "modify", "--local", "s3", "secret_access_key", "testing"], repo)
-
-
-def digests(repo: Path) -> dict[str, str]:
-    files = [
-        p
-        for folder in (
-            "results",
-            "resources/data",
-            "paper/figures",
-            "paper/tables",
-            "paper/generated",
-        )
-        for p in (repo / folder).rglob("*")
-        if p.is_file()
-    ]
-    return {str(p.relative_to(repo)): hashlib.md5(p.read_bytes()).hexdigest() for p in files}
 
 
 @pytest.fixture(scope="module")
