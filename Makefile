@@ -29,10 +29,11 @@ smoke: $(STAMP)
 paper: $(STAMP)
 	snakemake --cores $(CORES) $(GPUCAP)
 
-# The suite runs on every core: each pytest-xdist worker takes whole groups (tests/conftest.py).
+# The suite runs on every core: each pytest-xdist worker takes whole modules, in the order that
+# tests/conftest.py sets.
 TEST_WORKERS ?= $(shell nproc)
 test: $(STAMP)
-	python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	ruff check . && ruff format --check . && snakefmt --check workflow/ && snakemake --lint

@@ -8,7 +8,6 @@ import contextlib
 import fcntl
 import functools
 import http.server
-import json
 import os
 import shutil
 import socket
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_utils import BIN, copy_repo, digests, run
+from pipeline_utils import BIN, copy_repo, run
 
 LATEX = shutil.which("latexmk") is not None
 # Without TeX the paper stage cannot run: DVC then reproduces everything up to it.
@@ -58,70 +57,52 @@ def _exclusive(path: Path):
 
 
 def _build_once(tmp_path_factory, name: str, cmd: list[str]) -> Path:
-    """A smoke copy of the repository built by ``cmd``, once per session whichever worker asks
-    first; the others wait for it. Beside the copy: ``digests.json`` (its outputs just after the
-    build) and ``dvc.lock`` when the build wrote one, which stay valid while tests edit the copy."""
+    """A smoke copy of the repository built by ``cmd``, once per session by whichever worker asks
+    first while the others wait. It is shared as built: a test that runs a tool in it works on a
+    ``pipeline_utils.workspace`` copy."""
     shared = _shared_root(tmp_path_factory) / f"build-{name}"
     shared.mkdir(exist_ok=True)
     repo = shared / "repo"
     with _exclusive(shared / ".lock"):
-        if not (shared / "digests.json").exists():
+        if not (shared / "built").exists():
             shutil.rmtree(repo, ignore_errors=True)  # what a failed attempt left
             copy_repo(repo)
             run(cmd, repo, timeout=1500)
             if (repo / "dvc.lock").exists():
                 run(["git", "add", "dvc.lock"], repo)
                 run(["git", "commit", "-qm", "results"], repo)
-                shutil.copy2(repo / "dvc.lock", shared / "dvc.lock")
-            (shared / "digests.json").write_text(json.dumps(digests(repo)))
+            (shared / "built").touch()
     return repo
-
-
-SMK_BUILD = ["snakemake", "--cores", "2", "--resources", "gpu=2"]
-DVC_BUILD = ["dvc", "repro", *DVC_TARGETS]
 
 
 @pytest.fixture(scope="session")
 def smk(tmp_path_factory):
-    """A copy built once by ``snakemake --cores 2`` (as make smoke does); its tests edit it."""
+    """A copy built once by ``snakemake --cores 2`` (as make smoke does), read only."""
     # CPU only: the one-GPU cap of the profile is lifted, as `make smoke` does without a GPU.
-    return _build_once(tmp_path_factory, "smk", SMK_BUILD)
+    return _build_once(
+        tmp_path_factory, "smk", ["snakemake", "--cores", "2", "--resources", "gpu=2"]
+    )
 
 
 @pytest.fixture(scope="session")
 def dvc(tmp_path_factory):
-    """A copy built once by ``dvc repro``, its dvc.lock committed; its tests edit it."""
-    return _build_once(tmp_path_factory, "dvc", DVC_BUILD)
+    """A copy built once by ``dvc repro``, its dvc.lock committed, read only."""
+    return _build_once(tmp_path_factory, "dvc", ["dvc", "repro", *DVC_TARGETS])
 
 
-@pytest.fixture(scope="session")
-def dvc_built(tmp_path_factory):
-    """The folder of the DVC build's ``digests.json`` and ``dvc.lock``, for reading only: under
-    pytest-xdist the copy itself belongs to the worker that runs the ``dvc`` tests."""
-    return _build_once(tmp_path_factory, "dvc", DVC_BUILD).parent
+# `make test` runs the modules on pytest-xdist workers, each module on one worker (--dist loadfile),
+# in this order: first the two modules that start the shared builds, one per worker, then the
+# longest others; the other users of the builds come last, when both are built.
+FIRST = ("test_pipeline_dvc", "test_pipeline", "test_slurm", "test_config", "test_crash")
+LAST = ("test_storage", "test_remote", "test_dvc_experiments", "test_two_builds")
 
 
-# Under pytest-xdist (`make test`: --dist loadgroup) each group runs on one worker, in collection
-# order: the tests that edit a shared build step by step, and each module, whose module fixtures
-# would otherwise be built once per worker. The longest groups are dealt first.
-LONGEST_FIRST = ("dvc", "smk", "test_slurm", "test_config", "test_crash", "test_fast_paper")
-
-
-def _group(item) -> str:
-    for build in ("dvc", "smk"):
-        if build in item.fixturenames:
-            return build
-    return item.module.__name__
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the group markers
 def pytest_collection_modifyitems(config, items):
-    if not getattr(config.option, "loadgroup", False):  # set on the workers of --dist loadgroup
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
-    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(_group(item), len(rank)))
+    rank = {name: i for i, name in enumerate(FIRST)}
+    rank |= {name: len(FIRST) + 1 + i for i, name in enumerate(LAST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__, len(FIRST)))
 
 
 class _RecordingHandler(http.server.SimpleHTTPRequestHandler):
@@ -191,14 +172,3 @@ def s3():
     yield endpoint
     server.terminate()
     server.wait(timeout=10)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_node_collection_finished(node, ids):
-    """xdist passes a test's group to its scheduler as a suffix of the node id; pytest 9.2 made node
-    ids structured and the suffix is lost without an error (pytest-xdist issue 1386), which would
-    run each shared build once per worker. Stop instead."""
-    lost = [nodeid for nodeid in ids if "@" not in nodeid]
-    if node.config.getvalue("dist") == "loadgroup" and lost:
-        why = "is pytest newer than pyproject.toml allows?"
-        pytest.exit(f"xdist groups were not applied (e.g. {lost[0]}): {why}", returncode=4)

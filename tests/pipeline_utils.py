@@ -78,6 +78,16 @@ def copy_repo(dest: Path, params: Path | None = ROOT / "config" / "smoke.yaml") 
     return dest
 
 
+def workspace(build: Path, dest: Path) -> Path:
+    """A copy of a shared build at ``dest`` to run the tools in (timestamps kept, so both tools see
+    it as built), with its own local DVC remote beside it, committed."""
+    shutil.copytree(build, dest, symlinks=True)
+    run(["dvc", "remote", "modify", "local", "url", str(dest.parent / f"{dest.name}-remote")], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "workspace", "--allow-empty"], dest)
+    return dest
+
+
 # The pipeline's outputs: what two builds must agree on byte for byte.
 OUTPUT_FOLDERS = ("results", "resources/data", "paper/figures", "paper/tables", "paper/generated")
 

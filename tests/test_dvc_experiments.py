@@ -2,19 +2,17 @@
 what depends on it, ``dvc params diff`` / ``dvc metrics diff`` show the change, ``dvc exp show``
 lists the experiment, and ``dvc plots show`` renders the training and certified-accuracy curves.
 
-Each test works on its own copy of the session's DVC-built repository, so the shared build stays
-as the other end-to-end tests expect it.
+Each test works on its own copy of the session's DVC build.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from pipeline_utils import dvc_ran_stages, run
+from pipeline_utils import dvc_ran_stages, run, workspace
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +21,7 @@ RUN = "synthetic-gauss-025"
 
 @pytest.fixture
 def repo(dvc, tmp_path) -> Path:
-    copy = tmp_path / "repo"
-    shutil.copytree(dvc, copy, symlinks=True)
-    run(["git", "add", "-A"], copy)
-    run(["git", "commit", "-qm", "state of the shared build", "--allow-empty"], copy)
-    return copy
+    return workspace(dvc, tmp_path / "repo")
 
 
 def test_exp_run_set_param_reruns_only_what_depends_on_it(repo):

@@ -1,36 +1,32 @@
-"""Contract tests of the two tools on a temporary copy of the repository with the smoke parameters.
+"""Contract tests of the two tools on temporary copies of the repository with the smoke parameters.
 
-Real git, real Snakemake, real DVC. One Snakemake workspace and one DVC workspace are built once per
-session (the first run builds everything) and then edited step by step.
+Real git, real Snakemake, real DVC: both tools plan the same commands, reject bad parameters before
+any job, and Snakemake's build of the session is complete, reruns only what an edit touches and
+never runs two GPU jobs at once (test_pipeline_dvc.py has DVC's side).
 """
 
 from __future__ import annotations
 
-import shutil
 import struct
 
 import pytest
 import torch
 import yaml
 
-from conftest import DVC_TARGETS, LATEX
+from conftest import LATEX
 from pipeline_utils import (
     ROOT,
     copy_repo,
     dvc_commands,
-    dvc_ran_stages,
     edit_params,
     run,
     snakemake_commands,
     snakemake_jobs,
+    workspace,
 )
 
 pytestmark = pytest.mark.slow
 SMOKE = yaml.safe_load(open(__file__.replace("tests/test_pipeline.py", "config/smoke.yaml")))
-
-
-def dvc_repro_cmd(*extra: str) -> list[str]:
-    return ["dvc", "repro", *extra, *DVC_TARGETS]
 
 
 @pytest.mark.parametrize("params", ["smoke", "paper"])
@@ -70,22 +66,11 @@ def test_make_smoke_runs_the_smoke_pipeline(tmp_path):
     assert sorted(planned) == sorted(expected) and len(planned) > 20
 
 
-def test_two_runs_give_identical_outputs_and_a_clean_dvc_status(smk, dvc_built):
-    """Snakemake and DVC built the smoke pipeline independently: every output is byte-identical, so
-    DVC's lock of one run describes the other (dvc status is clean after a Snakemake build). The
-    first test of the Snakemake copy: it is still as built."""
-    import json
-
-    a, b = (json.loads((folder / "digests.json").read_text()) for folder in (smk.parent, dvc_built))
-    common = sorted(set(a) & set(b))
-    assert len(common) > 40
-    assert [k for k in common if a[k] != b[k]] == []
-    shutil.copy2(dvc_built / "dvc.lock", smk / "dvc.lock")
-    run(["dvc", "cache", "dir", "--local", str(dvc_built / "repo" / ".dvc" / "cache")], smk)
-    status = run(["dvc", "status", "--with-deps", *DVC_TARGETS], smk).stdout
-    run(["dvc", "cache", "dir", "--local", "--unset"], smk)
-    (smk / "dvc.lock").unlink()
-    assert "up to date" in status, status
+@pytest.fixture(scope="module")
+def built(smk, tmp_path_factory):
+    """The shared Snakemake build, copied: the tests below run Snakemake in it and edit it step by
+    step, in this order."""
+    return workspace(smk, tmp_path_factory.mktemp("smk") / "repo")
 
 
 def test_snakemake_builds_everything(smk):
@@ -133,9 +118,9 @@ def test_pag_metrics_separate_standard_from_adversarial(smk):
     assert smooth["judge_robust_share"]["mean"] > std["judge_robust_share"]["mean"]
 
 
-def test_snakemake_report_has_every_figure(smk):
-    run(["snakemake", "--report", "report.html"], smk, timeout=600)
-    html = (smk / "report.html").read_text(errors="replace")
+def test_snakemake_report_has_every_figure(built):
+    run(["snakemake", "--report", "report.html"], built, timeout=600)
+    html = (built / "report.html").read_text(errors="replace")
     for name in (
         "fig1",
         "sigma_sweep",
@@ -148,59 +133,26 @@ def test_snakemake_report_has_every_figure(smk):
         assert f"{name}.pdf" in html
 
 
-def test_dvc_stages_write_distinct_paths(dvc):
-    lock = yaml.safe_load((dvc / "dvc.lock").read_text())
-    outs = [out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])]
-    assert len(outs) == len(set(outs)) > 40
-
-
-def test_snakemake_second_run_does_nothing(smk):
-    out = run(["snakemake", "-n"], smk)
+def test_snakemake_second_run_does_nothing(built):
+    out = run(["snakemake", "-n"], built)
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
-def test_snakemake_certify_edit_reruns_only_that_run(smk):
-    edit_params(smk, ["certify", "synthetic-gauss-050", "n"], 800)
-    jobs = snakemake_jobs(run(["snakemake", "-n"], smk).stdout)
+def test_snakemake_certify_edit_reruns_only_that_run(built):
+    edit_params(built, ["certify", "synthetic-gauss-050", "n"], 800)
+    jobs = snakemake_jobs(run(["snakemake", "-n"], built).stdout)
     assert jobs.get("certify") == 1
     assert "train" not in jobs and "pag" not in jobs and "evaluate" not in jobs
-    run(["snakemake", "--cores", "2", "--resources", "gpu=2"], smk)
-    assert "Nothing to be done" in "".join(run(["snakemake", "-n"], smk).stdout)
+    run(["snakemake", "--cores", "2", "--resources", "gpu=2"], built)
+    assert "Nothing to be done" in "".join(run(["snakemake", "-n"], built).stdout)
 
 
-def test_snakemake_model_edit_reruns_only_that_chain(smk):
-    edit_params(smk, ["models", "synthetic-std", "lr"], 0.04)
-    jobs = snakemake_jobs(run(["snakemake", "-n"], smk).stdout)
+def test_snakemake_model_edit_reruns_only_that_chain(built):
+    edit_params(built, ["models", "synthetic-std", "lr"], 0.04)
+    jobs = snakemake_jobs(run(["snakemake", "-n"], built).stdout)
     assert jobs.get("train") == 1 and jobs.get("evaluate") == 1
     assert "certify" not in jobs and "predict" not in jobs
     assert jobs.get("pag") == 1  # only the standard model's column
-
-
-def test_dvc_builds_then_does_nothing(dvc):
-    out = run(dvc_repro_cmd(), dvc)
-    assert dvc_ran_stages(out.stdout) == []
-
-
-def test_dvc_certify_edit_reruns_only_that_run(dvc):
-    edit_params(dvc, ["certify", "synthetic-gauss-050", "n"], 800)
-    ran = dvc_ran_stages(run(dvc_repro_cmd(), dvc).stdout)
-    assert "certify@synthetic-gauss-050" in ran
-    assert not [s for s in ran if s.startswith(("train@", "pag@", "evaluate@", "prepare@"))]
-    assert not [s for s in ran if s.startswith("certify@") and s != "certify@synthetic-gauss-050"]
-
-
-def test_dvc_model_edit_reruns_only_that_chain(dvc):
-    edit_params(dvc, ["models", "synthetic-std", "lr"], 0.04)
-    ran = dvc_ran_stages(run(dvc_repro_cmd(), dvc).stdout)
-    assert [s for s in ran if s.startswith("train@")] == ["train@synthetic-std"]
-    assert not [s for s in ran if s.startswith(("certify@", "predict@"))]
-    assert [s for s in ran if s.startswith("pag@")] == ["pag@std"]
-
-
-def test_dvc_hands_over_to_snakemake(dvc):
-    run(["snakemake", "--touch", "--cores", "1"], dvc)
-    out = run(["snakemake", "-n"], dvc)
-    assert "Nothing to be done" in out.stdout + out.stderr
 
 
 def test_bad_params_rejected_by_both_tools_before_any_job(tmp_path):
@@ -232,7 +184,7 @@ def _job_intervals(repo, folders):
     return spans
 
 
-def test_gpu_cap_and_one_writer_per_path(smk):
+def test_gpu_cap_and_one_writer_per_path(built):
     """With the default profile (gpu capped at 1) `--cores 2` never overlaps two GPU jobs, and every
     output path has exactly one producing job."""
     # Last test of the Snakemake copy: --until leaves the downstream figures outdated.
@@ -248,13 +200,13 @@ def test_gpu_cap_and_one_writer_per_path(smk):
             "certify",
             "predict",
         ],
-        smk,
+        built,
         timeout=900,
     )
-    spans = sorted(_job_intervals(smk, ["certify", "predict"]))
+    spans = sorted(_job_intervals(built, ["certify", "predict"]))
     assert len(spans) >= 4
     for (s1, e1), (s2, e2) in zip(spans, spans[1:], strict=False):
         assert not (s2 < e1), f"two GPU jobs overlapped: {s1}-{e1} and {s2}-{e2}"
-    summary = run(["snakemake", "--summary"], smk).stdout.splitlines()
+    summary = run(["snakemake", "--summary"], built).stdout.splitlines()
     outputs = [line.split("\t")[0] for line in summary[1:] if line.strip()]
     assert len(outputs) == len(set(outputs)) > 40

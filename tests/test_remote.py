@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DVC_TARGETS, LATEX
-from pipeline_utils import ROOT, digests, dvc_ran_stages, run, tool_env
+from pipeline_utils import ROOT, digests, dvc_ran_stages, run, tool_env, workspace
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("moto")
@@ -33,12 +33,9 @@ def use_s3(repo: Path, endpoint: str, credentials: bool = True) -> None:
 
 
 @pytest.fixture(scope="module")
-def pushed(dvc, s3):
-    """The session's DVC-built copy (with whatever edits earlier tests committed), pushed to both
-    remotes."""
-    repo = dvc
-    run(["git", "add", "dvc.lock", "params.yaml"], repo)
-    run(["git", "commit", "-qm", "results", "--allow-empty"], repo)
+def pushed(dvc, s3, tmp_path_factory):
+    """A copy of the session's DVC build, pushed to both remotes with its run-cache."""
+    repo = workspace(dvc, tmp_path_factory.mktemp("pushed") / "repo")
     use_s3(repo, s3)
     run(["dvc", "push", "--run-cache"], repo)
     run(["dvc", "push", "-r", "local", "--run-cache"], repo)
