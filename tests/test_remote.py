@@ -80,6 +80,7 @@ def test_repro_pull_restores_every_stage_from_the_run_cache(pushed, s3, tmp_path
         figures = benchlib.bench_pipeline(repo, 1, skip=True, built=repo)
         assert figures["pipeline_snakemake_noop"]["median"] > 0, figures
         assert figures["pipeline_dvc_repro_noop"]["median"] > 0, figures
+        assert figures["pipeline_dvc_repro_noop"]["floor"] > 0, figures  # the one-stage project
 
 
 def test_missing_credentials_fail_with_a_clear_message(pushed, s3, tmp_path, monkeypatch):
