@@ -2,9 +2,10 @@
 
     python benchmarks/bench.py --mode cpu|gpu --out benchmarks/results-<mode>.json --repeats R
 
-Figures: CERTIFY in s/image (a Cohen-style loop vs ``robust.fastcert`` in fp32 and bf16), PAG noisy
-gradient evaluations/s, training images/s, pipeline no-op wall time; plus the fidelity checks
-(bf16 vs fp32 counts, batch-size independence, equality with ``Smooth.certify``). Every figure is
+Figures: CERTIFY in s/image (a Cohen-style loop vs ``robust.fastcert`` in fp32, bf16 and bf16 with
+fp32 relabelling of near ties), PAG noisy gradient evaluations/s, training images/s, pipeline no-op
+wall time; plus the fidelity checks (low precision vs fp32 labels and counts, batch-size
+independence, equality with ``Smooth.certify``). Every figure is
 the median, min and max over the repeats, after one warm-up run. benchmarks/README.md explains them.
 """
 
@@ -32,6 +33,7 @@ import fidelity  # noqa: E402
 
 from robust import fastcert  # noqa: E402
 from robust.cli import write_json  # noqa: E402
+from robust.precision import ieee_fp32, tf32_flags  # noqa: E402
 from robust.stats import clopper_pearson_lower, norm_ppf  # noqa: E402
 
 K, SIGMA, ALPHA, SEED = lib.K, lib.SIGMA, lib.ALPHA, lib.SEED
@@ -59,10 +61,11 @@ SIZES = {
 
 
 def cohen_counts(model, x, num: int, batch: int, generator) -> np.ndarray:
-    """The straightforward loop of Cohen et al.'s code: repeat x, draw fp32 noise, forward, then
-    copy the labels to the host and count them there: one host sync per batch."""
+    """The straightforward loop of Cohen et al.'s code: repeat x, draw fp32 noise, forward (IEEE
+    float32, as on the GPUs of 2019), then copy the labels to the host and count them there: one
+    host sync per batch."""
     counts = np.zeros(K, dtype=np.int64)
-    with torch.no_grad():
+    with torch.no_grad(), ieee_fp32():
         for start in range(0, num, batch):
             copies = x.unsqueeze(0).repeat(min(batch, num - start), 1, 1, 1)
             noise = torch.randn(copies.shape, generator=generator, device=x.device) * SIGMA
@@ -111,11 +114,13 @@ def bench_certify(model, xs, s: dict, device, repeats: int, compile_mode: str | 
     """s/image of the baseline loop and of the certify_many variants; returns (figures, counts)."""
     gpu = device.type == "cuda"
     fast_model = copy.deepcopy(model).to(memory_format=torch.channels_last) if gpu else model
-    variants = {p: (p, None) for p in s["precisions"]}
+    low = [p for p in s["precisions"] if p != "fp32"]
+    variants = {p: (p, None, 0.0) for p in s["precisions"]}
+    if s["tie_margin"] > 0:
+        variants.update({f"{p}_tie": (p, None, s["tie_margin"]) for p in low})
     if compile_mode:
-        variants.update(
-            {f"{p}_compiled": (p, compile_mode) for p in s["precisions"] if p != "fp32"}
-        )
+        eager = [(name, p, tie) for name, (p, _, tie) in variants.items() if p != "fp32"]
+        variants.update({f"{name}_compiled": (p, compile_mode, tie) for name, p, tie in eager})
     base = xs[: s["base_images"]]
     cohen_certify(model, base[:1], s)  # warm-up
     times, _ = lib.repeat(lambda: cohen_certify(model, base, s), repeats, device)
@@ -124,8 +129,8 @@ def bench_certify(model, xs, s: dict, device, repeats: int, compile_mode: str | 
     figures, counts = {"certify_baseline_fp32": baseline}, {}
     work = forward_flops(model, xs) * (s["n"] + s["n0"])  # FLOPs per certified image
     peak = next((v for k, v in lib.PEAK_BF16.items() if k in device_name(device)), None)
-    for name, (precision, mode) in variants.items():
-        kw = dict(precision=precision, channels_last=gpu, compile_mode=mode)
+    for name, (precision, mode, tie_margin) in variants.items():
+        kw = dict(precision=precision, channels_last=gpu, compile_mode=mode, tie_margin=tie_margin)
         start = time.perf_counter()
         try:  # warm-up; compiles if mode is set
             lib.fast_counts(fast_model, xs[:1], s, s["batch"], **kw)
@@ -214,11 +219,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also time each low precision under torch.compile with "
         "this mode (default, reduce-overhead, max-autotune, ...)",
     )
+    p.add_argument("--tie_margin", type=float, default=0.1, help="also time each low precision "
+                   "with fp32 relabelling below this top-2 logit margin (0: do not)")  # fmt: skip
     p.add_argument("--freeze", action="store_true", help="with --compile: inductor freezing "
                    "(folds batch norm into the convolutions)")  # fmt: skip
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
+    if not args.tie_margin >= 0:
+        p.error(f"--tie_margin must be >= 0, got {args.tie_margin}")
     if args.pipeline_repo is not None and not (args.pipeline_repo / "dvc.lock").is_file():
         p.error(f"--pipeline_repo {args.pipeline_repo}: no dvc.lock (build it with both tools)")
     if args.arch is not None and args.arch not in lib.ARCHITECTURES:
@@ -236,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "gpu" and not torch.cuda.is_available():
         print("error: --mode gpu needs a CUDA device", file=sys.stderr)
         return 2
-    s = dict(SIZES["quick" if args.quick else args.mode], precisions=args.precisions)
+    s = dict(SIZES["quick" if args.quick else args.mode], precisions=args.precisions,
+             tie_margin=args.tie_margin)  # fmt: skip
     s["arch"] = args.arch or s["arch"]
     s["pool"] = max(s["images"], s["agree_images"])  # test images needed
     device = torch.device("cuda" if args.mode == "gpu" else "cpu")
@@ -274,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                      "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
                      **lib.tool_versions()},
         "settings": {"cudnn_benchmark": torch.backends.cudnn.benchmark,
-                     "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-                     "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                     "tf32_in_statistics": False,  # robust.precision.ieee_fp32
+                     "tf32_outside_statistics": tf32_flags(),
                      "sigma": SIGMA, "alpha": ALPHA, "seed": SEED, "compile": args.compile,
                      "inductor_freezing": args.freeze},
         "reference": {"resnet110_gflop_per_forward": 0.506, "h100_peak_bf16_tflops": 989,

@@ -13,32 +13,44 @@ from benchlib import ALPHA, SEED, SIGMA, K, fast_counts
 from torch import Tensor
 
 from robust import fastcert
+from robust.precision import ieee_fp32
 from robust.smoothing import Smooth
 from robust.stats import clopper_pearson_lower
 
 
-def _label_counts(model, xs, s: dict, device, precision: str) -> tuple[Tensor, Tensor, int]:
-    """fp32 and low-precision label counts [B, K] on the first s["agree"] estimation samples of
-    each image (identical noisy inputs for both), and how many samples got the same label."""
+def _label_counts(model, xs, s: dict, device, precision: str, tie_margin: float) -> dict:
+    """Labels of fp32, of the low precision and of the low precision with fp32 relabelling under
+    ``tie_margin``, on the first s["agree"] estimation samples of each image (the same noisy
+    inputs for all): count tables [B, K] per labelling, agreements with fp32, and the
+    low-precision top-2 margins of the samples whose label flipped."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     net = copy.deepcopy(model)
     if device.type == "cuda":  # as in the timed runs
         net = net.to(memory_format=torch.channels_last)
-    tables = [torch.zeros((len(xs) + 1) * K, dtype=torch.int64, device=device) for _ in range(2)]
-    agree = 0
-    with torch.no_grad():
+    tables = [torch.zeros((len(xs) + 1) * K, dtype=torch.int64, device=device) for _ in range(3)]
+    agree, agree_tie, rechecked, flip_margins = 0, 0, 0, []
+    with torch.no_grad(), ieee_fp32():
         for batch, segment, filled in fastcert.noisy_batches(
             xs, range(len(xs)), SIGMA, (("estimation", s["agree"]),), s["batch"], s["chunk"], SEED
         ):
             batch, segment = batch[:filled], segment[:filled]
             fp32 = model(batch).argmax(1)
             with torch.autocast(device.type, dtype):
-                low = net(batch.contiguous(memory_format=net_format(device))).argmax(1)
+                logits = net(batch.contiguous(memory_format=net_format(device))).float()
+            low, top2 = logits.argmax(1), logits.topk(2, dim=1).values
+            margin = top2[:, 0] - top2[:, 1]
+            tie = torch.where(margin < tie_margin, fp32, low)  # the definition of the recheck
             agree += int((fp32 == low).sum())
-            for table, labels in zip(tables, (fp32, low), strict=True):
+            agree_tie += int((fp32 == tie).sum())
+            rechecked += int((margin < tie_margin).sum())
+            flip_margins += margin[fp32 != low].tolist()
+            for table, labels in zip(tables, (fp32, low, tie), strict=True):
                 table.index_add_(0, segment * K + labels, torch.ones_like(labels))
-    ref, other = (t.cpu()[: len(xs) * K].view(len(xs), K) for t in tables)
-    return ref, other, agree
+    ref, other, tied = (t.cpu()[: len(xs) * K].view(len(xs), K) for t in tables)
+    total = len(xs) * s["agree"]
+    return {"fp32": ref, "low": other, "tie": tied, "agree": agree / total,
+            "agree_tie": agree_tie / total, "rechecked_share": rechecked / total,
+            "samples": total, "max_flip_margin": max(flip_margins, default=None)}  # fmt: skip
 
 
 def net_format(device) -> torch.memory_format:
@@ -67,21 +79,31 @@ def _compare_counts(ref: Tensor, other: Tensor, n: int) -> dict:
 
 
 def _versus_fp32(model, xs, s: dict, device, counts: dict[str, Tensor]) -> dict:
-    """Per low-precision variant: the timed CERTIFY counts (n per image) against fp32's and, for
-    eager bf16/fp16, per-sample labels on more images (s["agree"] samples each; the same samples
-    serve as selection and estimation there)."""
-    variants = {}
+    """Per low-precision variant (bf16, fp16, their ``_tie`` recheck and ``_compiled`` forms): the
+    timed CERTIFY counts (n per image) against fp32's and, for eager variants, per-sample labels
+    on more images (s["agree"] samples each; the same samples serve as selection and estimation
+    there)."""
+    variants, labels = {}, {}
+    images = xs[: s["agree_images"]]
     for name, table in counts.items():
         if name == "fp32":
             continue
         entry = {"certify_counts": _compare_counts(counts["fp32"], table, s["n"])}
-        if name in ("bf16", "fp16"):
-            images = xs[: s["agree_images"]]
-            ref, other, agree = _label_counts(model, images, s, device, name)
-            pair = (torch.stack([c, c], dim=1) for c in (ref, other))
+        precision, _, form = name.partition("_")
+        if form in ("", "tie"):
+            if precision not in labels:
+                labels[precision] = _label_counts(
+                    model, images, s, device, precision, s["tie_margin"]
+                )
+            got = labels[precision]
+            mine = got["tie" if form else "low"]
+            pair = (torch.stack([c, c], dim=1) for c in (got["fp32"], mine))
             entry["samples"] = _compare_counts(*pair, s["agree"])
-            entry.update(argmax_agreement=agree / (len(images) * s["agree"]),
-                         samples_compared=len(images) * s["agree"])  # fmt: skip
+            entry.update(argmax_agreement=got["agree_tie" if form else "agree"],
+                         samples_compared=got["samples"],
+                         max_flip_margin=got["max_flip_margin"])  # fmt: skip
+            if form:
+                entry.update(tie_margin=s["tie_margin"], rechecked_share=got["rechecked_share"])
         checks = [part["within_cp_width"] for part in entry.values() if isinstance(part, dict)]
         entry["passes"] = all(checks) and entry.get("argmax_agreement", 1.0) >= 0.999
         variants[name] = entry

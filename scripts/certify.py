@@ -26,6 +26,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.Parser(description=__doc__.splitlines()[0])
     smoothing_run.add_arguments(p, with_n0=True)
     p.add_argument("--precision", choices=PRECISIONS, required=True, help="forward-pass autocast")
+    p.add_argument(
+        "--tie_margin", type=cli.nonneg_float, required=True,
+        help="bf16/fp16: samples with a top-2 logit margin below this get the fp32 label",
+    )  # fmt: skip
     p.add_argument("--block", type=cli.positive_int, required=True, help="images per block")
     p.add_argument("--channels_last", action=argparse.BooleanOptionalAction, required=True)
     p.add_argument("--compile", choices=COMPILE_MODES, required=True, help="torch.compile mode")
@@ -44,7 +48,7 @@ def certify_block(run, args: argparse.Namespace, idxs: list[int], xs) -> list[tu
         run.smooth.base_classifier, xs, idxs, run.split.num_classes, args.sigma, args.n0, args.n,
         args.alpha, args.batch, args.chunk, args.seed, precision=args.precision,
         channels_last=args.channels_last,
-        compile_mode=None if args.compile == "none" else args.compile,
+        compile_mode=None if args.compile == "none" else args.compile, tie_margin=args.tie_margin,
     )  # fmt: skip
 
 
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             "n": args.n,
             "alpha": args.alpha,
             "precision": args.precision,
+            "tie_margin": args.tie_margin,
             "n_images": len(radius),
             "clean_accuracy": float(metrics.certified_accuracy(radius, correct, [0.0])[0]),
             "abstain_rate": metrics.abstention_rate(table["predict"].astype(int)),

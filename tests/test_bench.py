@@ -12,7 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "bench.py"
 FIGURES = {
-    "certify_baseline_fp32", "certify_fast_fp32", "certify_fast_bf16", "pag_fp32", "pag_bf16",
+    "certify_baseline_fp32", "certify_fast_fp32", "certify_fast_bf16", "certify_fast_bf16_tie",
+    "pag_fp32", "pag_bf16",
     "train_tiny_cnn", "pipeline_snakemake_dry_run", "pipeline_dvc_status",
 }  # fmt: skip
 
@@ -63,6 +64,12 @@ def test_quick_run_fidelity_and_goals(quick):
     assert isinstance(bf16["passes"], bool)
     for part in ("certify_counts", "samples"):
         assert {"within_cp_width", "max_p_a_lower_diff", "per_image"} <= bf16[part].keys()
+    # fp32 relabelling of near ties: at least bf16's agreement, and the labels it defines
+    tie = fidelity["vs_fp32"]["bf16_tie"]
+    assert bf16["argmax_agreement"] <= tie["argmax_agreement"] <= 1.0
+    assert tie["tie_margin"] == quick["sizes"]["tie_margin"] > 0
+    assert 0.0 <= tie["rechecked_share"] <= 1.0 and tie["samples_compared"] > 0
+    assert quick["settings"]["tf32_in_statistics"] is False
     goals = {row["goal"]: row for row in quick["goals"]}
     assert goals["certify_many fp32 exact (batch size, Smooth.certify)"]["pass"] is True
     # Speed targets are for ResNet-110 on an H100: not judged on a quick CPU run.

@@ -35,7 +35,7 @@ def workdir(tmp_path_factory) -> Path:
     return root
 
 
-def certify(root: Path, block: int, tag: str) -> tuple[list[list[str]], dict]:
+def certify(root: Path, block: int, tag: str, **flags) -> tuple[list[list[str]], dict]:
     module = load_script("certify")
     out = root / tag
     argv = certify_argv(
@@ -52,6 +52,7 @@ def certify(root: Path, block: int, tag: str) -> tuple[list[list[str]], dict]:
         max_images=MAX_IMAGES,
         seed=SEED,
         block=block,
+        **flags,
     )
     assert module.main(argv) == 0
     rows = [line.split("\t") for line in (out / "cert.tsv").read_text().splitlines()]
@@ -76,6 +77,15 @@ def test_rows_equal_smooth_certify_for_every_block_size(workdir):
         assert [row[:5] for row in rows[1:]] == [row[:5] for row in expected], block
         assert summary["n_images"] == MAX_IMAGES and summary["precision"] == "fp32"
     assert by_block[1] == by_block[2] == by_block[5]
+
+
+def test_bf16_with_an_unbounded_tie_margin_certifies_as_fp32(workdir):
+    """Every sample is a 'near tie' under an infinite margin, so each label comes from the fp32
+    pass: the rows must be fp32's, and the summary records the settings."""
+    fp32, _ = certify(workdir, 2, "fp32")
+    rows, summary = certify(workdir, 2, "bf16_inf", precision="bf16", tie_margin=float("inf"))
+    assert [row[:5] for row in rows] == [row[:5] for row in fp32]
+    assert summary["precision"] == "bf16" and summary["tie_margin"] == float("inf")
 
 
 def test_curve_is_the_certified_accuracy_on_a_radius_grid(workdir):

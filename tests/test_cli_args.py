@@ -60,6 +60,7 @@ CASES = [
     ("certify", CERTIFY, "--batch", "0", "--batch"),
     ("certify", CERTIFY, "--out", None, "--out"),
     ("certify", CERTIFY, "--precision", "fp64", "--precision"),
+    ("certify", CERTIFY, "--tie_margin", "-0.1", "--tie_margin"),
     ("certify", CERTIFY, "--block", "0", "--block"),
     ("certify", CERTIFY, "--compile", "fast", "--compile"),
     ("predict", PREDICT, "--alpha", "2", "--alpha"),

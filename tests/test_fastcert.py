@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import weakref
 
 import pytest
@@ -105,9 +106,9 @@ def test_compiled_path_has_static_shapes(model, images, monkeypatch):
     def fake_compile(fn, dynamic, mode):
         assert dynamic is False
 
-        def wrapped(batch):
+        def wrapped(batch, valid):
             shapes.add(tuple(batch.shape))
-            return fn(batch)
+            return fn(batch, valid)
 
         return wrapped
 
@@ -131,15 +132,66 @@ def test_channels_last_runs(images):
     assert len(answers) == 3
 
 
+def tie_reference(model, xs, idxs, tie_margin: float) -> torch.Tensor:
+    """Counts [B, 2, K] of the defined classifier: the fp32 label where the bf16 top-2 margin is
+    below tie_margin, the bf16 label elsewhere, computed one sample at a time."""
+    counts = torch.zeros(len(idxs) * 2, K, dtype=torch.int64)
+    with torch.no_grad():
+        for batch, segment, filled in noisy_batches(xs, idxs, SIGMA, STREAMS, 500, CHUNK, SEED):
+            for row, seg in zip(batch[:filled], segment[:filled].tolist(), strict=True):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    low = model(row[None]).float()[0]
+                top2 = low.topk(2).values
+                near = float(top2[0] - top2[1]) < tie_margin
+                counts[seg, int((model(row[None])[0] if near else low).argmax())] += 1
+    return counts.view(len(idxs), 2, K)
+
+
+def test_tie_margin_brings_back_the_fp32_labels(model, images):
+    xs, idxs = images
+    fp32 = sample_counts_many(model, xs, idxs, K, SIGMA, STREAMS, 500, CHUNK, SEED)
+    bf16 = sample_counts_many(model, xs, idxs, K, SIGMA, STREAMS, 500, CHUNK, SEED, "bf16")
+    assert not torch.equal(bf16, fp32)  # bf16 flips some labels of this model
+    for tie_margin in (0.005, math.inf):  # this model's bf16 flips all have margins below 0.002
+        rechecked = sample_counts_many(
+            model, xs, idxs, K, SIGMA, STREAMS, 500, CHUNK, SEED, "bf16", tie_margin=tie_margin
+        )
+        assert torch.equal(rechecked, fp32)
+
+
+@pytest.fixture(scope="module")
+def tie_expected(model, images) -> torch.Tensor:
+    expected = tie_reference(model, *images, 0.005)
+    assert not torch.equal(expected, tie_reference(model, *images, 0.0))  # the margin matters
+    return expected
+
+
+@pytest.mark.parametrize("share", [1 / 500, 1 / 16, 1.0])
+def test_tie_recheck_is_one_fixed_classifier(model, images, tie_expected, monkeypatch, share):
+    """Counts equal the per-sample definition for any batch size, block and recheck share (the
+    smallest share overflows and takes the every-row fallback)."""
+    xs, idxs = images
+    expected = tie_expected
+    monkeypatch.setattr(fastcert, "RECHECK_SHARE", share)
+    for batch_size, block in ((500, None), (64, 1), (257, 2)):
+        counts = sample_counts_many(
+            model, xs, idxs, K, SIGMA, STREAMS, batch_size, CHUNK, SEED, "bf16",
+            images_per_block=block, tie_margin=0.005,
+        )  # fmt: skip
+        assert torch.equal(counts, expected), (share, batch_size, block)
+
+
 @pytest.mark.parametrize(
     "kwargs",
-    [{"precision": "int8"}, {"batch_size": 0}, {"sigma": 0.0}, {"idxs": [0, 1]}],
-)
+    [{"precision": "int8"}, {"batch_size": 0}, {"sigma": 0.0}, {"idxs": [0, 1]},
+     {"tie_margin": -0.1}, {"tie_margin": math.nan}],
+)  # fmt: skip
 def test_bad_arguments(model, images, kwargs):
     xs, idxs = images
-    args = {"idxs": idxs, "sigma": SIGMA, "batch_size": 100, "precision": "fp32"} | kwargs
+    args = {"idxs": idxs, "sigma": SIGMA, "batch_size": 100, "precision": "bf16"}
+    args |= {"tie_margin": 0.0} | kwargs
     with pytest.raises(ValueError):
         certify_many(
             model, xs, args["idxs"], K, args["sigma"], N0, N, ALPHA, args["batch_size"], CHUNK,
-            SEED, args["precision"],
+            SEED, args["precision"], tie_margin=args["tie_margin"],
         )  # fmt: skip

@@ -15,7 +15,10 @@ are in (true on the CPU; on GPUs autotuned kernels can flip a near-tied argmax i
 ``"bf16"`` (or ``"fp16"``) runs the forward pass under bfloat16 (float16) autocast on the float32
 noisy images: a different but fixed base classifier, so the counts remain exact binomial samples
 and the guarantee holds for it. float16 keeps 3 more mantissa bits than bfloat16 (closer to the
-fp32 labels, same tensor-core peak on recent GPUs) but can overflow above 65504.
+fp32 labels, same tensor-core peak on recent GPUs) but can overflow above 65504. Low precision flips
+labels where the top two logits nearly tie; a ``tie_margin`` re-runs those samples in float32 (a
+fixed base classifier again), which brings the labels back to fp32's at a small cost. "fp32" is
+IEEE float32 (TF32 off, ``robust.precision.ieee_fp32``), also inside ``Smooth``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from robust.precision import AUTOCAST, PRECISIONS, ieee_fp32
 from robust.smoothing import ABSTAIN, STREAMS, _chunk_seed
 from robust.stats import clopper_pearson_lower, norm_ppf
 
@@ -38,8 +42,9 @@ __all__ = [
     "sample_counts_many",
 ]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# Rows per batch re-run in float32 under a tie margin; a block whose near ties overflow this share
+# of a batch is counted again with every row eligible (same answers, only slower).
+RECHECK_SHARE = 1 / 16
 # Compiled forwards per model and settings, so repeated calls reuse one compilation.
 _COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
 
@@ -114,25 +119,62 @@ def _make_forward(
     precision: str,
     channels_last: bool,
     compile_mode: str | None,
-) -> Callable[[Tensor], Tensor]:
-    """batch [b, C, H, W] float32 -> top-1 labels [b] int64, optionally compiled (static shapes)."""
-    dtype = _AUTOCAST.get(precision)
+    tie_margin: float,
+    recheck: int,
+) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """(batch [b, C, H, W] float32, valid [b] bool) -> (top-1 labels [b] int64, missed [] int64).
 
-    def forward(batch: Tensor) -> Tensor:
+    Without a recheck (``recheck`` 0) the labels are the forward pass's at ``precision``. With one,
+    the ``recheck`` valid rows of smallest top-2 logit margin are run again in float32, and those
+    whose margin is below ``tie_margin`` take the float32 label; ``missed`` counts the valid rows
+    under the margin that did not fit in the recheck (their labels are not the defined ones).
+    Optionally compiled (static shapes: ``recheck`` is fixed per forward).
+    """
+    dtype = AUTOCAST.get(precision)
+
+    def forward(batch: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         # Autocast casts at the first matmul/conv: noise was drawn and added in float32 before.
         with torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            return model(batch).argmax(dim=1)
+            logits = model(batch)
+        labels = logits.argmax(dim=1)
+        if not recheck:
+            return labels, torch.zeros((), dtype=torch.int64, device=batch.device)
+        top2 = logits.float().topk(2, dim=1).values
+        margin = torch.where(valid, top2[:, 0] - top2[:, 1], math.inf)  # padding never rechecks
+        rows = torch.topk(margin, min(recheck, len(margin)), largest=False).indices
+        near = margin[rows] < tie_margin
+        exact = model(batch[rows]).argmax(dim=1)  # float32: outside the autocast region
+        labels = labels.scatter(0, rows, torch.where(near, exact, labels[rows]))
+        return labels, (margin < tie_margin).sum() - near.sum()
 
     if compile_mode is None:
         return forward
     cache = _COMPILED.setdefault(model, {})
-    key = (device_type, precision, channels_last, compile_mode)
+    key = (device_type, precision, channels_last, compile_mode, tie_margin, recheck)
     if key not in cache:
         mode = None if compile_mode == "default" else compile_mode
         cache[key] = torch.compile(forward, dynamic=False, mode=mode)
     return cache[key]
+
+
+def _check(xs, idxs, num_classes, sigma, streams, batch_size, chunk_size, precision, tie_margin):
+    """ValueError naming the first bad argument of :func:`sample_counts_many`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
+    if xs.dim() != 4 or xs.dtype != torch.float32 or len(idxs) != xs.shape[0]:
+        raise ValueError(
+            f"need float32 xs [B, C, H, W] and B idxs, got {tuple(xs.shape)}, {len(idxs)}"
+        )
+    if min((num for _, num in streams), default=0) < 1 or min(batch_size, chunk_size) < 1:
+        raise ValueError(
+            f"need samples, batch_size, chunk_size >= 1; got {streams}, {batch_size}, {chunk_size}"
+        )
+    if not sigma > 0 or min(idxs, default=0) < 0 or num_classes < 2:
+        raise ValueError(f"need sigma > 0, idxs >= 0, num_classes >= 2; got {sigma}, {num_classes}")
+    if not tie_margin >= 0:  # also rejects NaN
+        raise ValueError(f"need tie_margin >= 0, got {tie_margin}")
 
 
 @torch.no_grad()
@@ -150,6 +192,7 @@ def sample_counts_many(
     channels_last: bool = False,
     compile_mode: str | None = None,
     images_per_block: int | None = None,
+    tie_margin: float = 0.0,
 ) -> Tensor:
     """Top-1 label counts of the base classifier on every (image, stream) noise segment.
 
@@ -161,54 +204,73 @@ def sample_counts_many(
         num_classes: K. sigma: noise std (> 0). streams: (stream, samples) pairs, as in
             :func:`noisy_batches`. batch_size: noisy copies per forward pass (speed only).
         chunk_size, seed: noise chunking and seed (must match ``Smooth`` to get its noise).
-        precision: "fp32", "bf16" or "fp16" (autocast of the forward pass; noise stays float32).
+        precision: "fp32" (IEEE: no TF32, see ``robust.precision``), "bf16" or "fp16" (autocast
+            of the forward pass; noise stays float32).
         compile_mode: None (eager), "default" or a ``torch.compile`` mode such as
             "reduce-overhead" (CUDA graphs) or "max-autotune". When compiled or on CUDA, every
             batch, the last one padded and masked, has the static shape [batch_size, C, H, W],
             so one compilation (and one cuDNN autotuning) serves all.
         images_per_block: images whose counts are read back together (None: all B): the only
             host synchronisation, once per block.
+        tie_margin: in logits, >= 0, bf16/fp16 only (ignored for fp32). A noisy sample whose
+            low-precision top-2 logit margin is below it is labelled by a float32 forward pass
+            instead. The base classifier is then the fixed function "float32 label on near ties,
+            low-precision label elsewhere", so the counts stay exact binomial samples; near ties
+            are where low precision flips labels. Up to ``RECHECK_SHARE`` of each batch is
+            re-run (static shapes); a block with more near ties is counted again with no limit.
 
     Returns:
-        int64 counts [B, len(streams), K] on the CPU.
+        int64 counts [B, len(streams), K] on the CPU; independent of batch_size,
+        images_per_block and of the recheck limit.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
-    if xs.dim() != 4 or xs.dtype != torch.float32 or len(idxs) != xs.shape[0]:
-        raise ValueError(
-            f"need float32 xs [B, C, H, W] and B idxs, got {tuple(xs.shape)}, {len(idxs)}"
-        )
-    if min((num for _, num in streams), default=0) < 1 or min(batch_size, chunk_size) < 1:
-        raise ValueError(
-            f"need samples, batch_size, chunk_size >= 1; got {streams}, {batch_size}, {chunk_size}"
-        )
-    if not sigma > 0 or min(idxs, default=0) < 0 or num_classes < 2:
-        raise ValueError(f"need sigma > 0, idxs >= 0, num_classes >= 2; got {sigma}, {num_classes}")
+    _check(xs, idxs, num_classes, sigma, streams, batch_size, chunk_size, precision, tie_margin)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     out_shape = tuple(model(xs[:1]).shape)  # eager, unpadded: catches a wrong head early
     if out_shape != (1, num_classes):
         raise ValueError(f"base classifier returned shape {out_shape}, expected (1, {num_classes})")
-    forward = _make_forward(model, xs.device.type, precision, channels_last, compile_mode)
+    rechecks = tie_margin > 0 and precision != "fp32"
+
+    def make(recheck: int) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        return _make_forward(
+            model, xs.device.type, precision, channels_last, compile_mode, tie_margin, recheck
+        )
+
+    forward = make(max(1, math.ceil(batch_size * RECHECK_SHARE)) if rechecks else 0)
     block = len(idxs) if images_per_block is None else max(1, images_per_block)
     # One input shape for compiled graphs and for cuDNN autotuning (a new shape = a new search).
     static = compile_mode is not None or xs.device.type == "cuda"
-    ones = torch.ones(batch_size, dtype=torch.int64, device=xs.device)
     results = []
-    for first in range(0, len(idxs), block):
-        ids = list(idxs[first : first + block])
-        segments = len(ids) * len(streams)
-        # One extra row of counts swallows the padding rows of the last batch.
-        counts = torch.zeros((segments + 1) * num_classes, dtype=torch.int64, device=xs.device)
-        for batch, segment, filled in noisy_batches(
-            xs[first : first + block], ids, sigma, streams, batch_size, chunk_size, seed
-        ):
-            if not static and filled < batch_size:  # skip the padding work
-                batch, segment = batch[:filled], segment[:filled]
-            labels = forward(batch)
-            counts.index_add_(0, segment * num_classes + labels, ones[: len(labels)])
-        results.append(counts.cpu()[: segments * num_classes])  # the block's one sync
+    with ieee_fp32():
+        for first in range(0, len(idxs), block):
+            args = (xs[first : first + block], list(idxs[first : first + block]), num_classes,
+                    sigma, streams, batch_size, chunk_size, seed, static)  # fmt: skip
+            counts, missed = _count_block(forward, *args)
+            if missed:  # more near ties than the recheck rows: again, every row eligible
+                counts, missed = _count_block(make(batch_size), *args)
+            results.append(counts)
     return torch.cat(results).view(len(idxs), len(streams), num_classes)
+
+
+def _count_block(forward, xs, ids, num_classes, sigma, streams, batch_size, chunk_size, seed,
+                 static) -> tuple[Tensor, int]:  # fmt: skip
+    """Flat counts [len(ids) * len(streams) * K] on the CPU of one block of images, and how many
+    near ties missed their recheck; reading both back is the block's one host synchronisation."""
+    segments = len(ids) * len(streams)
+    ones = torch.ones(batch_size, dtype=torch.int64, device=xs.device)
+    # One extra row of counts swallows the padding rows of the last batch; the last slot of all
+    # holds the missed rechecks.
+    counts = torch.zeros((segments + 1) * num_classes + 1, dtype=torch.int64, device=xs.device)
+    for batch, segment, filled in noisy_batches(
+        xs, ids, sigma, streams, batch_size, chunk_size, seed
+    ):
+        if not static and filled < batch_size:  # skip the padding work
+            batch, segment = batch[:filled], segment[:filled]
+        labels, missed = forward(batch, segment < segments)
+        counts.index_add_(0, segment * num_classes + labels, ones[: len(labels)])
+        counts[-1] += missed
+    host = counts.cpu()
+    return host[: segments * num_classes], int(host[-1])
 
 
 def certify_from_counts(
@@ -245,6 +307,7 @@ def certify_many(
     channels_last: bool = False,
     compile_mode: str | None = None,
     images_per_block: int | None = None,
+    tie_margin: float = 0.0,
 ) -> list[tuple[int, float]]:
     """CERTIFY (Cohen et al.) for images xs [B, C, H, W], with ``Smooth.certify``'s noise.
 
@@ -258,6 +321,6 @@ def certify_many(
     """
     counts = sample_counts_many(
         model, xs, idxs, num_classes, sigma, (("selection", n0), ("estimation", n)), batch_size,
-        chunk_size, seed, precision, channels_last, compile_mode, images_per_block,
+        chunk_size, seed, precision, channels_last, compile_mode, images_per_block, tie_margin,
     )  # fmt: skip
     return certify_from_counts(counts, n, alpha, sigma)

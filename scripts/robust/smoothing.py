@@ -8,7 +8,8 @@ Noise is reproducible and independent of ``batch_size``: sample i of a stream co
 i // chunk_size, and every chunk is drawn from its own ``torch.Generator`` on the image's device,
 seeded from (seed, idx, stream, chunk). Batches are slices of the concatenated chunk stream, so
 batch size changes speed only. A chunk holds chunk_size * x.numel() float32 values; lower
-``chunk_size`` for large images (ImageNet: 1000 chunks of 3x224x224 take 0.6 GB).
+``chunk_size`` for large images (ImageNet: 1000 chunks of 3x224x224 take 0.6 GB). The base
+classifier runs in IEEE float32 (no TF32 tensor cores, ``robust.precision.ieee_fp32``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from robust.precision import ieee_fp32
 from robust.stats import binom_test_two_sided, clopper_pearson_lower, norm_ppf
 
 __all__ = ["ABSTAIN", "STREAMS", "Smooth"]
@@ -120,7 +122,7 @@ class Smooth:
                 f"need num >= 1, batch_size >= 1, idx >= 0; got {num}, {batch_size}, {idx}"
             )
         counts = torch.zeros(self.num_classes, dtype=torch.int64, device=x.device)
-        with torch.no_grad():
+        with torch.no_grad(), ieee_fp32():
             for batch in self._noisy_batches(x, num, batch_size, idx, stream_id):
                 logits = self.base_classifier(batch)
                 if logits.shape != (batch.shape[0], self.num_classes):
