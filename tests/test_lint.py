@@ -73,3 +73,13 @@ def test_workflow_catalog_file():
     assert usage["mandatory-flags"]["flags"]
     assert isinstance(usage["software-stack-deployment"]["conda"], bool)
     assert usage["report"] is True
+
+
+def test_the_suite_order_names_existing_modules():
+    """tests/conftest.py orders modules by name for pytest-xdist; a renamed module would silently
+    fall back to the middle of the queue and lengthen the parallel run."""
+    import conftest
+
+    missing = [name for name in conftest.FIRST + conftest.LAST
+               if not (ROOT / "tests" / f"{name}.py").is_file()]  # fmt: skip
+    assert missing == []
