@@ -23,6 +23,7 @@ IEEE float32 (TF32 off, ``robust.precision.ieee_fp32``), also inside ``Smooth``.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -42,8 +43,8 @@ __all__ = [
     "sample_counts_many",
 ]
 
-# Rows per batch re-run in float32 under a tie margin; a block whose near ties overflow this share
-# of a batch is counted again with every row eligible (same answers, only slower).
+# Rows per batch re-run in float32 under a tie margin (static shapes); the near ties of a batch
+# beyond this share get their float32 labels afterwards, eagerly (same answers, only slower).
 RECHECK_SHARE = 1 / 16
 # Compiled forwards per model and settings, so repeated calls reuse one compilation.
 _COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
@@ -121,18 +122,19 @@ def _make_forward(
     compile_mode: str | None,
     tie_margin: float,
     recheck: int,
-) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """(batch [b, C, H, W] float32, valid [b] bool) -> (top-1 labels [b] int64, missed [] int64).
+) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]:
+    """(batch [b, C, H, W] float32, valid [b] bool) -> (labels [b] int64, margin [b], missed []).
 
-    Without a recheck (``recheck`` 0) the labels are the forward pass's at ``precision``. With one,
-    the ``recheck`` valid rows of smallest top-2 logit margin are run again in float32, and those
-    whose margin is below ``tie_margin`` take the float32 label; ``missed`` counts the valid rows
-    under the margin that did not fit in the recheck (their labels are not the defined ones).
+    Without a recheck (``recheck`` 0) the labels are the forward pass's at ``precision`` (margin and
+    missed are then empty placeholders). With one, the ``recheck`` valid rows of smallest top-2
+    logit margin (low precision, float32 units; +inf on invalid rows) are run again in float32,
+    and those whose margin is below ``tie_margin`` take the float32 label; ``missed`` counts the
+    valid rows under the margin that did not fit in the recheck (still low-precision labels).
     Optionally compiled (static shapes: ``recheck`` is fixed per forward).
     """
     dtype = AUTOCAST.get(precision)
 
-    def forward(batch: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(batch: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         # Autocast casts at the first matmul/conv: noise was drawn and added in float32 before.
@@ -140,14 +142,14 @@ def _make_forward(
             logits = model(batch)
         labels = logits.argmax(dim=1)
         if not recheck:
-            return labels, torch.zeros((), dtype=torch.int64, device=batch.device)
+            return labels, labels[:0], torch.zeros((), dtype=torch.int64, device=batch.device)
         top2 = logits.float().topk(2, dim=1).values
         margin = torch.where(valid, top2[:, 0] - top2[:, 1], math.inf)  # padding never rechecks
         rows = torch.topk(margin, min(recheck, len(margin)), largest=False).indices
         near = margin[rows] < tie_margin
         exact = model(batch[rows]).argmax(dim=1)  # float32: outside the autocast region
         labels = labels.scatter(0, rows, torch.where(near, exact, labels[rows]))
-        return labels, (margin < tie_margin).sum() - near.sum()
+        return labels, margin, (margin < tie_margin).sum() - near.sum()
 
     if compile_mode is None:
         return forward
@@ -217,7 +219,8 @@ def sample_counts_many(
             instead. The base classifier is then the fixed function "float32 label on near ties,
             low-precision label elsewhere", so the counts stay exact binomial samples; near ties
             are where low precision flips labels. Up to ``RECHECK_SHARE`` of each batch is
-            re-run (static shapes); a block with more near ties is counted again with no limit.
+            re-run in the batch's pass (static shapes); a batch with more near ties has the rest
+            relabelled after its block is read back (its noise drawn again).
 
     Returns:
         int64 counts [B, len(streams), K] on the CPU; independent of batch_size,
@@ -230,47 +233,68 @@ def sample_counts_many(
     if out_shape != (1, num_classes):
         raise ValueError(f"base classifier returned shape {out_shape}, expected (1, {num_classes})")
     rechecks = tie_margin > 0 and precision != "fp32"
-
-    def make(recheck: int) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
-        return _make_forward(
-            model, xs.device.type, precision, channels_last, compile_mode, tie_margin, recheck
-        )
-
-    forward = make(max(1, math.ceil(batch_size * RECHECK_SHARE)) if rechecks else 0)
+    forward = _make_forward(
+        model, xs.device.type, precision, channels_last, compile_mode, tie_margin,
+        max(1, math.ceil(batch_size * RECHECK_SHARE)) if rechecks else 0,
+    )  # fmt: skip
     block = len(idxs) if images_per_block is None else max(1, images_per_block)
     # One input shape for compiled graphs and for cuDNN autotuning (a new shape = a new search).
     static = compile_mode is not None or xs.device.type == "cuda"
     results = []
     with ieee_fp32():
         for first in range(0, len(idxs), block):
-            args = (xs[first : first + block], list(idxs[first : first + block]), num_classes,
-                    sigma, streams, batch_size, chunk_size, seed, static)  # fmt: skip
-            counts, missed = _count_block(forward, *args)
-            if missed:  # more near ties than the recheck rows: again, every row eligible
-                counts, missed = _count_block(make(batch_size), *args)
-            results.append(counts)
+            ids = list(idxs[first : first + block])
+            batches = functools.partial(
+                noisy_batches, xs[first : first + block], ids, sigma, streams, batch_size,
+                chunk_size, seed,
+            )  # fmt: skip
+            segments = len(ids) * len(streams)
+            counts, kept, missed = _count_block(
+                forward, batches, segments, num_classes, static, xs.device
+            )
+            if missed.any():  # more near ties than recheck rows in some batches: finish those
+                fix = (model, batches, counts, kept, missed, num_classes, static, tie_margin)
+                _relabel_missed(*fix)
+            results.append(counts.cpu()[: segments * num_classes])
     return torch.cat(results).view(len(idxs), len(streams), num_classes)
 
 
-def _count_block(forward, xs, ids, num_classes, sigma, streams, batch_size, chunk_size, seed,
-                 static) -> tuple[Tensor, int]:  # fmt: skip
-    """Flat counts [len(ids) * len(streams) * K] on the CPU of one block of images, and how many
-    near ties missed their recheck; reading both back is the block's one host synchronisation."""
-    segments = len(ids) * len(streams)
-    ones = torch.ones(batch_size, dtype=torch.int64, device=xs.device)
-    # One extra row of counts swallows the padding rows of the last batch; the last slot of all
-    # holds the missed rechecks.
-    counts = torch.zeros((segments + 1) * num_classes + 1, dtype=torch.int64, device=xs.device)
-    for batch, segment, filled in noisy_batches(
-        xs, ids, sigma, streams, batch_size, chunk_size, seed
-    ):
-        if not static and filled < batch_size:  # skip the padding work
-            batch, segment = batch[:filled], segment[:filled]
-        labels, missed = forward(batch, segment < segments)
-        counts.index_add_(0, segment * num_classes + labels, ones[: len(labels)])
-        counts[-1] += missed
-    host = counts.cpu()
-    return host[: segments * num_classes], int(host[-1])
+def _rows(batch: Tensor, segment: Tensor, filled: int, static: bool) -> tuple[Tensor, Tensor]:
+    """The batch as forwarded: all rows (static shapes) or the filled ones."""
+    if not static and filled < len(batch):  # skip the padding work
+        return batch[:filled], segment[:filled]
+    return batch, segment
+
+
+def _count_block(forward, batches, segments: int, num_classes: int, static: bool, device):
+    """One block: flat counts [(segments + 1) * K] on the device (the last K swallow padding
+    rows), each batch's (labels, margin) when rechecking, and the missed rechecks per batch on
+    the host: reading them back is the block's one host synchronisation."""
+    counts = torch.zeros((segments + 1) * num_classes, dtype=torch.int64, device=device)
+    kept, missed = [], []
+    for batch, segment, filled in batches():
+        batch, segment = _rows(batch, segment, filled, static)
+        labels, margin, lost = forward(batch, segment < segments)
+        counts.index_add_(0, segment * num_classes + labels, torch.ones_like(labels))
+        if len(margin):
+            kept.append((labels.clone(), margin.clone()))
+        missed.append(lost)
+    return counts, kept, torch.stack(missed).cpu()
+
+
+def _relabel_missed(model, batches, counts, kept, missed, num_classes, static, tie_margin) -> None:
+    """Give every near tie of the batches with missed rechecks its float32 label (eager, only
+    those rows), correcting ``counts`` in place; the noise is drawn again, identically."""
+    for i, (batch, segment, filled) in enumerate(batches()):
+        if not missed[i]:
+            continue
+        batch, segment = _rows(batch, segment, filled, static)
+        labels, margin = kept[i]
+        near = (margin < tie_margin).nonzero().squeeze(1)
+        exact = labels.clone()
+        exact[near] = model(batch[near]).argmax(dim=1)  # float32, IEEE (caller's context)
+        for sign, table in ((-1, labels), (1, exact)):
+            counts.index_add_(0, segment * num_classes + table, torch.full_like(table, sign))
 
 
 def certify_from_counts(
