@@ -268,17 +268,19 @@ def _rows(batch: Tensor, segment: Tensor, filled: int, static: bool) -> tuple[Te
 
 def _count_block(forward, batches, segments: int, num_classes: int, static: bool, device):
     """One block: flat counts [(segments + 1) * K] on the device (the last K swallow padding
-    rows), each batch's (labels, margin) when rechecking, and the missed rechecks per batch on
-    the host: reading them back is the block's one host synchronisation."""
+    rows) and, when rechecking, each batch's (labels, margin) and its missed rechecks on the host
+    (read back once per block; the counts follow without waiting on the device again)."""
     counts = torch.zeros((segments + 1) * num_classes, dtype=torch.int64, device=device)
     kept, missed = [], []
     for batch, segment, filled in batches():
         batch, segment = _rows(batch, segment, filled, static)
         labels, margin, lost = forward(batch, segment < segments)
         counts.index_add_(0, segment * num_classes + labels, torch.ones_like(labels))
-        if len(margin):
+        if len(margin):  # copies: CUDA-graph outputs are overwritten by the next replay
             kept.append((labels.clone(), margin.clone()))
-        missed.append(lost)
+            missed.append(lost.clone())
+    if not missed:  # no recheck: nothing to read back before the counts
+        return counts, kept, torch.zeros(0, dtype=torch.int64)
     return counts, kept, torch.stack(missed).cpu()
 
 
