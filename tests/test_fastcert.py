@@ -98,8 +98,10 @@ def test_bf16_agrees_with_fp32(model, images):
     assert len(answers) == 3 and all(r >= 0 for _, r in answers)
 
 
-def test_compiled_path_has_static_shapes(model, images, monkeypatch):
-    """With a compile hook every batch, the padded last one included, has one shape."""
+@pytest.mark.parametrize(("precision", "tie_margin"), [("fp32", 0.0), ("bf16", 0.005)])
+def test_compiled_path_has_static_shapes(model, images, monkeypatch, precision, tie_margin):
+    """With a compile hook every batch, the padded last one included, has one shape, also with
+    the tie recheck (its padded rows must not count as near ties: same answers as eager)."""
     xs, idxs = images
     shapes = set()
 
@@ -112,14 +114,16 @@ def test_compiled_path_has_static_shapes(model, images, monkeypatch):
 
         return wrapped
 
+    def run(**kw) -> list:
+        return certify_many(model, xs, idxs, K, SIGMA, N0, N, ALPHA, 400, CHUNK, SEED, precision,
+                            tie_margin=tie_margin, **kw)  # fmt: skip
+
     monkeypatch.setattr(fastcert.torch, "compile", fake_compile)
     monkeypatch.setattr(fastcert, "_COMPILED", weakref.WeakKeyDictionary())
-    got = certify_many(
-        model, xs, idxs, K, SIGMA, N0, N, ALPHA, 400, CHUNK, SEED, compile_mode="default"
-    )
+    got = run(compile_mode="default")
     assert shapes == {(400, 3, 16, 16)}
     monkeypatch.undo()
-    assert got == certify_many(model, xs, idxs, K, SIGMA, N0, N, ALPHA, 400, CHUNK, SEED)
+    assert got == run()
 
 
 def test_channels_last_runs(images):
