@@ -16,7 +16,8 @@ from pathlib import Path
 from robust import cli, smoothing_run
 
 HEADER = ("idx", "label", "predict", "radius", "correct", "time")
-# Mirrors robust.fastcert.PRECISIONS (not imported here: parsing must not wait for torch).
+# Mirrors robust.precision.PRECISIONS (not imported here: parsing must not wait for torch; a test
+# keeps the two and the params schema equal).
 PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 CURVE_STEP = 0.05  # radius grid of the plotted curve (pixel units)

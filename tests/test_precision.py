@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
+from pipeline_utils import load_script
 from robust import precision
 from robust.fastcert import sample_counts_many
 from robust.smoothing import Smooth
@@ -45,3 +49,11 @@ def test_counts_run_in_ieee_fp32():
     sample_counts_many(Spy(), xs, [0, 1], 3, 0.25, (("selection", 5),), 10, 10, 0)
     assert seen[1:] == [ieee()]  # the first call is the shape check
     assert flags() == before
+
+
+def test_certify_cli_and_params_schema_offer_the_library_precisions():
+    schema = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "workflow/schemas/params.schema.yaml").read_text()
+    )
+    enum = schema["$defs"]["smoothing_run"]["properties"]["precision"]["enum"]
+    assert tuple(load_script("certify").PRECISIONS) == tuple(enum) == precision.PRECISIONS
