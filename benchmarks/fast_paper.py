@@ -2,9 +2,10 @@
 
 A lent machine runs one command for at most 10 minutes, and the fast-mode paper may need more. Each
 call of this script runs Snakemake on the given configuration until the pipeline is done or the
-budget is spent, then stops it cleanly: SIGINT, upon which Snakemake ends its jobs and marks
-their outputs incomplete; the next call reruns those (``--rerun-incomplete``) and training resumes
-from its per-epoch state file. Checkpoints and results stay in the working tree between calls (the
+budget is spent, then stops it cleanly: SIGINT (repeated every few seconds, SIGKILL after a grace
+period, then ``--unlock``), upon which Snakemake ends its jobs and marks their outputs incomplete;
+the next call reruns those (``--rerun-incomplete``) and training resumes from its per-epoch state
+file. Checkpoints and results stay in the working tree between calls (the
 machine keeps them while warm). Every call appends one record to ``--timings`` (wall seconds, jobs
 left before and after, whether it was stopped) and, once nothing is left, a summary of the times
 and accuracies the stages recorded. Exit status: 0 when the pipeline is done, 3 when work is left,
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from robust.cli import write_json  # noqa: E402  (atomic, as every output of the project)
 
 DONE, FAILED, LEFT = 0, 1, 3
+RESEND = 5.0  # seconds between SIGINTs to a call past its budget
 TOTAL = re.compile(r"^total\s+(\d+)\s*$", re.MULTILINE)
 
 
@@ -64,7 +66,8 @@ def _default_sigint() -> None:
 
 
 def run_with_budget(cmd: list[str], budget: float, grace: float) -> tuple[int, float, bool]:
-    """Run ``cmd`` for at most ``budget`` s; past it, SIGINT and ``grace`` s to stop before SIGKILL.
+    """Run ``cmd`` for at most ``budget`` s; past it, SIGINT (again every ``RESEND`` s: one that
+    lands while Snakemake starts up can be lost) and ``grace`` s to stop before SIGKILL.
 
     Returns (exit status, wall seconds, whether it was stopped)."""
     start = time.perf_counter()
@@ -72,13 +75,19 @@ def run_with_budget(cmd: list[str], budget: float, grace: float) -> tuple[int, f
     try:
         return proc.wait(timeout=budget), time.perf_counter() - start, False
     except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
+        deadline = time.perf_counter() + grace
+    while proc.poll() is None:
+        left = deadline - time.perf_counter()
+        if left <= 0:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        return proc.returncode, time.perf_counter() - start, True
+            break
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=min(RESEND, left))
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.returncode, time.perf_counter() - start, True
 
 
 def device_facts() -> dict:
@@ -136,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     status, seconds, stopped = 0, 0.0, False
     if before:
         status, seconds, stopped = run_with_budget(cmd, args.budget, args.grace)
+    if stopped:  # a Snakemake stopped hard keeps its lock, which would refuse the next call
+        subprocess.run([*cmd, "--unlock"], capture_output=True, check=False)
     after = count_jobs(cmd)
     record["calls"].append(
         {"started": started, "seconds": round(seconds, 2), "stopped_at_budget": bool(stopped),

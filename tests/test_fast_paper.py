@@ -39,6 +39,27 @@ def test_a_command_past_its_budget_is_interrupted_then_killed():
     assert fast_paper.run_with_budget(["true"], budget=5, grace=1)[::2] == (0, False)
 
 
+def test_a_lost_interrupt_is_sent_again(monkeypatch, tmp_path):
+    """An interrupt can land before Snakemake handles it; the next one, RESEND s later, stops it
+    well inside the grace period."""
+    monkeypatch.setattr(fast_paper, "RESEND", 0.3)
+    child = tmp_path / "second_stops.py"
+    child.write_text(
+        "import signal, sys, time\n"
+        "seen = []\n"
+        "def on_int(*_):\n"
+        "    seen.append(1)\n"
+        "    if len(seen) == 2:\n"
+        "        sys.exit(7)\n"
+        "signal.signal(signal.SIGINT, on_int)\n"
+        "time.sleep(30)\n"
+    )
+    start = time.perf_counter()
+    status, _, stopped = fast_paper.run_with_budget([sys.executable, str(child)], 1.0, grace=20)
+    assert (stopped, status) == (True, 7)
+    assert time.perf_counter() - start < 10
+
+
 def test_bad_arguments_are_one_line_before_any_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         fast_paper.main(["--configfile", str(tmp_path / "no.yaml"), "--budget", "5",
