@@ -39,10 +39,11 @@ def _label_counts(model, xs, s: dict, device, precision: str, tie_margin: float)
                 logits = net(batch.contiguous(memory_format=net_format(device))).float()
             low, top2 = logits.argmax(1), logits.topk(2, dim=1).values
             margin = top2[:, 0] - top2[:, 1]
-            tie = torch.where(margin < tie_margin, fp32, low)  # the definition of the recheck
+            near = margin < tie_margin
+            tie = torch.where(near, fp32, low)  # the definition of the recheck
             agree += int((fp32 == low).sum())
             agree_tie += int((fp32 == tie).sum())
-            rechecked += int((margin < tie_margin).sum())
+            rechecked += int(near.sum())
             flip_margins += margin[fp32 != low].tolist()
             for table, labels in zip(tables, (fp32, low, tie), strict=True):
                 table.index_add_(0, segment * K + labels, torch.ones_like(labels))

@@ -271,11 +271,12 @@ def _count_block(forward, batches, segments: int, num_classes: int, static: bool
     rows) and, when rechecking, each batch's (labels, margin) and its missed rechecks on the host
     (read back once per block; the counts follow without waiting on the device again)."""
     counts = torch.zeros((segments + 1) * num_classes, dtype=torch.int64, device=device)
-    kept, missed = [], []
+    kept, missed, ones = [], [], None
     for batch, segment, filled in batches():
         batch, segment = _rows(batch, segment, filled, static)
         labels, margin, lost = forward(batch, segment < segments)
-        counts.index_add_(0, segment * num_classes + labels, torch.ones_like(labels))
+        ones = torch.ones_like(labels) if ones is None else ones  # the first batch is the largest
+        counts.index_add_(0, segment * num_classes + labels, ones[: len(labels)])
         if len(margin):  # copies: CUDA-graph outputs are overwritten by the next replay
             kept.append((labels.clone(), margin.clone()))
             missed.append(lost.clone())
@@ -287,7 +288,10 @@ def _count_block(forward, batches, segments: int, num_classes: int, static: bool
 def _relabel_missed(model, batches, counts, kept, missed, num_classes, static, tie_margin) -> None:
     """Give every near tie of the batches with missed rechecks its float32 label (eager, only
     those rows), correcting ``counts`` in place; the noise is drawn again, identically."""
+    last = int(missed.nonzero().max())
     for i, (batch, segment, filled) in enumerate(batches()):
+        if i > last:  # no noise to draw past the last batch that needs it
+            break
         if not missed[i]:
             continue
         batch, segment = _rows(batch, segment, filled, static)
