@@ -59,6 +59,9 @@ SIZES = {
                   train=(("tiny_cnn", 256, 128),), smooth_images=1, synthetic=(512, 2, 128)),
 }  # fmt: skip
 
+# What a run measures, in this order; --phases picks some (a GPU run split over time-limited calls).
+PHASES = ("certify", "pag", "train", "pipeline", "fidelity")
+
 
 def cohen_counts(model, x, num: int, batch: int, generator) -> np.ndarray:
     """The straightforward loop of Cohen et al.'s code: repeat x, draw fp32 noise, forward (IEEE
@@ -110,8 +113,10 @@ def forward_flops(model, xs) -> float:
     return total
 
 
-def bench_certify(model, xs, s: dict, device, repeats: int, compile_mode: str | None):
-    """s/image of the baseline loop and of the certify_many variants; returns (figures, counts)."""
+def bench_certify(model, xs, s: dict, device, repeats: int, compile_mode: str | None, save=None):
+    """s/image of the baseline loop and of the certify_many variants; returns (figures, counts).
+    ``save(figures)``, if given, is called after each figure (partial results survive a stop)."""
+    save = save or (lambda figures: None)
     gpu = device.type == "cuda"
     fast_model = copy.deepcopy(model).to(memory_format=torch.channels_last) if gpu else model
     low = [p for p in s["precisions"] if p != "fp32"]
@@ -127,6 +132,7 @@ def bench_certify(model, xs, s: dict, device, repeats: int, compile_mode: str | 
     baseline = lib.spread([t / len(base) for t in times], "s/image", images=len(base),
                           batch=s["base_batch"])  # fmt: skip
     figures, counts = {"certify_baseline_fp32": baseline}, {}
+    save(figures)
     work = forward_flops(model, xs) * (s["n"] + s["n0"])  # FLOPs per certified image
     peak = next((v for k, v in lib.PEAK_BF16.items() if k in device_name(device)), None)
     for name, (precision, mode, tie_margin) in variants.items():
@@ -136,6 +142,7 @@ def bench_certify(model, xs, s: dict, device, repeats: int, compile_mode: str | 
             lib.fast_counts(fast_model, xs[:1], s, s["batch"], **kw)
         except Exception as err:  # an optional compiler failing must not lose the other figures
             figures[f"certify_fast_{name}"] = {"error": f"{type(err).__name__}: {err}"[:500]}
+            save(figures)
             continue
         warm = time.perf_counter() - start
         times, counts[name] = lib.repeat(
@@ -151,6 +158,7 @@ def bench_certify(model, xs, s: dict, device, repeats: int, compile_mode: str | 
             figure["compute_bound_s_per_image"] = work / peak
             figure["ratio_to_compute_bound"] = median(per_image) * peak / work
         figures[f"certify_fast_{name}"] = figure
+        save(figures)
     return figures, counts
 
 
@@ -221,6 +229,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--tie_margin", type=float, default=0.1, help="also time each low precision "
                    "with fp32 relabelling below this top-2 logit margin (0: do not)")  # fmt: skip
+    p.add_argument("--phases", default=",".join(PHASES), help="what to measure, comma-separated, "
+                   f"in this order: {', '.join(PHASES)} (fidelity needs certify)")  # fmt: skip
     p.add_argument("--freeze", action="store_true", help="with --compile: inductor freezing "
                    "(folds batch norm into the convolutions)")  # fmt: skip
     args = p.parse_args(argv)
@@ -236,8 +246,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.precisions = (args.precisions or default).split(",")
     if args.precisions[0] != "fp32" or not set(args.precisions) <= set(fastcert.PRECISIONS):
         p.error(f"--precisions: fp32 first, then any of {', '.join(fastcert.PRECISIONS)}")
+    args.phases = args.phases.split(",")
+    if not set(args.phases) <= set(PHASES) or len(set(args.phases)) < len(args.phases):
+        p.error(f"--phases: a comma-separated choice of {', '.join(PHASES)}")
+    if "fidelity" in args.phases and "certify" not in args.phases:
+        p.error("--phases: fidelity compares the certify phase's counts; add certify")
     args.weights = args.weights or ("random" if args.quick else "synthetic")
     return args
+
+
+def header(args: argparse.Namespace, s: dict, device: torch.device) -> dict:
+    """Everything of the result JSON but the measurements: run, device, versions, settings."""
+    return {
+        "mode": args.mode, "quick": args.quick, "repeats": args.repeats, "phases": args.phases,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": device_name(device), "sizes": s,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+                     **lib.tool_versions()},
+        "settings": {"cudnn_benchmark": torch.backends.cudnn.benchmark,
+                     "tf32_in_statistics": False,  # robust.precision.ieee_fp32
+                     "tf32_outside_statistics": tf32_flags(),
+                     "sigma": SIGMA, "alpha": ALPHA, "seed": SEED, "compile": args.compile,
+                     "inductor_freezing": args.freeze},
+        "reference": {"resnet110_gflop_per_forward": 0.506, "h100_peak_bf16_tflops": 989,
+                      "resnet110_h100_compute_bound_s_per_image": lib.RN110_H100_BOUND},
+        "figures": {}, "phase_seconds": {}, "complete": False,
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,8 +291,19 @@ def main(argv: list[str] | None = None) -> int:
         from torch._inductor import config as inductor_config
 
         inductor_config.freezing = True
-    started, phases = time.perf_counter(), {}
+    started = time.perf_counter()
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None  # other jobs skew CPU runs
+    result = header(args, s, device)
+    figures, phases = result["figures"], result["phase_seconds"]
+
+    def save(complete: bool = False) -> None:
+        """Write what is measured so far: a run stopped by a time limit keeps its finished parts."""
+        result["goals"] = fidelity.goals(result)
+        result["seconds_total"] = time.perf_counter() - started
+        load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
+        result["load_average_1_5_15min"] = {"start": load_start, "end": load_end}
+        result["complete"] = complete
+        write_json(args.out, result)
 
     def phase(name: str, fn, *fn_args):
         start = time.perf_counter()
@@ -265,38 +311,30 @@ def main(argv: list[str] | None = None) -> int:
         phases[name] = time.perf_counter() - start
         return out
 
-    model, pool, weights = phase("model", prepare, args, s, device)
+    model, pool, result["weights"] = phase("model", prepare, args, s, device)
     xs = pool[: s["images"]]  # timed; the fidelity checks look at the whole pool
-    figures, counts = phase(
-        "certify", bench_certify, model, xs, s, device, args.repeats, args.compile
-    )
-    figures.update(phase("pag", lib.bench_pag, model, xs, s, device, args.repeats))
-    figures.update(phase("train", lib.bench_train, s, device, args.repeats))
-    figures.update(
-        phase("pipeline", lib.bench_pipeline, ROOT, args.repeats, args.quick, args.pipeline_repo)
-    )
-    checks = phase("fidelity", fidelity.fidelity, model, pool, s, device, counts)
-    result = {
-        "mode": args.mode, "quick": args.quick, "repeats": args.repeats,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(device), "weights": weights, "sizes": s,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-                     **lib.tool_versions()},
-        "settings": {"cudnn_benchmark": torch.backends.cudnn.benchmark,
-                     "tf32_in_statistics": False,  # robust.precision.ieee_fp32
-                     "tf32_outside_statistics": tf32_flags(),
-                     "sigma": SIGMA, "alpha": ALPHA, "seed": SEED, "compile": args.compile,
-                     "inductor_freezing": args.freeze},
-        "reference": {"resnet110_gflop_per_forward": 0.506, "h100_peak_bf16_tflops": 989,
-                      "resnet110_h100_compute_bound_s_per_image": lib.RN110_H100_BOUND},
-        "figures": figures, "fidelity": checks, "phase_seconds": phases,
-    }  # fmt: skip
-    result["goals"] = fidelity.goals(result)
-    result["seconds_total"] = time.perf_counter() - started
-    load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
-    result["load_average_1_5_15min"] = {"start": load_start, "end": load_end}
-    write_json(args.out, result)
+
+    def save_certify(partial: dict) -> None:
+        figures.update(partial)
+        save()
+
+    counts = {}
+    if "certify" in args.phases:
+        certify = (model, xs, s, device, args.repeats, args.compile, save_certify)
+        counts = phase("certify", bench_certify, *certify)[1]
+    if "pag" in args.phases:
+        figures.update(phase("pag", lib.bench_pag, model, xs, s, device, args.repeats))
+        save()
+    if "train" in args.phases:
+        figures.update(phase("train", lib.bench_train, s, device, args.repeats))
+        save()
+    if "pipeline" in args.phases:
+        root, quick, built = ROOT, args.quick, args.pipeline_repo
+        figures.update(phase("pipeline", lib.bench_pipeline, root, args.repeats, quick, built))
+        save()
+    if "fidelity" in args.phases:
+        result["fidelity"] = phase("fidelity", fidelity.fidelity, model, pool, s, device, counts)
+    save(complete=True)
     print(f"wrote {args.out} ({result['seconds_total']:.1f} s)")
     return 0
 

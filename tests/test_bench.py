@@ -35,8 +35,8 @@ def quick(tmp_path_factory) -> dict:
 def test_quick_run_writes_all_keys(quick):
     expected = {"mode", "quick", "repeats", "date", "device", "weights", "sizes", "versions",
                 "settings", "reference", "figures", "fidelity", "goals", "phase_seconds",
-                "seconds_total"}  # fmt: skip
-    assert expected <= quick.keys()
+                "seconds_total", "phases", "complete"}  # fmt: skip
+    assert expected <= quick.keys() and quick["complete"] is True
     assert quick["mode"] == "cpu" and quick["quick"] is True
     assert {"python", "torch"} <= quick["versions"].keys()
     assert FIGURES <= quick["figures"].keys()
@@ -76,14 +76,19 @@ def test_quick_run_fidelity_and_goals(quick):
     assert goals["certify bf16"]["pass"] is None and goals["certify bf16"]["note"]
 
 
-def test_gpu_mode_without_cuda_and_bad_precisions(tmp_path, capsys):
-    import torch
-
+def _import_bench():
     sys.path.insert(0, str(BENCH.parent))
     try:
         import bench
     finally:
         sys.path.remove(str(BENCH.parent))
+    return bench
+
+
+def test_gpu_mode_without_cuda_and_bad_precisions(tmp_path, capsys):
+    import torch
+
+    bench = _import_bench()
     out = tmp_path / "x.json"
     if not torch.cuda.is_available():
         assert bench.main(["--mode", "gpu", "--out", str(out)]) == 2
@@ -91,6 +96,56 @@ def test_gpu_mode_without_cuda_and_bad_precisions(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--mode", "cpu", "--precisions", "bf16", "--out", str(out)])
     assert exit_info.value.code == 2 and "fp32 first" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_stopped_run_keeps_its_finished_figures(tmp_path, monkeypatch):
+    """A GPU call cut off by its time limit must not lose what it measured: the JSON is rewritten
+    after every figure, marked incomplete until the end."""
+    bench = _import_bench()
+
+    def stop(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench.lib, "bench_pag", stop)
+    out = tmp_path / "partial.json"
+    argv = ["--mode", "cpu", "--quick", "--repeats", "1", "--precisions", "fp32", "--tie_margin",
+            "0", "--phases", "certify,pag", "--out", str(out)]  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(argv)
+    got = json.loads(out.read_text())
+    assert got["complete"] is False and got["phases"] == ["certify", "pag"]
+    assert set(got["figures"]) == {"certify_baseline_fp32", "certify_fast_fp32"}
+    assert got["figures"]["certify_fast_fp32"]["median"] > 0 and "fidelity" not in got
+    goals = {row["goal"]: row for row in got["goals"]}
+    assert goals["PAG noisy gradient evaluations/s"]["value"] is None
+    assert goals["certify fp32"]["value"]["fidelity_passes"] is None
+    exact = goals["certify_many fp32 exact (batch size, Smooth.certify)"]
+    assert exact["value"] is None and exact["pass"] is None
+
+
+def test_phases_run_alone_and_complete(tmp_path):
+    out = tmp_path / "pag.json"
+    bench = _import_bench()
+    argv = ["--mode", "cpu", "--quick", "--repeats", "1", "--phases", "pag", "--out", str(out)]
+    assert bench.main(argv) == 0
+    got = json.loads(out.read_text())
+    assert got["complete"] is True and set(got["phase_seconds"]) == {"model", "pag"}
+    assert set(got["figures"]) == {"pag_fp32", "pag_bf16"}
+    goals = {row["goal"]: row for row in got["goals"]}
+    assert goals["PAG noisy gradient evaluations/s"]["value"] > 0
+
+
+@pytest.mark.parametrize(
+    ("phases", "message"),
+    [("fidelity", "add certify"), ("certify,plots", "comma-separated choice"),
+     ("pag,pag", "comma-separated choice")],
+)  # fmt: skip
+def test_bad_phases_are_refused_before_any_work(tmp_path, capsys, phases, message):
+    out = tmp_path / "x.json"
+    with pytest.raises(SystemExit) as exit_info:
+        _import_bench().main(["--mode", "cpu", "--phases", phases, "--out", str(out)])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not out.exists()
 
 
