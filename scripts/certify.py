@@ -41,8 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def certify_block(run, args: argparse.Namespace, idxs: list[int], xs) -> list[tuple[int, float]]:
-    """(prediction or ABSTAIN, radius) for the images xs [B, C, H, W] with dataset indices idxs."""
+def certify_block(run, args, idxs: list[int], xs, ties) -> list[tuple[int, float]]:
+    """(prediction or ABSTAIN, radius) for the images xs [B, C, H, W] with dataset indices idxs;
+    what the tie margin did is added to ``ties`` (a ``fastcert.TieStats``)."""
     from robust import fastcert
 
     return fastcert.certify_many(
@@ -50,7 +51,19 @@ def certify_block(run, args: argparse.Namespace, idxs: list[int], xs) -> list[tu
         args.alpha, args.batch, args.chunk, args.seed, precision=args.precision,
         channels_last=args.channels_last,
         compile_mode=None if args.compile == "none" else args.compile, tie_margin=args.tie_margin,
+        stats=ties,
     )  # fmt: skip
+
+
+def log_ties(args: argparse.Namespace, ties) -> None:
+    """One log line on the tie margin's work (bf16/fp16 with a margin only). Only the log has it:
+    a resumed run sees just its own rows, and the declared outputs must not depend on that."""
+    if ties.samples:
+        cli.LOG.info(
+            "tie_margin %s: %d of %d noisy samples (%.3f%%) labelled by float32, %d labels changed"
+            " (the images certified by this invocation)", args.tie_margin, ties.near_ties,
+            ties.samples, 100 * ties.near_ties / ties.samples, ties.changed,
+        )  # fmt: skip
 
 
 def write_curve(path: Path, radius, correct) -> None:
@@ -73,15 +86,16 @@ def write_curve(path: Path, radius, correct) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log)
-    from robust import metrics
+    from robust import fastcert, metrics
 
-    run = smoothing_run.SmoothingRun(args, HEADER)
+    run, ties = smoothing_run.SmoothingRun(args, HEADER), fastcert.TieStats()
     for idxs, xs, labels in run.blocks(args.block):
         timer = cli.Timer()
-        answers = certify_block(run, args, idxs, xs)
+        answers = certify_block(run, args, idxs, xs, ties)
         seconds = timer.seconds / len(idxs)  # the block's wall-clock time, split evenly
         for i, label, (prediction, radius) in zip(idxs, labels, answers, strict=True):
             run.append((i, label, prediction, f"{radius:.3}", int(prediction == label)), seconds)
+    log_ties(args, ties)
     table = run.rows.finish(args.out)
     radius, correct = table["radius"].astype(float), table["correct"].astype(int)
     write_curve(args.curve, radius, correct)

@@ -81,11 +81,16 @@ def test_rows_equal_smooth_certify_for_every_block_size(workdir):
 
 def test_bf16_with_an_unbounded_tie_margin_certifies_as_fp32(workdir):
     """Every sample is a 'near tie' under an infinite margin, so each label comes from the fp32
-    pass: the rows must be fp32's, and the summary records the settings."""
-    fp32, _ = certify(workdir, 2, "fp32")
+    pass: the rows must be fp32's, the summary records the settings and the log what the margin
+    did (fp32 logs nothing of the kind)."""
+    fp32, _ = certify(workdir, 2, "fp32", tie_margin=float("inf"))
     rows, summary = certify(workdir, 2, "bf16_inf", precision="bf16", tie_margin=float("inf"))
     assert [row[:5] for row in rows] == [row[:5] for row in fp32]
     assert summary["precision"] == "bf16" and summary["tie_margin"] == float("inf")
+    samples = MAX_IMAGES * (N0 + N)
+    line = f"tie_margin inf: {samples} of {samples} noisy samples (100.000%) labelled by float32"
+    assert line in (workdir / "bf16_inf" / "cert.log").read_text()
+    assert "tie_margin" not in (workdir / "fp32" / "cert.log").read_text()
 
 
 def test_curve_is_the_certified_accuracy_on_a_radius_grid(workdir):

@@ -136,11 +136,13 @@ def test_channels_last_runs(images):
     assert len(answers) == 3
 
 
-def tie_reference(model, xs, idxs, tie_margin: float) -> torch.Tensor:
+def tie_reference(model, xs, idxs, tie_margin: float) -> tuple[torch.Tensor, fastcert.TieStats]:
     """Counts [B, 2, K] of the defined classifier, written out directly: the fp32 label where the
     bf16 top-2 margin is below tie_margin, the bf16 label elsewhere (both labels of every sample
-    from full passes; per-sample outputs do not depend on the batch on the CPU)."""
+    from full passes; per-sample outputs do not depend on the batch on the CPU); and its tie
+    statistics."""
     counts = torch.zeros(len(idxs) * 2 * K, dtype=torch.int64)
+    stats = fastcert.TieStats(samples=len(idxs) * (N0 + N))
     with torch.no_grad():
         for batch, segment, filled in noisy_batches(xs, idxs, SIGMA, STREAMS, 500, CHUNK, SEED):
             batch, segment = batch[:filled], segment[:filled]
@@ -148,9 +150,12 @@ def tie_reference(model, xs, idxs, tie_margin: float) -> torch.Tensor:
                 low = model(batch).float()
             top2 = low.topk(2, dim=1).values
             near = top2[:, 0] - top2[:, 1] < tie_margin
-            labels = torch.where(near, model(batch).argmax(1), low.argmax(1))
+            fp32 = model(batch).argmax(1)
+            labels = torch.where(near, fp32, low.argmax(1))
             counts.index_add_(0, segment * K + labels, torch.ones_like(labels))
-    return counts.view(len(idxs), 2, K)
+            stats.near_ties += int(near.sum())
+            stats.changed += int((near & (fp32 != low.argmax(1))).sum())
+    return counts.view(len(idxs), 2, K), stats
 
 
 def test_tie_margin_brings_back_the_fp32_labels(model, images):
@@ -166,25 +171,41 @@ def test_tie_margin_brings_back_the_fp32_labels(model, images):
 
 
 @pytest.fixture(scope="module")
-def tie_expected(model, images) -> torch.Tensor:
-    expected = tie_reference(model, *images, 0.005)
-    assert not torch.equal(expected, tie_reference(model, *images, 0.0))  # the margin matters
-    return expected
+def tie_expected(model, images) -> tuple[torch.Tensor, fastcert.TieStats]:
+    expected, stats = tie_reference(model, *images, 0.005)
+    assert not torch.equal(expected, tie_reference(model, *images, 0.0)[0])  # the margin matters
+    assert 0 < stats.changed < stats.near_ties < stats.samples
+    return expected, stats
 
 
 @pytest.mark.parametrize("share", [1 / 500, 1 / 16, 1.0])
 def test_tie_recheck_is_one_fixed_classifier(model, images, tie_expected, monkeypatch, share):
-    """Counts equal the per-sample definition for any batch size, block and recheck share (the
-    smallest share overflows and takes the every-row fallback)."""
+    """Counts and tie statistics equal the per-sample definition for any batch size, block and
+    recheck share (the smallest share overflows and takes the after-block fallback)."""
     xs, idxs = images
-    expected = tie_expected
+    expected, expected_stats = tie_expected
     monkeypatch.setattr(fastcert, "RECHECK_SHARE", share)
     for batch_size, block in ((500, None), (64, 1), (257, 2)):
+        stats = fastcert.TieStats()
         counts = sample_counts_many(
             model, xs, idxs, K, SIGMA, STREAMS, batch_size, CHUNK, SEED, "bf16",
-            images_per_block=block, tie_margin=0.005,
+            images_per_block=block, tie_margin=0.005, stats=stats,
         )  # fmt: skip
         assert torch.equal(counts, expected), (share, batch_size, block)
+        assert stats == expected_stats, (share, batch_size, block)
+
+
+def test_tie_stats_add_up_and_stay_empty_without_a_margin(model, images):
+    xs, idxs = images
+    stats = fastcert.TieStats()
+    for precision, tie_margin in (("fp32", 0.005), ("bf16", 0.0)):
+        sample_counts_many(model, xs, idxs, K, SIGMA, STREAMS, 500, CHUNK, SEED, precision,
+                           tie_margin=tie_margin, stats=stats)  # fmt: skip
+    assert stats == fastcert.TieStats()  # nothing was relabelled
+    for _ in range(2):  # summed over calls
+        sample_counts_many(model, xs, idxs, K, SIGMA, STREAMS, 500, CHUNK, SEED, "bf16",
+                           tie_margin=math.inf, stats=stats)  # fmt: skip
+    assert stats.samples == stats.near_ties == 2 * 3 * (N0 + N) and stats.changed > 0
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ import functools
 import math
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +38,7 @@ from robust.stats import clopper_pearson_lower, norm_ppf
 
 __all__ = [
     "PRECISIONS",
+    "TieStats",
     "certify_from_counts",
     "certify_many",
     "noisy_batches",
@@ -48,6 +50,17 @@ __all__ = [
 RECHECK_SHARE = 1 / 16
 # Compiled forwards per model and settings, so repeated calls reuse one compilation.
 _COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class TieStats:
+    """What a tie margin did, summed over the calls it is passed to: of ``samples`` noisy samples,
+    ``near_ties`` had a low-precision top-2 margin below it and took a float32 pass's label;
+    ``changed`` of those got a label other than the low-precision one."""
+
+    samples: int = 0
+    near_ties: int = 0
+    changed: int = 0
 
 
 def _stream_id(stream: str | int) -> int:
@@ -123,13 +136,14 @@ def _make_forward(
     tie_margin: float,
     recheck: int,
 ) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]:
-    """(batch [b, C, H, W] float32, valid [b] bool) -> (labels [b] int64, margin [b], missed []).
+    """(batch [b, C, H, W] float32, valid [b] bool) -> (labels [b] int64, margin [b], ties [3]).
 
     Without a recheck (``recheck`` 0) the labels are the forward pass's at ``precision`` (margin and
-    missed are then empty placeholders). With one, the ``recheck`` valid rows of smallest top-2
-    logit margin (low precision, float32 units; +inf on invalid rows) are run again in float32,
-    and those whose margin is below ``tie_margin`` take the float32 label; ``missed`` counts the
-    valid rows under the margin that did not fit in the recheck (still low-precision labels).
+    ties are then placeholders). With one, the ``recheck`` valid rows of smallest top-2 logit
+    margin (low precision, float32 units; +inf on invalid rows) are run again in float32, and
+    those whose margin is below ``tie_margin`` take the float32 label. ``ties`` (int64) counts the
+    valid rows under the margin, those of them relabelled here (the rest, missed, keep their
+    low-precision labels for now) and the relabelled rows whose label changed.
     Optionally compiled (static shapes: ``recheck`` is fixed per forward).
     """
     dtype = AUTOCAST.get(precision)
@@ -142,14 +156,15 @@ def _make_forward(
             logits = model(batch)
         labels = logits.argmax(dim=1)
         if not recheck:
-            return labels, labels[:0], torch.zeros((), dtype=torch.int64, device=batch.device)
+            return labels, labels[:0], torch.zeros(3, dtype=torch.int64, device=batch.device)
         top2 = logits.float().topk(2, dim=1).values
         margin = torch.where(valid, top2[:, 0] - top2[:, 1], math.inf)  # padding never rechecks
         rows = torch.topk(margin, min(recheck, len(margin)), largest=False).indices
-        near = margin[rows] < tie_margin
+        near, low = margin[rows] < tie_margin, labels[rows]
         exact = model(batch[rows]).argmax(dim=1)  # float32: outside the autocast region
-        labels = labels.scatter(0, rows, torch.where(near, exact, labels[rows]))
-        return labels, margin, (margin < tie_margin).sum() - near.sum()
+        labels = labels.scatter(0, rows, torch.where(near, exact, low))
+        ties = [(margin < tie_margin).sum(), near.sum(), (near & (exact != low)).sum()]
+        return labels, margin, torch.stack(ties)
 
     if compile_mode is None:
         return forward
@@ -195,6 +210,7 @@ def sample_counts_many(
     compile_mode: str | None = None,
     images_per_block: int | None = None,
     tie_margin: float = 0.0,
+    stats: TieStats | None = None,
 ) -> Tensor:
     """Top-1 label counts of the base classifier on every (image, stream) noise segment.
 
@@ -221,6 +237,7 @@ def sample_counts_many(
             are where low precision flips labels. Up to ``RECHECK_SHARE`` of each batch is
             re-run in the batch's pass (static shapes); a batch with more near ties has the rest
             relabelled after its block is read back (its noise drawn again).
+        stats: if given, what the tie margin did is added to it (unchanged without a margin).
 
     Returns:
         int64 counts [B, len(streams), K] on the CPU; independent of batch_size,
@@ -249,12 +266,17 @@ def sample_counts_many(
                 chunk_size, seed,
             )  # fmt: skip
             segments = len(ids) * len(streams)
-            counts, kept, missed = _count_block(
+            counts, kept, ties = _count_block(
                 forward, batches, segments, num_classes, static, xs.device
             )
+            missed, changed = ties[:, 0] - ties[:, 1], int(ties[:, 2].sum())
             if missed.any():  # more near ties than recheck rows in some batches: finish those
                 fix = (model, batches, counts, kept, missed, num_classes, static, tie_margin)
-                _relabel_missed(*fix)
+                changed += _relabel_missed(*fix)
+            if stats is not None and rechecks:
+                stats.samples += len(ids) * sum(num for _, num in streams)
+                stats.near_ties += int(ties[:, 0].sum())
+                stats.changed += changed
             results.append(counts.cpu()[: segments * num_classes])
     return torch.cat(results).view(len(idxs), len(streams), num_classes)
 
@@ -268,27 +290,29 @@ def _rows(batch: Tensor, segment: Tensor, filled: int, static: bool) -> tuple[Te
 
 def _count_block(forward, batches, segments: int, num_classes: int, static: bool, device):
     """One block: flat counts [(segments + 1) * K] on the device (the last K swallow padding
-    rows) and, when rechecking, each batch's (labels, margin) and its missed rechecks on the host
-    (read back once per block; the counts follow without waiting on the device again)."""
+    rows) and, when rechecking, each batch's (labels, margin) and its tie counts [batches, 3] on
+    the host (see ``_make_forward``; read back once per block, and the counts follow without
+    waiting on the device again)."""
     counts = torch.zeros((segments + 1) * num_classes, dtype=torch.int64, device=device)
-    kept, missed, ones = [], [], None
+    kept, ties, ones = [], [], None
     for batch, segment, filled in batches():
         batch, segment = _rows(batch, segment, filled, static)
-        labels, margin, lost = forward(batch, segment < segments)
+        labels, margin, batch_ties = forward(batch, segment < segments)
         ones = torch.ones_like(labels) if ones is None else ones  # the first batch is the largest
         counts.index_add_(0, segment * num_classes + labels, ones[: len(labels)])
         if len(margin):  # copies: CUDA-graph outputs are overwritten by the next replay
             kept.append((labels.clone(), margin.clone()))
-            missed.append(lost.clone())
-    if not missed:  # no recheck: nothing to read back before the counts
-        return counts, kept, torch.zeros(0, dtype=torch.int64)
-    return counts, kept, torch.stack(missed).cpu()
+            ties.append(batch_ties.clone())
+    if not ties:  # no recheck: nothing to read back before the counts
+        return counts, kept, torch.zeros((0, 3), dtype=torch.int64)
+    return counts, kept, torch.stack(ties).cpu()
 
 
-def _relabel_missed(model, batches, counts, kept, missed, num_classes, static, tie_margin) -> None:
+def _relabel_missed(model, batches, counts, kept, missed, num_classes, static, tie_margin) -> int:
     """Give every near tie of the batches with missed rechecks its float32 label (eager, only
-    those rows), correcting ``counts`` in place; the noise is drawn again, identically."""
-    last = int(missed.nonzero().max())
+    those rows), correcting ``counts`` in place; the noise is drawn again, identically. Returns
+    how many of those labels changed."""
+    last, changed = int(missed.nonzero().max()), 0
     for i, (batch, segment, filled) in enumerate(batches()):
         if i > last:  # no noise to draw past the last batch that needs it
             break
@@ -301,6 +325,8 @@ def _relabel_missed(model, batches, counts, kept, missed, num_classes, static, t
         exact[near] = model(batch[near]).argmax(dim=1)  # float32, IEEE (caller's context)
         for sign, table in ((-1, labels), (1, exact)):
             counts.index_add_(0, segment * num_classes + table, torch.full_like(table, sign))
+        changed += int((exact != labels).sum())
+    return changed
 
 
 def certify_from_counts(
@@ -338,6 +364,7 @@ def certify_many(
     compile_mode: str | None = None,
     images_per_block: int | None = None,
     tie_margin: float = 0.0,
+    stats: TieStats | None = None,
 ) -> list[tuple[int, float]]:
     """CERTIFY (Cohen et al.) for images xs [B, C, H, W], with ``Smooth.certify``'s noise.
 
@@ -352,5 +379,6 @@ def certify_many(
     counts = sample_counts_many(
         model, xs, idxs, num_classes, sigma, (("selection", n0), ("estimation", n)), batch_size,
         chunk_size, seed, precision, channels_last, compile_mode, images_per_block, tie_margin,
+        stats,
     )  # fmt: skip
     return certify_from_counts(counts, n, alpha, sigma)
