@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robust import report
+from robust import latex, report, results
 
 GRID_STEP = 0.01
 
@@ -35,9 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def load_run(certify_dir: Path, run: str) -> dict:
     """The run's sidecar JSON plus its per-image radius/correct arrays."""
     path = certify_dir / f"{run}.json"
-    meta = report.load_json(path)
-    sigma = float(report.require(meta, "sigma", path))
-    radius, correct = report.read_certify(certify_dir / f"{run}.tsv")
+    meta = results.load_json(path)
+    sigma = float(results.require(meta, "sigma", path))
+    radius, correct = results.read_certify(certify_dir / f"{run}.tsv")
     train_sigma = float(meta.get("train_sigma", sigma))
     return {"sigma": sigma, "train_sigma": train_sigma, "radius": radius, "correct": correct}
 
@@ -48,17 +48,17 @@ def draw(plt, runs: list[dict], radii: list[float], reference: dict, legend: str
     fig, ax = plt.subplots(figsize=(3.4, 2.5))
     for i, run in enumerate(runs):
         color = f"C{i}"
-        label = rf"$\sigma$ = {report.format_float(run[legend])}"
+        label = rf"$\sigma$ = {latex.format_float(run[legend])}"
         if legend == "train_sigma":
             label = "train " + label
         elif not math.isclose(run["sigma"], run["train_sigma"]):
-            label += f" (train {report.format_float(run['train_sigma'])})"
-        curve = report.certified_accuracy(run["radius"], run["correct"], grid)
+            label += f" (train {latex.format_float(run['train_sigma'])})"
+        curve = results.certified_accuracy(run["radius"], run["correct"], grid)
         ax.plot(grid, curve, color=color, label=label)
-        published = report.lookup(reference, run["sigma"])
+        published = results.lookup(reference, run["sigma"])
         if published is None or not math.isclose(run["sigma"], run["train_sigma"]):
             continue
-        points = [(r, report.lookup(published, r)) for r in radii]
+        points = [(r, results.lookup(published, r)) for r in radii]
         points = [(r, v) for r, v in points if v is not None]
         if points:
             xs, ys = zip(*points, strict=True)
@@ -76,7 +76,7 @@ def build(args: argparse.Namespace) -> None:
     if min(args.radii) < 0 or max(args.radii) <= 0:
         raise report.ReportError("radii must be non-negative with a positive maximum")
     runs = [load_run(args.certify_dir, run) for run in args.runs]
-    reference = report.read_reference(args.reference)
+    reference = results.read_reference(args.reference)
     plt = report.use_style()
     fig = draw(plt, runs, args.radii, reference, args.legend)
     report.save_figure(fig, args.out)

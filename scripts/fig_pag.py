@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from robust import report
+from robust import latex, report, results
 
 # Layout in inches: image cell, gaps between cells, room for titles (top, new block) and captions.
 CELL, COL_GAP, ROW_GAP, BLOCK_GAP, TOP, BOTTOM, PAD = 1.0, 0.05, 0.2, 0.32, 0.4, 0.2, 0.05
@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_columns(pag_dir: Path, columns: list[str], rows: list[int]) -> list[dict]:
     """PAG records of the columns; checks they share their pairs and that the rows exist."""
-    records = [report.load_pag(pag_dir / f"{column}.pt") for column in columns]
+    records = [results.load_pag(pag_dir / f"{column}.pt") for column in columns]
     first = records[0]
     for column, record in zip(columns[1:], records[1:], strict=True):
         if not all(torch.equal(record[k], first[k]) for k in ("labels", "targets")):
@@ -96,12 +96,12 @@ def draw(plt, grid: list[list], labels: list[str], titles: list[list], left: flo
 
 def layout_fixed_eps(records: list[dict], rows: list[int], eps: float, paths: list[Path]):
     """Rows = pairs; columns = Original + one per record, all at generation radius eps."""
-    index = [report.eps_index(r, eps, path) for r, path in zip(records, paths, strict=True)]
+    index = [results.eps_index(r, eps, path) for r, path in zip(records, paths, strict=True)]
     grid = [
         [cell(records[0], None, p)] + [cell(r, e, p) for r, e in zip(records, index, strict=True)]
         for p in rows
     ]
-    head = ["Original"] + [report.pag_title(r) for r in records]
+    head = ["Original"] + [results.pag_title(r) for r in records]
     titles = [head] + [[None] * len(head) for _ in rows[1:]]
     return grid, [pair_label(records[0], p) for p in rows], titles
 
@@ -117,10 +117,8 @@ def layout_eps_sweep(records: list[dict], rows: list[int], paths: list[Path]):
         for k, record in enumerate(records):
             original = cell(record, None, p) if k == 0 else None
             grid.append([original] + [cell(record, e, p) for e in range(len(eps))])
-            labels.append(report.pag_title(record))
-            head = [pair_label(record, p)] + [
-                rf"$\epsilon$ = {report.format_float(e)}" for e in eps
-            ]
+            labels.append(results.pag_title(record))
+            head = [pair_label(record, p)] + [rf"$\epsilon$ = {latex.format_float(e)}" for e in eps]
             titles.append(head if k == 0 else [None] * len(head))
     return grid, labels, titles
 

@@ -72,7 +72,7 @@ def draw_sweep(ax, summary: dict, name: str, key: str, columns: list[str], colou
 
 
 def build(summary: dict, out: Path) -> None:
-    from robust import report
+    from robust import latex, report
 
     plt = report.use_style()
     # JSON keys are sorted; settings.columns keeps the order of the table (baseline first).
@@ -101,7 +101,7 @@ def build(summary: dict, out: Path) -> None:
                 ax.set_ylim(-0.03, 1.03)
         arrow = r"$\uparrow$" if spec["better"] == "max" else r"$\downarrow$"
         axes[row][0].set_ylabel(f"{spec['group']}\n{spec['label']} {arrow}")
-    at = report.format_float(summary["paired"]["eps"])
+    at = latex.format_float(summary["paired"]["eps"])
     axes[-1][0].set_xlabel(r"generation $\epsilon$")
     axes[0][0].set_title("against generation radius")
     for col, (label, _, _) in enumerate(panels, start=1):
@@ -120,11 +120,11 @@ def build(summary: dict, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log)
-    from robust import report
+    from robust import results
 
-    summary = report.load_json(args.metrics)
+    summary = results.load_json(args.metrics)
     for key in ("settings", "metrics", "columns", "paired"):
-        report.require(summary, key, args.metrics)
+        results.require(summary, key, args.metrics)
     build(summary, args.out)
     cli.LOG.info("wrote %s.pdf and %s.png", args.out, args.out)
     return 0

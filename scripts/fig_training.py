@@ -10,7 +10,7 @@ from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator
 
-from robust import report
+from robust import latex, report, results
 
 PER_ROW = 3  # models per row of small multiples
 EPOCH_KEYS = ("epoch", "loss", "test_accuracy", "test_noise_accuracy")
@@ -28,14 +28,14 @@ def load_model(train_dir: Path, model: str) -> dict:
     """The training record with its per-epoch list checked (non-empty, required keys); the record
     of a pretrained model has no epochs, only its provenance."""
     path = train_dir / f"{model}.json"
-    record = report.load_json(path)
-    epochs = report.require(record, "epochs", path)
+    record = results.load_json(path)
+    epochs = results.require(record, "epochs", path)
     if "pretrained" in record:
         return record
     if not epochs:
         raise report.ReportError(f"{path}: no epochs recorded")
     for key in EPOCH_KEYS:
-        report.require(epochs[0], key, path)
+        results.require(epochs[0], key, path)
     return record
 
 
@@ -43,9 +43,9 @@ def model_title(model: str, record: dict) -> str:
     params = record.get("params", {})
     kind = record.get("kind", params.get("kind", ""))
     if kind == "gaussian":
-        return rf"{model} (Gaussian $\sigma$={report.format_float(params.get('sigma', 0.0))})"
+        return rf"{model} (Gaussian $\sigma$={latex.format_float(params.get('sigma', 0.0))})"
     if kind == "adversarial":
-        return rf"{model} (PGD $\epsilon$={report.format_float(params.get('eps', 0.0))})"
+        return rf"{model} (PGD $\epsilon$={latex.format_float(params.get('eps', 0.0))})"
     return f"{model} ({kind})" if kind else model
 
 
@@ -71,7 +71,7 @@ def draw_model(ax_loss, ax_acc, model: str, record: dict) -> None:
     eval_sigma = float(record.get("params", {}).get("eval_sigma", 0.0))
     if eval_sigma > 0:
         noisy = [e["test_noise_accuracy"] for e in epochs]
-        label = rf"noisy ($\sigma$={report.format_float(eval_sigma)})"
+        label = rf"noisy ($\sigma$={latex.format_float(eval_sigma)})"
         ax_acc.plot(x, noisy, color="C2", ls="--", label=label)
     ax_acc.set(ylim=(0.0, 1.0))
     for ax in (ax_loss, ax_acc):

@@ -4,7 +4,7 @@ Two families:
 * fixed names used by paper/main.tex (set-up, summaries and one value per role, e.g.
   \\CleanAccStandard = the first standard model of --models); 'n/a' where a role is absent;
 * one macro per id, ``<Quantity>Of<id>[At<number>]``, for every run, model and PAG column, e.g.
-  \\CertOfCifarOneZeroGaussZeroTwoFiveAtZeroPtFive (names from robust.report.macro_name: letters
+  \\CertOfCifarOneZeroGaussZeroTwoFiveAtZeroPtFive (names from robust.latex.macro_name: letters
   kept, digits spelled out, '.' -> 'Pt'). Fixed names never contain 'Of': the families never clash.
 \\TrainVsCertifyKeys lists the --train_vs_certify keys (comma-separated, may be empty).
 \\ScoreAlignmentComputed is 1 when --score_alignment names a computed result, else 0, and
@@ -20,10 +20,10 @@ import math
 import re
 from pathlib import Path
 
-from robust import report
+from robust import latex, report, results
 from robust.io import write_text
 
-FMT, PCT, NUM, NA = report.format_fraction, report.format_percent, report.format_float, "n/a"
+FMT, PCT, NUM, NA = latex.format_fraction, latex.format_percent, latex.format_float, "n/a"
 DATASET_NAMES = {"cifar10": "CIFAR-10", "imagenet": "ImageNet", "synthetic": "a synthetic dataset"}
 PAG_ROLES = {
     "standard": "Standard",
@@ -70,7 +70,7 @@ def letters(i: int) -> str:
 
 def distinct(values) -> str:
     """Distinct values in first-seen order as words ('90', '90 and 30', 'n/a' when empty)."""
-    return report.join_words(list(dict.fromkeys(values)))
+    return latex.join_words(list(dict.fromkeys(values)))
 
 
 def shared(records: list[dict], key: str, fmt=str) -> str:
@@ -78,16 +78,16 @@ def shared(records: list[dict], key: str, fmt=str) -> str:
     states one protocol), else the distinct values in run order ("1{,}000 and 800") so the text
     stays true."""
     values = list(dict.fromkeys(fmt(r[key]) for r in records))
-    return values[0] if len(values) == 1 else report.join_words(values)
+    return values[0] if len(values) == 1 else latex.join_words(values)
 
 
 def certify_setup(args: argparse.Namespace, runs: list[dict], m: Macros) -> None:
-    m[r"\CertNZero"], m[r"\CertN"] = shared(runs, "n0"), shared(runs, "n", report.format_int)
+    m[r"\CertNZero"], m[r"\CertN"] = shared(runs, "n0"), shared(runs, "n", latex.format_int)
     m[r"\CertAlpha"] = shared(runs, "alpha", NUM)
     m[r"\NumCertImages"] = shared(runs, "n_images")
-    m[r"\SigmaList"] = report.join_words([NUM(r["sigma"]) for r in runs])
+    m[r"\SigmaList"] = latex.join_words([NUM(r["sigma"]) for r in runs])
     m[r"\RadiusMax"] = NUM(max(args.radii))
-    m[r"\RadiiList"] = report.join_words([NUM(r) for r in args.radii])
+    m[r"\RadiiList"] = latex.join_words([NUM(r) for r in args.radii])
     seconds = [float(r["seconds_per_image"]) for r in runs if "seconds_per_image" in r]
     mean = sum(seconds) / len(seconds) if seconds else 0.0
     # Runs with timing.record_time false write 0 s; say so rather than quote a time.
@@ -96,39 +96,39 @@ def certify_setup(args: argparse.Namespace, runs: list[dict], m: Macros) -> None
         if mean > 0
         else "Wall-clock times were not recorded in this run."
     )
-    m[r"\AbstainList"] = report.join_words([FMT(r.get("abstain_rate")) for r in runs])
+    m[r"\AbstainList"] = latex.join_words([FMT(r.get("abstain_rate")) for r in runs])
     for i, run in enumerate(runs):
         m[rf"\Sigma{letters(i)}"] = NUM(run["sigma"])
 
 
 def certify_macros(args: argparse.Namespace, m: Macros) -> None:
-    reference = report.read_reference(args.reference)
+    reference = results.read_reference(args.reference)
     runs = []
     for run in args.runs:
         path = args.certify_dir / f"{run}.json"
-        runs.append(meta := report.load_json(path))
+        runs.append(meta := results.load_json(path))
         for key in ("sigma", "n0", "n", "alpha", "n_images"):
-            report.require(meta, key, path)
+            results.require(meta, key, path)
     certify_setup(args, runs, m)
     clean, clean_ref, diffs = [], [], []
     for run, meta in zip(args.runs, runs, strict=True):
-        radius, correct = report.read_certify(args.certify_dir / f"{run}.tsv")
-        acc = [FMT(a) for a in report.certified_accuracy(radius, correct, [0.0, *args.radii])]
+        radius, correct = results.read_certify(args.certify_dir / f"{run}.tsv")
+        acc = [FMT(a) for a in results.certified_accuracy(radius, correct, [0.0, *args.radii])]
         clean.append(acc[0])
         sigma, train_sigma = float(meta["sigma"]), float(meta.get("train_sigma", meta["sigma"]))
         # Published values exist only for models certified at their training sigma.
         same = math.isclose(sigma, train_sigma)
-        published = (report.lookup(reference, sigma) if same else None) or {}
-        if report.lookup(published, 0.0) is not None:
-            clean_ref.append(FMT(report.lookup(published, 0.0)))
+        published = (results.lookup(reference, sigma) if same else None) or {}
+        if results.lookup(published, 0.0) is not None:
+            clean_ref.append(FMT(results.lookup(published, 0.0)))
         for r, value in zip(args.radii, acc[1:], strict=True):
-            m[report.macro_name("CertOf", run, "At", r)] = value
-            ref = report.lookup(published, r)
+            m[latex.macro_name("CertOf", run, "At", r)] = value
+            ref = results.lookup(published, r)
             if ref is not None:
-                m[report.macro_name("CertRefOf", run, "At", r)] = FMT(ref)
+                m[latex.macro_name("CertRefOf", run, "At", r)] = FMT(ref)
                 diffs.append((abs(float(value) - ref), NUM(sigma), NUM(r)))
-    m[r"\CertCleanList"] = report.join_words(clean)
-    m[r"\CertRefCleanList"] = report.join_words(clean_ref)
+    m[r"\CertCleanList"] = latex.join_words(clean)
+    m[r"\CertRefCleanList"] = latex.join_words(clean_ref)
     comparison_macros(diffs, m)
 
 
@@ -143,13 +143,13 @@ def comparison_macros(diffs: list[tuple[float, str, str]], m: Macros) -> None:
 
 def arch_tt(record: dict) -> str:
     """The architecture name of a training record in typewriter type."""
-    return rf"\texttt{{{report.tex_escape(record.get('arch', NA))}}}"
+    return rf"\texttt{{{latex.tex_escape(record.get('arch', NA))}}}"
 
 
 def training_setup(train: list[dict], m: Macros) -> None:
     params = [t.get("params", {}) for t in train]
     dataset = str(train[0].get("dataset", NA))
-    m[r"\Dataset"] = DATASET_NAMES.get(dataset, report.tex_escape(dataset))
+    m[r"\Dataset"] = DATASET_NAMES.get(dataset, latex.tex_escape(dataset))
     m[r"\NumModels"] = str(len(train))
     m[r"\TrainArch"] = distinct(arch_tt(t) for t in train)
     for name, key in (("Epochs", "epochs"), ("Batch", "batch_size"), ("Lr", "lr")):
@@ -163,24 +163,24 @@ def training_setup(train: list[dict], m: Macros) -> None:
 
 
 def model_macros(args: argparse.Namespace, m: Macros) -> None:
-    train = [report.load_json(args.train_dir / f"{model}.json") for model in args.models]
+    train = [results.load_json(args.train_dir / f"{model}.json") for model in args.models]
     evals = []
     for model in args.models:
-        evals.append(ev := report.load_json(path := args.eval_dir / f"{model}.json"))
-        report.require(ev, "clean_accuracy", path)
+        evals.append(ev := results.load_json(path := args.eval_dir / f"{model}.json"))
+        results.require(ev, "clean_accuracy", path)
     training_setup(train, m)
     robust = [{float(k): v for k, v in ev.get("robust_accuracy", {}).items()} for ev in evals]
     eps = sorted({e for rob in robust for e in rob})
     m[r"\EvalImages"] = str(evals[0].get("n_images", NA))
     m[r"\EvalSteps"] = str(evals[0].get("steps", NA))
-    m[r"\EvalEpsList"] = report.join_words([NUM(e) for e in eps])
+    m[r"\EvalEpsList"] = latex.join_words([NUM(e) for e in eps])
     for model, t, ev, rob in zip(args.models, train, evals, robust, strict=True):
         epochs = t.get("params", {}).get("epochs", len(t.get("epochs", [])))
-        m[report.macro_name("CleanAccOf", model)] = PCT(ev["clean_accuracy"])
-        m[report.macro_name("EpochsOf", model)] = NUM(epochs)
-        m[report.macro_name("ArchOf", model)] = arch_tt(t)
+        m[latex.macro_name("CleanAccOf", model)] = PCT(ev["clean_accuracy"])
+        m[latex.macro_name("EpochsOf", model)] = NUM(epochs)
+        m[latex.macro_name("ArchOf", model)] = arch_tt(t)
         for e, value in rob.items():
-            m[report.macro_name("RobustAccOf", model, "At", e)] = PCT(value)
+            m[latex.macro_name("RobustAccOf", model, "At", e)] = PCT(value)
     kinds = [str(ev.get("kind", t.get("kind", ""))) for t, ev in zip(train, evals, strict=True)]
     first = {kind: kinds.index(kind) for kind in ("standard", "adversarial") if kind in kinds}
     main_eps = headline_eps(eps, evals[first["adversarial"]] if "adversarial" in first else {})
@@ -188,7 +188,7 @@ def model_macros(args: argparse.Namespace, m: Macros) -> None:
     for kind, name in (("standard", "Standard"), ("adversarial", "Adversarial")):
         i = first.get(kind)
         m[rf"\CleanAcc{name}"] = NA if i is None else PCT(evals[i]["clean_accuracy"])
-        value = None if i is None or main_eps is None else report.lookup(robust[i], main_eps)
+        value = None if i is None or main_eps is None else results.lookup(robust[i], main_eps)
         m[rf"\RobustAcc{name}Main"] = NA if value is None else PCT(value)
 
 
@@ -203,15 +203,15 @@ def headline_eps(eps: list[float], adversarial: dict) -> float | None:
 
 def pag_macros(args: argparse.Namespace, m: Macros) -> None:
     paths = [args.pag_dir / f"{column}.pt" for column in args.columns]
-    records = [report.load_pag(path) for path in paths]
+    records = [results.load_pag(path) for path in paths]
     all_eps = [float(e) for e in records[0]["eps"]]
     eps = max(all_eps) if args.fig1_eps is None else args.fig1_eps
     m[r"\PagEpsMain"], m[r"\PagEpsMax"] = NUM(eps), NUM(max(all_eps))
-    m[r"\PagEpsList"] = report.join_words([NUM(e) for e in all_eps])
+    m[r"\PagEpsList"] = latex.join_words([NUM(e) for e in all_eps])
     m[r"\PagNumPairs"] = str(len(records[0]["labels"]))
     m[r"\PagSteps"] = str(records[0].get("steps", NA))
     m[r"\PagStepFactor"] = NUM(records[0]["step_factor"]) if "step_factor" in records[0] else NA
-    smoothed = [r for r in records if report.pag_role(r) == "smoothed"]
+    smoothed = [r for r in records if results.pag_role(r) == "smoothed"]
     m[r"\PagM"] = str(smoothed[0].get("m", NA)) if smoothed else NA
     fixed = smoothed[0].get("fixed_noise") if smoothed else None
     noise = {True: "fixed across steps", False: "drawn afresh at every step"}
@@ -219,10 +219,10 @@ def pag_macros(args: argparse.Namespace, m: Macros) -> None:
     m[r"\PagSigmaSmoothed"] = NUM(smoothed[0]["sigma"]) if smoothed else NA
     by_role: dict[str, str] = {}
     for column, record, path in zip(args.columns, records, paths, strict=True):
-        e = report.eps_index(record, eps, path)
-        prob = FMT(float(report.require(record, "target_prob", path)[e].float().mean()))
-        m[report.macro_name("PagProbOf", column)] = prob
-        by_role.setdefault(report.pag_role(record), prob)  # the first column of each role
+        e = results.eps_index(record, eps, path)
+        prob = FMT(float(results.require(record, "target_prob", path)[e].float().mean()))
+        m[latex.macro_name("PagProbOf", column)] = prob
+        by_role.setdefault(results.pag_role(record), prob)  # the first column of each role
     for role, name in PAG_ROLES.items():
         m[rf"\PagProb{name}"] = by_role.get(role, NA)
 
@@ -230,22 +230,22 @@ def pag_macros(args: argparse.Namespace, m: Macros) -> None:
 def score_alignment_macros(args: argparse.Namespace, m: Macros) -> None:
     """\\ScoreAlignmentComputed (1 when the stage ran, else 0) and \\ScoreAlignmentText, the
     sentence that reports it: mean LPIPS per classifier, or why it was not computed."""
-    record = {} if args.score_alignment is None else report.load_json(args.score_alignment)
+    record = {} if args.score_alignment is None else results.load_json(args.score_alignment)
     computed = record.get("skipped") is False
     if args.score_alignment is None:
         text = "Not computed: the score-alignment stage was not run."
     elif not computed:
-        reason = report.tex_escape(record.get("reason", "no reason recorded"))
+        reason = latex.tex_escape(record.get("reason", "no reason recorded"))
         text = f"Not computed: weights absent ({reason})."
     else:
-        columns = report.require(record, "columns", args.score_alignment)
-        settings = report.require(record, "settings", args.score_alignment)
+        columns = results.require(record, "columns", args.score_alignment)
+        settings = results.require(record, "settings", args.score_alignment)
         parts = [f"{FMT(columns[c]['lpips']['mean'], 3)} for {columns[c]['title']}"
                  for c in settings["columns"]]  # fmt: skip
         text = (
             f"Over {settings['n_images']} test images, with $s = {NUM(settings['score_sigma'])}$ "
             f"and $m = {settings['m']}$, the mean LPIPS distance is "
-            f"{report.join_words(parts)} (Table~\\ref{{tab:score-alignment}})."
+            f"{latex.join_words(parts)} (Table~\\ref{{tab:score-alignment}})."
         )
     m[r"\ScoreAlignmentComputed"] = "1" if computed else "0"
     m[r"\ScoreAlignmentText"] = text
@@ -260,7 +260,7 @@ def build(args: argparse.Namespace) -> None:
             raise report.ReportError(f"train_vs_certify key {key!r}: letters, digits and '-' only")
     macros[r"\TrainVsCertifyKeys"] = ",".join(args.train_vs_certify)
     lines = ["% Generated by scripts/make_numbers.py; macro names are explained in its docstring."]
-    lines += [report.newcommand(name, value) for name, value in macros.items()]
+    lines += [latex.newcommand(name, value) for name, value in macros.items()]
     write_text(args.out, "\n".join(lines) + "\n")
 
 

@@ -13,10 +13,10 @@ import argparse
 import math
 from pathlib import Path
 
-from robust import report
+from robust import latex, report, results
 from robust.io import write_text
 
-FMT = report.format_fraction
+FMT = latex.format_fraction
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,8 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_label(meta: dict) -> str:
     """'$\\sigma = 0.25$', plus the training sigma when it differs from the certification sigma."""
     sigma, train = float(meta["sigma"]), float(meta.get("train_sigma", meta["sigma"]))
-    label = rf"$\sigma = {report.format_float(sigma)}$"
-    return label if math.isclose(sigma, train) else label + f" (train {report.format_float(train)})"
+    label = rf"$\sigma = {latex.format_float(sigma)}$"
+    return label if math.isclose(sigma, train) else label + f" (train {latex.format_float(train)})"
 
 
 def certified_rows(certify_dir: Path, runs: list[str], radii: list[float], reference: dict):
@@ -45,73 +45,73 @@ def certified_rows(certify_dir: Path, runs: list[str], radii: list[float], refer
     """
     labels, ours, published = [], [], []
     for run in runs:
-        meta = report.load_json(path := certify_dir / f"{run}.json")
-        sigma = float(report.require(meta, "sigma", path))
-        radius, correct = report.read_certify(certify_dir / f"{run}.tsv")
+        meta = results.load_json(path := certify_dir / f"{run}.json")
+        sigma = float(results.require(meta, "sigma", path))
+        radius, correct = results.read_certify(certify_dir / f"{run}.tsv")
         labels.append(run_label(meta))
-        ours.append([FMT(a) for a in report.certified_accuracy(radius, correct, radii)])
+        ours.append([FMT(a) for a in results.certified_accuracy(radius, correct, radii)])
         same = math.isclose(sigma, float(meta.get("train_sigma", sigma)))
-        row = (report.lookup(reference, sigma) if same else None) or {}
-        published.append([FMT(report.lookup(row, r)) for r in radii])
+        row = (results.lookup(reference, sigma) if same else None) or {}
+        published.append([FMT(results.lookup(row, r)) for r in radii])
     return labels, ours, published
 
 
 def difference(ours: list[str], published: list[str]) -> list[str]:
     """Signed differences of the displayed two-decimal values ('--' without a published value)."""
     pairs = zip(ours, published, strict=True)
-    return ["--" if p == "--" else report.format_signed(float(o) - float(p)) for o, p in pairs]
+    return ["--" if p == "--" else latex.format_signed(float(o) - float(p)) for o, p in pairs]
 
 
 def certified_table(certify_dir: Path, runs: list[str], radii: list[float], ref_path: Path) -> str:
-    reference = report.read_reference(ref_path)
+    reference = results.read_reference(ref_path)
     labels, ours, published = certified_rows(certify_dir, runs, radii, reference)
     diff = [difference(o, p) for o, p in zip(ours, published, strict=True)]
     blocks = [("Ours", ours, True), ("Cohen et al. (2019)", published, True)]
     blocks.append((r"Ours $-$ Cohen et al.", diff, False))
-    header = [report.table_row([""] + [rf"$r = {report.format_float(r)}$" for r in radii])]
+    header = [latex.table_row([""] + [rf"$r = {latex.format_float(r)}$" for r in radii])]
     body: list[str] = []
     for title, rows, bold in blocks:
         body += [r"\midrule"] if body else []
         body.append(rf"\multicolumn{{{len(radii) + 1}}}{{l}}{{\emph{{{title}}}}} \\")
-        columns = [report.bold_max(c) if bold else list(c) for c in zip(*rows, strict=True)]
+        columns = [latex.bold_max(c) if bold else list(c) for c in zip(*rows, strict=True)]
         cells = zip(*columns, strict=True)
-        body += [report.table_row([lab, *c]) for lab, c in zip(labels, cells, strict=True)]
-    return report.tabular("l" + "c" * len(radii), header, body)
+        body += [latex.table_row([lab, *c]) for lab, c in zip(labels, cells, strict=True)]
+    return latex.tabular("l" + "c" * len(radii), header, body)
 
 
 def training_label(meta: dict) -> str:
     kind = str(meta.get("kind", ""))
     if kind == "gaussian":
-        return rf"Gaussian ($\sigma = {report.format_float(meta.get('train_sigma', 0.0))}$)"
+        return rf"Gaussian ($\sigma = {latex.format_float(meta.get('train_sigma', 0.0))}$)"
     if kind == "adversarial":
-        return rf"PGD ($\epsilon = {report.format_float(meta.get('train_eps', 0.0))}$)"
-    return report.tex_escape(kind)
+        return rf"PGD ($\epsilon = {latex.format_float(meta.get('train_eps', 0.0))}$)"
+    return latex.tex_escape(kind)
 
 
 def accuracy_table(eval_dir: Path, models: list[str]) -> str:
     records = []
     for model in models:
         path = eval_dir / f"{model}.json"
-        meta = report.load_json(path)
-        report.require(meta, "clean_accuracy", path)
-        report.require(meta, "robust_accuracy", path)
+        meta = results.load_json(path)
+        results.require(meta, "clean_accuracy", path)
+        results.require(meta, "robust_accuracy", path)
         records.append(meta)
     robust = [{float(k): v for k, v in m["robust_accuracy"].items()} for m in records]
     eps = sorted({e for r in robust for e in r})
-    columns = [[report.format_percent(meta["clean_accuracy"]) for meta in records]]
-    columns += [[report.format_percent(report.lookup(r, e)) for r in robust] for e in eps]
-    columns = [report.bold_max(col) for col in columns]
+    columns = [[latex.format_percent(meta["clean_accuracy"]) for meta in records]]
+    columns += [[latex.format_percent(results.lookup(r, e)) for r in robust] for e in eps]
+    columns = [latex.bold_max(col) for col in columns]
     span = rf"\multicolumn{{{len(eps)}}}{{c}}{{PGD ($\ell_2$) accuracy (\%)}}"
     header = (
-        [report.table_row(["", "", "", span]), rf"\cmidrule(lr){{4-{3 + len(eps)}}}"] if eps else []
+        [latex.table_row(["", "", "", span]), rf"\cmidrule(lr){{4-{3 + len(eps)}}}"] if eps else []
     )
-    eps_cells = [rf"$\epsilon = {report.format_float(e)}$" for e in eps]
-    header.append(report.table_row(["Model", "Training", r"Clean (\%)", *eps_cells]))
+    eps_cells = [rf"$\epsilon = {latex.format_float(e)}$" for e in eps]
+    header.append(latex.table_row(["Model", "Training", r"Clean (\%)", *eps_cells]))
     body = [
-        report.table_row([rf"\texttt{{{report.tex_escape(model)}}}", training_label(meta), *cells])
+        latex.table_row([rf"\texttt{{{latex.tex_escape(model)}}}", training_label(meta), *cells])
         for model, meta, cells in zip(models, records, zip(*columns, strict=True), strict=True)
     ]
-    return report.tabular("ll" + "c" * (1 + len(eps)), header, body)
+    return latex.tabular("ll" + "c" * (1 + len(eps)), header, body)
 
 
 def build(args: argparse.Namespace) -> None:

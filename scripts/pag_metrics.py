@@ -34,15 +34,15 @@ def load_columns(pag_dir: Path, columns: list[str]) -> list[dict]:
     """PAG records; all columns must share their (idx, target) pairs and generation eps."""
     import torch
 
-    from robust import report
+    from robust import results
 
     if len(set(columns)) != len(columns):
         raise ValueError(f"--columns lists a column twice: {' '.join(columns)}")
-    records = [report.load_pag(pag_dir / f"{c}.pt") for c in columns]
+    records = [results.load_pag(pag_dir / f"{c}.pt") for c in columns]
     first = records[0]
     for column, record in zip(columns, records, strict=True):
         for key in ("model_id", "idx"):
-            report.require(record, key, pag_dir / f"{column}.pt")
+            results.require(record, key, pag_dir / f"{column}.pt")
         same = [torch.equal(record[k], first[k]) for k in ("idx", "targets")]
         if not all(same) or [float(e) for e in record["eps"]] != [float(e) for e in first["eps"]]:
             raise ValueError(f"columns {columns[0]} and {column} differ in their pairs or eps")
@@ -95,16 +95,16 @@ def evaluate(args, records: list[dict], judges: list[tuple], reference, device) 
 
 def latex_table(summary: dict, specs: list, key: str) -> str:
     """booktabs tabular at eps ``key``: a row per column, grouped metric columns, best mean bold."""
-    from robust import report
+    from robust import latex
 
     groups = {s.group: sum(t.group == s.group for t in specs) for s in specs}
-    top = [f"\\multicolumn{{{n}}}{{c}}{{{report.tex_escape(g)}}}" for g, n in groups.items()]
+    top = [f"\\multicolumn{{{n}}}{{c}}{{{latex.tex_escape(g)}}}" for g, n in groups.items()]
     arrow = {"max": r"$\uparrow$", "min": r"$\downarrow$"}
     labels = [f"{s.label} {arrow[s.better]}" for s in specs]
     rules, first = [], 2  # table column 1 holds the row titles
     for n in groups.values():
         rules, first = rules + [f"\\cmidrule(lr){{{first}-{first + n - 1}}}"], first + n
-    header = [report.table_row(["", *top]), " ".join(rules), report.table_row(["Column", *labels])]
+    header = [latex.table_row(["", *top]), " ".join(rules), latex.table_row(["Column", *labels])]
     columns = list(summary["columns"].values())
     rows = [[c["title"]] for c in columns]
     for s in specs:
@@ -112,8 +112,8 @@ def latex_table(summary: dict, specs: list, key: str) -> str:
         shown = [round(c["eps"][key][s.name]["mean"], digits) for c in columns]
         best = max(shown) if s.better == "max" else min(shown)
         for row, c, v in zip(rows, columns, shown, strict=True):
-            row.append(report.interval_cell(c["eps"][key][s.name], digits, v == best))
-    return report.tabular("l" + "c" * len(specs), header, [report.table_row(r) for r in rows])
+            row.append(latex.interval_cell(c["eps"][key][s.name], digits, v == best))
+    return latex.tabular("l" + "c" * len(specs), header, [latex.table_row(r) for r in rows])
 
 
 def tsv_text(records: list[dict], metrics: dict, names: list[str]) -> str:
@@ -135,9 +135,9 @@ def torch_rows(*tensors) -> list[tuple]:
 
 def column_info(record: dict) -> dict:
     """Title, role, model id, kind, sigma, train_sigma and train_eps of a column."""
-    from robust import report
+    from robust import results
 
-    info = {"title": report.pag_title(record).replace("\n", " "), "role": report.pag_role(record)}
+    info = {"title": results.pag_title(record).replace("\n", " "), "role": results.pag_role(record)}
     info |= {"model_id": str(record["model_id"]), "kind": str(record["kind"])}
     return info | {k: float(record.get(k, 0.0)) for k in ("sigma", "train_sigma", "train_eps")}
 

@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def column_ids(models: list[str], sigmas: list[float]) -> list[str]:
     """'<model>' for sigma 0, '<model>-smoothed-<sigma>' otherwise; each (model, sigma) once."""
-    from robust.report import format_float
+    from robust.latex import format_float
 
     if len(models) != len(sigmas):
         raise cli.UsageError(f"{len(models)} models but {len(sigmas)} sigmas; give one each")
@@ -89,13 +89,13 @@ def load_inputs(args: argparse.Namespace, device) -> tuple:
 
 def column_info(ckpt: dict, sigma: float) -> dict:
     """Title (as the PAG figures), model id, kind, smoothing sigma, training sigma and eps."""
-    from robust import report
+    from robust import results
 
     params = ckpt["params"]
     info = {"model_id": str(ckpt["model_id"]), "kind": str(params.get("kind")), "sigma": sigma}
     info |= {"train_sigma": float(params.get("sigma", 0.0))}
     info |= {"train_eps": float(params.get("eps", 0.0))}
-    return {"title": report.pag_title(info).replace("\n", " ")} | info
+    return {"title": results.pag_title(info).replace("\n", " ")} | info
 
 
 def summarize(args, ids: list[str], ckpts: list[dict], values: list, n: int) -> dict:
@@ -124,7 +124,7 @@ def summarize(args, ids: list[str], ckpts: list[dict], values: list, n: int) -> 
 def latex_table(summary: dict) -> str:
     """booktabs tabular: a row per classifier, mean LPIPS [95% interval] and the paired difference
     to the baseline; the lowest mean as displayed (the most aligned) in bold."""
-    from robust import report
+    from robust import latex
 
     cols, paired = summary["columns"], summary["paired"]
     order = summary["settings"]["columns"]
@@ -134,12 +134,12 @@ def latex_table(summary: dict) -> str:
         lpips = cols[cid]["lpips"]
         diff = paired["columns"].get(cid)  # the baseline has none
         bold = float(f"{lpips['mean']:.{DIGITS}f}") == best
-        cells = [cols[cid]["title"], report.interval_cell(lpips, DIGITS, bold)]
-        diff_cell = "--" if diff is None else report.interval_cell(diff["lpips"], DIGITS)
-        rows.append(report.table_row([*cells, diff_cell]))
+        cells = [cols[cid]["title"], latex.interval_cell(lpips, DIGITS, bold)]
+        diff_cell = "--" if diff is None else latex.interval_cell(diff["lpips"], DIGITS)
+        rows.append(latex.table_row([*cells, diff_cell]))
     baseline = cols[paired["baseline"]]["title"]
     header = ["Classifier", r"LPIPS $\downarrow$", f"Difference to {baseline}"]
-    return report.tabular("lcc", [report.table_row(header)], rows)
+    return latex.tabular("lcc", [latex.table_row(header)], rows)
 
 
 def tsv_text(ids, args, idx, labels, values) -> str:

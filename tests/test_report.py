@@ -1,4 +1,5 @@
-"""Tests for robust.report (formatting, tables, macro names, readers) and scripts/build_paper.py."""
+"""Tests for robust.report, robust.latex (formatting, tables, macro names), robust.results
+(readers) and scripts/build_paper.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robust import report
+from robust import latex, report, results
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared hand-made result files
 from test_tables import (  # noqa: E402
@@ -28,38 +29,38 @@ needs_latexmk = pytest.mark.skipif(
 
 
 def test_number_formats() -> None:
-    assert [report.format_float(x) for x in (0.25, 8.0, 0.001, 0.0, -0.0, 100000)] == [
+    assert [latex.format_float(x) for x in (0.25, 8.0, 0.001, 0.0, -0.0, 100000)] == [
         "0.25", "8", "0.001", "0", "0", "100000",
     ]  # fmt: skip
-    assert report.format_fraction(0.594) == "0.59" and report.format_fraction(None) == "--"
-    assert report.format_percent(0.9083) == "90.8" and report.format_percent(None) == "--"
-    signed = [report.format_signed(x) for x in (0.1, -0.3, 0.004, -0.004, None)]
+    assert latex.format_fraction(0.594) == "0.59" and latex.format_fraction(None) == "--"
+    assert latex.format_percent(0.9083) == "90.8" and latex.format_percent(None) == "--"
+    signed = [latex.format_signed(x) for x in (0.1, -0.3, 0.004, -0.004, None)]
     assert signed == ["$+0.10$", "$-0.30$", "$0.00$", "$0.00$", "--"]
-    assert report.format_int(100000) == "100{,}000" and report.format_int(100) == "100"
-    assert [report.join_words(w) for w in ([], ["a"], ["a", "b"], ["a", "b", "c"])] == [
+    assert latex.format_int(100000) == "100{,}000" and latex.format_int(100) == "100"
+    assert [latex.join_words(w) for w in ([], ["a"], ["a", "b"], ["a", "b", "c"])] == [
         "n/a", "a", "a and b", "a, b and c",
     ]  # fmt: skip
-    assert report.tex_escape("cifar_resnet110 & 5%") == r"cifar\_resnet110 \& 5\%"
+    assert latex.tex_escape("cifar_resnet110 & 5%") == r"cifar\_resnet110 \& 5\%"
 
 
 def test_macro_names_are_letters_only_and_deterministic() -> None:
-    name = report.macro_name("CertOf", "cifar10-gauss-025", "At", 0.25)
+    name = latex.macro_name("CertOf", "cifar10-gauss-025", "At", 0.25)
     assert name == r"\CertOfCifarOneZeroGaussZeroTwoFiveAtZeroPtTwoFive"
-    assert report.macro_name("RobustAccOf", "at_l2", "At", 2.0) == r"\RobustAccOfAtLTwoAtTwo"
-    assert report.newcommand(r"\PagM", "32") == r"\newcommand{\PagM}{32}"
+    assert latex.macro_name("RobustAccOf", "at_l2", "At", 2.0) == r"\RobustAccOfAtLTwoAtTwo"
+    assert latex.newcommand(r"\PagM", "32") == r"\newcommand{\PagM}{32}"
     with pytest.raises(report.ReportError, match="letters only"):
-        report.newcommand(r"\Pag2", "32")
+        latex.newcommand(r"\Pag2", "32")
 
 
 def test_bold_max_marks_every_displayed_maximum() -> None:
-    assert report.bold_max(["0.50", "0.75", "--", "0.75"]) == [
+    assert latex.bold_max(["0.50", "0.75", "--", "0.75"]) == [
         "0.50", r"\textbf{0.75}", "--", r"\textbf{0.75}",
     ]  # fmt: skip
-    assert report.bold_max(["--", "--"]) == ["--", "--"]
+    assert latex.bold_max(["--", "--"]) == ["--", "--"]
 
 
 def test_tabular_is_a_complete_booktabs_environment() -> None:
-    text = report.tabular("lc", [report.table_row(["a", "b"])], [report.table_row(["x", "1"])])
+    text = latex.tabular("lc", [latex.table_row(["a", "b"])], [latex.table_row(["x", "1"])])
     assert text == (
         "\\begin{tabular}{lc}\n\\toprule\na & b \\\\\n\\midrule\nx & 1 \\\\\n"
         "\\bottomrule\n\\end{tabular}\n"
@@ -68,25 +69,25 @@ def test_tabular_is_a_complete_booktabs_environment() -> None:
 
 def test_readers(tmp_path: Path) -> None:
     root = make_results(tmp_path)
-    radius, correct = report.read_certify(root / "results/certify/g025.tsv")
+    radius, correct = results.read_certify(root / "results/certify/g025.tsv")
     assert radius.tolist() == [0.6, 0.3, 0.1, 0.0] and correct.tolist() == [1, 1, 1, 0]
-    acc = report.certified_accuracy(radius, correct, [0.0, 0.25, 0.5, 1.0])
+    acc = results.certified_accuracy(radius, correct, [0.0, 0.25, 0.5, 1.0])
     np.testing.assert_allclose(acc, [0.75, 0.5, 0.25, 0.0])
-    reference = report.read_reference(root / "config/reference.tsv")
+    reference = results.read_reference(root / "config/reference.tsv")
     assert sorted(reference) == [0.12, 0.25, 0.5] and reference[0.5][0.25] == 0.55
-    assert report.lookup(reference[0.5], 0.75) == 0.32 and report.lookup(reference, 2.0) is None
+    assert results.lookup(reference[0.5], 0.75) == 0.32 and results.lookup(reference, 2.0) is None
     with pytest.raises(report.ReportError, match="missing result file"):
-        report.read_certify(root / "nope.tsv")
-    record = report.load_pag(root / "results/pag/smooth-050.pt")
-    assert report.eps_index(record, 2.0, Path("p.pt")) == 1
+        results.read_certify(root / "nope.tsv")
+    record = results.load_pag(root / "results/pag/smooth-050.pt")
+    assert results.eps_index(record, 2.0, Path("p.pt")) == 1
     with pytest.raises(report.ReportError, match=r"^eps 3 not in p.pt \(has 1, 2\)$"):
-        report.eps_index(record, 3.0, Path("p.pt"))
+        results.eps_index(record, 3.0, Path("p.pt"))
 
 
 def test_pag_titles() -> None:
     base = {"train_sigma": 0.5, "train_eps": 0.5}
     titles = [
-        report.pag_title({**base, "kind": kind, "sigma": sigma})
+        results.pag_title({**base, "kind": kind, "sigma": sigma})
         for kind, sigma in (("standard", 0.0), ("adversarial", 0.0), ("gaussian", 0.5),
                             ("gaussian", 0.0))
     ]  # fmt: skip

@@ -1,0 +1,136 @@
+"""LaTeX text of the tables and in-text numbers: number formats, booktabs tables, macro names.
+
+Table helpers emit complete booktabs ``tabular`` environments as plain strings. ``macro_name``
+maps ids to letter-only LaTeX macro names deterministically:
+
+* every run of letters keeps its letters, first one upper-cased: ``gauss`` -> ``Gauss``;
+* every digit becomes its English word: ``10`` -> ``OneZero``;
+* a decimal point becomes ``Pt``; any other character ('-', '_', ...) only separates tokens.
+
+So ``macro_name("Cert", "cifar10-gauss-025", "At", 0.25)`` is
+``\\CertCifarOneZeroGaussZeroTwoFiveAtZeroPtTwoFive`` (numbers are written with ``format_float``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from robust.report import ReportError
+
+DIGIT_WORDS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
+
+
+# ------------------------------------------------------------------------------- formatting
+def format_float(x: float) -> str:
+    """Shortest plain form of a parameter value: 0.25 -> '0.25', 8.0 -> '8', 0.001 -> '0.001'."""
+    text = f"{float(x):.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def format_fraction(x: float | None, digits: int = 2) -> str:
+    """An accuracy in [0,1] with ``digits`` decimals ('0.59'); None -> '--'."""
+    return "--" if x is None else f"{x:.{digits}f}"
+
+
+def format_percent(x: float | None, digits: int = 1) -> str:
+    """An accuracy in [0,1] as a percentage without the sign (0.9083 -> '90.8'); None -> '--'."""
+    return "--" if x is None else f"{100.0 * x:.{digits}f}"
+
+
+def format_signed(x: float | None, digits: int = 2) -> str:
+    """A difference in math mode with an explicit sign ('$+0.02$', '$-0.01$', '$0.00$')."""
+    if x is None:
+        return "--"
+    text = f"{abs(x):.{digits}f}"
+    if float(text) == 0.0:
+        return f"${text}$"
+    return f"${'+' if x > 0 else '-'}{text}$"
+
+
+def format_int(n: int) -> str:
+    """An integer with LaTeX thousands separators: 100000 -> '100{,}000'."""
+    return f"{int(n):,}".replace(",", "{,}")
+
+
+def join_words(items: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c' (empty -> 'n/a')."""
+    items = list(items)
+    if not items:
+        return "n/a"
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def tex_escape(text: str) -> str:
+    """Escape LaTeX special characters of a plain string (ids, architecture names)."""
+    return re.sub(r"([_&%$#{}])", r"\\\1", str(text))
+
+
+# -------------------------------------------------------------------------------- tables
+def bold_max(cells: Sequence[str]) -> list[str]:
+    """Wrap the largest numeric cell(s) in ``\\textbf{}``, comparing the values as displayed.
+
+    Ties after rounding are all bold; non-numeric cells ('--') are never bold.
+    """
+    values = [as_number(c) for c in cells]
+    numbers = [v for v in values if v is not None]
+    if not numbers:
+        return list(cells)
+    best = max(numbers)
+    return [rf"\textbf{{{c}}}" if v == best else c for c, v in zip(cells, values, strict=True)]
+
+
+def as_number(cell: str) -> float | None:
+    """The cell as a float, or None when it is not a number ('--')."""
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def table_number(value: float, digits: int) -> str:
+    """A table number with a typeset minus sign and no negative zero ('-0.00' -> '0.00')."""
+    text = f"{value:.{digits}f}"
+    if float(text) == 0.0:
+        return text.lstrip("-")
+    return "$-$" + text[1:] if text.startswith("-") else text
+
+
+def interval_cell(stat: dict, digits: int, bold: bool = False) -> str:
+    """'mean {\\scriptsize[low, high]}' of a dict with mean/low/high, the mean in bold if asked."""
+    mean, low, high = (table_number(stat[k], digits) for k in ("mean", "low", "high"))
+    return (rf"\textbf{{{mean}}}" if bold else mean) + rf" {{\scriptsize[{low}, {high}]}}"
+
+
+def table_row(cells: Sequence[str]) -> str:
+    """One tabular row: cells joined by ' & ', ended by ' \\\\'."""
+    return " & ".join(cells) + r" \\"
+
+
+def tabular(colspec: str, header: Sequence[str], body: Sequence[str]) -> str:
+    """A complete booktabs tabular (no float wrapper); header/body are ready-made lines."""
+    lines = [rf"\begin{{tabular}}{{{colspec}}}", r"\toprule", *header, r"\midrule", *body]
+    return "\n".join([*lines, r"\bottomrule", r"\end{tabular}", ""])
+
+
+# -------------------------------------------------------------------------------- macros
+def macro_name(*parts: str | float) -> str:
+    """Letter-only macro name from ids and numbers (mapping in the module docstring), with '\\'."""
+    words = []
+    for part in parts:
+        text = part if isinstance(part, str) else format_float(part)
+        for token in re.findall(r"[A-Za-z]+|[0-9]|\.", text):
+            if token == ".":
+                words.append("Pt")
+            elif token.isdigit():
+                words.append(DIGIT_WORDS[int(token)])
+            else:
+                words.append(token[0].upper() + token[1:])
+    return "\\" + "".join(words)
+
+
+def newcommand(name: str, value: str) -> str:
+    """``\\newcommand{\\Name}{value}``; the name must be a backslash followed by letters only."""
+    if not re.fullmatch(r"\\[A-Za-z]+", name):
+        raise ReportError(f"invalid macro name {name!r}: letters only")
+    return f"\\newcommand{{{name}}}{{{value}}}"

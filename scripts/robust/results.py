@@ -1,0 +1,130 @@
+"""Readers of the pipeline's result files for the report scripts: JSON records, certify TSVs,
+published reference tables and PAG records. Every missing or malformed input raises a one-line
+``ReportError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robust.latex import as_number, format_float
+from robust.report import ReportError
+
+
+# ------------------------------------------------------------------------------- readers
+def load_json(path: Path) -> dict:
+    """A result JSON as a dict; missing or malformed file -> one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"missing result file {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ReportError(f"malformed JSON in {path}: {err.msg} (line {err.lineno})") from None
+
+
+def require(record: dict, key: str, path: Path) -> Any:
+    """``record[key]`` or a one-line error naming the file and the key."""
+    if key not in record:
+        raise ReportError(f"{path}: missing key '{key}'")
+    return record[key]
+
+
+def read_certify(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(radius float64 [N], correct bool [N]) from a certify TSV (Cohen et al.'s columns)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"missing result file {path}")
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if rows and not {"radius", "correct"} <= set(rows[0]):
+        raise ReportError(f"{path}: expected columns 'radius' and 'correct'")
+    try:
+        radius = np.array([float(r["radius"]) for r in rows], dtype=np.float64)
+        correct = np.array([int(r["correct"]) == 1 for r in rows], dtype=bool)
+    except (TypeError, ValueError):
+        raise ReportError(f"{path}: non-numeric radius or correct value") from None
+    return radius, correct
+
+
+def certified_accuracy(
+    radius: np.ndarray, correct: np.ndarray, radii: Sequence[float]
+) -> np.ndarray:
+    """Approximate certified accuracy [len(radii)]: share of images correct with radius >= r."""
+    if radius.size == 0:
+        return np.zeros(len(radii))
+    return np.array([float(np.mean(correct & (radius >= r))) for r in radii])
+
+
+def read_reference(path: Path) -> dict[float, dict[float, float]]:
+    """Published certified accuracies: {sigma: {radius: accuracy}} (non-numeric columns dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"missing reference file {path}")
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter="\t"))
+    if not rows or rows[0][0] != "sigma":
+        raise ReportError(f"{path}: the header must start with 'sigma'")
+    radii = {i: as_number(h) for i, h in enumerate(rows[0]) if i > 0 and as_number(h) is not None}
+    return {float(r[0]): {radii[i]: float(r[i]) for i in radii} for r in rows[1:] if r}
+
+
+def lookup(table: dict[float, Any], key: float) -> Any:
+    """``table[key]`` with float keys compared by ``math.isclose``; None if absent."""
+    return next((v for k, v in table.items() if math.isclose(k, key, abs_tol=1e-9)), None)
+
+
+PAG_KEYS = ("column", "kind", "sigma", "eps", "labels", "targets", "class_names", "x0", "images")
+
+
+def load_pag(path: Path) -> dict:
+    """A PAG result (.pt, see the result formats) as a dict; missing/corrupt -> one-line error."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"missing PAG result {path}")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several unrelated types for a corrupt file
+        raise ReportError(f"cannot read PAG result {path}: {type(err).__name__}") from None
+    for key in PAG_KEYS:
+        require(record, key, path)
+    return record
+
+
+def eps_index(record: dict, eps: float, path: Path) -> int:
+    """Position of ``eps`` in the record's generation radii, or a one-line error listing them."""
+    values = [float(e) for e in record["eps"]]
+    for i, value in enumerate(values):
+        if math.isclose(value, eps, rel_tol=1e-6, abs_tol=1e-9):
+            return i
+    found = ", ".join(format_float(v) for v in values)
+    raise ReportError(f"eps {format_float(eps)} not in {path} (has {found})")
+
+
+def pag_role(record: dict) -> str:
+    """'smoothed' (sigma > 0), 'standard', 'adversarial' or 'base' (noise-trained f, unsmoothed)."""
+    if float(record["sigma"]) > 0:
+        return "smoothed"
+    return {"standard": "standard", "adversarial": "adversarial"}.get(str(record["kind"]), "base")
+
+
+def pag_title(record: dict) -> str:
+    """Column title of a PAG column in mathtext, from its metadata."""
+    role = pag_role(record)
+    if role == "smoothed":
+        return rf"Smoothed ($\sigma$={format_float(record['sigma'])})"
+    if role == "adversarial":
+        return rf"Adv. trained ($\epsilon$={format_float(record.get('train_eps', 0.0))})"
+    if role == "base":
+        sigma = format_float(record.get("train_sigma", 0.0))
+        return f"Noise-trained base\n($\\sigma$={sigma}), no smoothing"
+    return "Standard"
