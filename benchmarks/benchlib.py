@@ -4,6 +4,8 @@ pipeline figures."""
 from __future__ import annotations
 
 import copy
+import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,17 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 K, SIGMA, ALPHA, SEED = 10, 0.25, 0.001, 0
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12}  # dense bf16 FLOP/s (published, not measured)
 RN110_H100_BOUND = 0.506e9 * 100_100 / 989e12  # s/image: the issue's compute bound, 0.051 s
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model with its cores and torch threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    cores, threads = os.cpu_count(), torch.get_num_threads()
+    return f"{name or platform.processor()} ({cores} cores, {threads} torch threads)"
 
 
 def sync(device: torch.device) -> None:
