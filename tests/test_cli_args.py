@@ -97,3 +97,23 @@ def test_missing_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error:") and "m.pt" in err and "\n" not in err
     assert not (tmp_path / "cert.tsv").exists()
+
+
+def test_device_choice_and_cudnn_autotuning(monkeypatch):
+    """cuda turns on cuDNN autotuning (the setting the benchmarks time); the CPU leaves it alone;
+    asking for cuda without one is a one-line usage error."""
+    import torch
+
+    from robust import cli
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.resolve_device("auto") == torch.device("cpu")
+    assert torch.backends.cudnn.benchmark is False
+    with pytest.raises(cli.UsageError, match="no CUDA device"):
+        cli.resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cli.resolve_device("cpu") == torch.device("cpu")
+    assert torch.backends.cudnn.benchmark is False
+    assert cli.resolve_device("auto") == torch.device("cuda")
+    assert torch.backends.cudnn.benchmark is True
