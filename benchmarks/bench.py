@@ -32,7 +32,7 @@ from robust import fastcert  # noqa: E402
 from robust.cli import write_json  # noqa: E402
 from robust.precision import tf32_flags  # noqa: E402
 
-K, SIGMA, ALPHA, SEED = lib.K, lib.SIGMA, lib.ALPHA, lib.SEED
+SIGMA, ALPHA, SEED = lib.SIGMA, lib.ALPHA, lib.SEED
 # Per mode: certify arch; images for the fast paths and the baseline; n0, n; batch of the fast paths
 # and of the baseline (Cohen et al.'s logs: 400); noise chunk; fp32/bf16 samples compared per image
 # and images compared;
