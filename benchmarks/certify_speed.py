@@ -13,6 +13,7 @@ import benchlib as lib
 import numpy as np
 import torch
 
+from robust import fastcert
 from robust.precision import ieee_fp32
 from robust.stats import clopper_pearson_lower, norm_ppf
 
@@ -101,6 +102,7 @@ def bench_certify(model, xs, s: dict, device, repeats: int, compile_mode: str | 
             save(figures)
             continue
         warm = time.perf_counter() - start
+        kw["stats"] = ties = fastcert.TieStats()  # summed over the timed runs (same samples)
         times, counts[name] = lib.repeat(
             lambda kw=kw: lib.fast_counts(fast_model, xs, s, s["batch"], **kw), repeats, device
         )
@@ -110,6 +112,9 @@ def bench_certify(model, xs, s: dict, device, repeats: int, compile_mode: str | 
             compile=mode, warmup_seconds=warm, achieved_tflops=work / median(per_image) / 1e12,
             speedup_vs_baseline=baseline["median"] / median(per_image),
         )  # fmt: skip
+        if ties.samples:  # what the relabelling cost and changed in these very runs
+            figure["near_tie_share"] = ties.near_ties / ties.samples
+            figure["changed_label_share"] = ties.changed / ties.samples
         if peak:
             figure["compute_bound_s_per_image"] = work / peak
             figure["ratio_to_compute_bound"] = median(per_image) * peak / work

@@ -69,6 +69,9 @@ def test_quick_run_fidelity_and_goals(quick):
     assert bf16["argmax_agreement"] <= tie["argmax_agreement"] <= 1.0
     assert tie["tie_margin"] == quick["sizes"]["tie_margin"] > 0
     assert 0.0 <= tie["rechecked_share"] <= 1.0 and tie["samples_compared"] > 0
+    timed = quick["figures"]["certify_fast_bf16_tie"]  # the timed runs' own tie statistics
+    assert 0.0 <= timed["changed_label_share"] <= timed["near_tie_share"] <= 1.0
+    assert "near_tie_share" not in quick["figures"]["certify_fast_bf16"]
     assert quick["settings"]["tf32_in_statistics"] is False
     goals = {row["goal"]: row for row in quick["goals"]}
     assert goals["certify_many fp32 exact (batch size, Smooth.certify)"]["pass"] is True
