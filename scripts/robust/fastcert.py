@@ -143,7 +143,8 @@ def _make_forward(
     margin (low precision, float32 units; +inf on invalid rows) are run again in float32, and
     those whose margin is below ``tie_margin`` take the float32 label. ``ties`` (int64) counts the
     valid rows under the margin, those of them relabelled here (the rest, missed, keep their
-    low-precision labels for now) and the relabelled rows whose label changed.
+    low-precision labels for now) and the relabelled rows whose label changed; the returned
+    margin is +inf on the rows relabelled here, so that only missed rows stay under the margin.
     Optionally compiled (static shapes: ``recheck`` is fixed per forward).
     """
     dtype = AUTOCAST.get(precision)
@@ -164,6 +165,8 @@ def _make_forward(
         exact = model(batch[rows]).argmax(dim=1)  # float32: outside the autocast region
         labels = labels.scatter(0, rows, torch.where(near, exact, low))
         ties = [(margin < tie_margin).sum(), near.sum(), (near & (exact != low)).sum()]
+        # Rows relabelled here leave the margin test: the after-block pass takes only missed ones.
+        margin = margin.scatter(0, rows, torch.where(near, math.inf, margin[rows]))
         return labels, margin, torch.stack(ties)
 
     if compile_mode is None:
@@ -309,9 +312,9 @@ def _count_block(forward, batches, segments: int, num_classes: int, static: bool
 
 
 def _relabel_missed(model, batches, counts, kept, missed, num_classes, static, tie_margin) -> int:
-    """Give every near tie of the batches with missed rechecks its float32 label (eager, only
-    those rows), correcting ``counts`` in place; the noise is drawn again, identically. Returns
-    how many of those labels changed."""
+    """Give the missed near ties (margin still below ``tie_margin``: the rows the batch's pass did
+    not relabel) their float32 label (eager, only those rows), correcting ``counts`` in place; the
+    noise is drawn again, identically. Returns how many of those labels changed."""
     last, changed = int(missed.nonzero().max()), 0
     for i, (batch, segment, filled) in enumerate(batches()):
         if i > last:  # no noise to draw past the last batch that needs it
