@@ -195,6 +195,31 @@ def test_tie_recheck_is_one_fixed_classifier(model, images, tie_expected, monkey
         assert stats == expected_stats, (share, batch_size, block)
 
 
+def test_after_block_pass_forwards_only_the_missed_near_ties(model, images, monkeypatch):
+    """With one recheck row per batch, each batch's pass relabels one near tie; the after-block
+    pass must forward the other near ties only (not those relabelled already)."""
+    xs, idxs = images
+    monkeypatch.setattr(fastcert, "RECHECK_SHARE", 1 / 500)
+    near_per_batch = []
+    with torch.no_grad():
+        for batch, _, filled in noisy_batches(xs, idxs, SIGMA, STREAMS, 500, CHUNK, SEED):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                top2 = model(batch[:filled]).float().topk(2, dim=1).values
+            near_per_batch.append(int((top2[:, 0] - top2[:, 1] < 0.005).sum()))
+    rows = []
+    hook = model.register_forward_pre_hook(lambda module, args: rows.append(len(args[0])))
+    try:
+        sample_counts_many(model, xs, idxs, K, SIGMA, STREAMS, 500, CHUNK, SEED, "bf16",
+                           tie_margin=0.005)  # fmt: skip
+    finally:
+        hook.remove()
+    batches = len(near_per_batch)
+    missed = sum(near - min(near, 1) for near in near_per_batch)
+    assert missed > 0  # the after-block pass runs
+    # shape check (1 row), the batches' passes (every sample once), their recheck rows, the rest
+    assert sum(rows) == 1 + len(idxs) * (N0 + N) + batches + missed
+
+
 def test_tie_stats_add_up_and_stay_empty_without_a_margin(model, images):
     xs, idxs = images
     stats = fastcert.TieStats()
