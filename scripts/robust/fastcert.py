@@ -27,14 +27,15 @@ import functools
 import math
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from robust import ties
 from robust.precision import AUTOCAST, PRECISIONS, ieee_fp32
 from robust.smoothing import ABSTAIN, STREAMS, _chunk_seed
 from robust.stats import clopper_pearson_lower, norm_ppf
+from robust.ties import TieStats
 
 __all__ = [
     "PRECISIONS",
@@ -50,17 +51,6 @@ __all__ = [
 RECHECK_SHARE = 1 / 16
 # Compiled forwards per model and settings, so repeated calls reuse one compilation.
 _COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
-
-
-@dataclass
-class TieStats:
-    """What a tie margin did, summed over the calls it is passed to: of ``samples`` noisy samples,
-    ``near_ties`` had a low-precision top-2 margin below it and took a float32 pass's label;
-    ``changed`` of those got a label other than the low-precision one."""
-
-    samples: int = 0
-    near_ties: int = 0
-    changed: int = 0
 
 
 def _stream_id(stream: str | int) -> int:
@@ -139,13 +129,8 @@ def _make_forward(
     """(batch [b, C, H, W] float32, valid [b] bool) -> (labels [b] int64, margin [b], ties [3]).
 
     Without a recheck (``recheck`` 0) the labels are the forward pass's at ``precision`` (margin and
-    ties are then placeholders). With one, the ``recheck`` valid rows of smallest top-2 logit
-    margin (low precision, float32 units; +inf on invalid rows) are run again in float32, and
-    those whose margin is below ``tie_margin`` take the float32 label. ``ties`` (int64) counts the
-    valid rows under the margin, those of them relabelled here (the rest, missed, keep their
-    low-precision labels for now) and the relabelled rows whose label changed; the returned
-    margin is +inf on the rows relabelled here, so that only missed rows stay under the margin.
-    Optionally compiled (static shapes: ``recheck`` is fixed per forward).
+    ties are then placeholders); with one, :func:`robust.ties.recheck` relabels the near ties it
+    can. Optionally compiled (static shapes: ``recheck`` is fixed per forward).
     """
     dtype = AUTOCAST.get(precision)
 
@@ -155,19 +140,10 @@ def _make_forward(
         # Autocast casts at the first matmul/conv: noise was drawn and added in float32 before.
         with torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             logits = model(batch)
+        if recheck:
+            return ties.recheck(model, batch, logits, valid, tie_margin, recheck)
         labels = logits.argmax(dim=1)
-        if not recheck:
-            return labels, labels[:0], torch.zeros(3, dtype=torch.int64, device=batch.device)
-        top2 = logits.float().topk(2, dim=1).values
-        margin = torch.where(valid, top2[:, 0] - top2[:, 1], math.inf)  # padding never rechecks
-        rows = torch.topk(margin, min(recheck, len(margin)), largest=False).indices
-        near, low = margin[rows] < tie_margin, labels[rows]
-        exact = model(batch[rows]).argmax(dim=1)  # float32: outside the autocast region
-        labels = labels.scatter(0, rows, torch.where(near, exact, low))
-        ties = [(margin < tie_margin).sum(), near.sum(), (near & (exact != low)).sum()]
-        # Rows relabelled here leave the margin test: the after-block pass takes only missed ones.
-        margin = margin.scatter(0, rows, torch.where(near, math.inf, margin[rows]))
-        return labels, margin, torch.stack(ties)
+        return labels, labels[:0], torch.zeros(3, dtype=torch.int64, device=batch.device)
 
     if compile_mode is None:
         return forward
@@ -265,71 +241,53 @@ def sample_counts_many(
         for first in range(0, len(idxs), block):
             ids = list(idxs[first : first + block])
             batches = functools.partial(
-                noisy_batches, xs[first : first + block], ids, sigma, streams, batch_size,
-                chunk_size, seed,
+                _forwarded_batches, static, xs[first : first + block], ids, sigma, streams,
+                batch_size, chunk_size, seed,
             )  # fmt: skip
             segments = len(ids) * len(streams)
-            counts, kept, ties = _count_block(
-                forward, batches, segments, num_classes, static, xs.device
+            counts, kept, tie_counts = _count_block(
+                forward, batches, segments, num_classes, xs.device
             )
-            missed, changed = ties[:, 0] - ties[:, 1], int(ties[:, 2].sum())
+            missed = tie_counts[:, 0] - tie_counts[:, 1]
+            changed = int(tie_counts[:, 2].sum())
             if missed.any():  # more near ties than recheck rows in some batches: finish those
-                fix = (model, batches, counts, kept, missed, num_classes, static, tie_margin)
-                changed += _relabel_missed(*fix)
+                fix = (model, batches, counts, kept, missed, num_classes, tie_margin)
+                changed += ties.relabel_missed(*fix)
             if stats is not None and rechecks:
                 stats.samples += len(ids) * sum(num for _, num in streams)
-                stats.near_ties += int(ties[:, 0].sum())
+                stats.near_ties += int(tie_counts[:, 0].sum())
                 stats.changed += changed
             results.append(counts.cpu()[: segments * num_classes])
     return torch.cat(results).view(len(idxs), len(streams), num_classes)
 
 
-def _rows(batch: Tensor, segment: Tensor, filled: int, static: bool) -> tuple[Tensor, Tensor]:
-    """The batch as forwarded: all rows (static shapes) or the filled ones."""
-    if not static and filled < len(batch):  # skip the padding work
-        return batch[:filled], segment[:filled]
-    return batch, segment
+def _forwarded_batches(static: bool, *args) -> Iterator[tuple[Tensor, Tensor]]:
+    """:func:`noisy_batches` (``*args``) as forwarded: (batch, segment) with all rows (static
+    shapes) or only the filled ones."""
+    for batch, segment, filled in noisy_batches(*args):
+        if not static and filled < len(batch):  # skip the padding work
+            yield batch[:filled], segment[:filled]
+        else:
+            yield batch, segment
 
 
-def _count_block(forward, batches, segments: int, num_classes: int, static: bool, device):
+def _count_block(forward, batches, segments: int, num_classes: int, device):
     """One block: flat counts [(segments + 1) * K] on the device (the last K swallow padding
     rows) and, when rechecking, each batch's (labels, margin) and its tie counts [batches, 3] on
-    the host (see ``_make_forward``; read back once per block, and the counts follow without
-    waiting on the device again)."""
+    the host (see ``robust.ties.recheck``; read back once per block, and the counts follow
+    without waiting on the device again)."""
     counts = torch.zeros((segments + 1) * num_classes, dtype=torch.int64, device=device)
-    kept, ties, ones = [], [], None
-    for batch, segment, filled in batches():
-        batch, segment = _rows(batch, segment, filled, static)
+    kept, tie_counts, ones = [], [], None
+    for batch, segment in batches():
         labels, margin, batch_ties = forward(batch, segment < segments)
         ones = torch.ones_like(labels) if ones is None else ones  # the first batch is the largest
         counts.index_add_(0, segment * num_classes + labels, ones[: len(labels)])
         if len(margin):  # copies: CUDA-graph outputs are overwritten by the next replay
             kept.append((labels.clone(), margin.clone()))
-            ties.append(batch_ties.clone())
-    if not ties:  # no recheck: nothing to read back before the counts
+            tie_counts.append(batch_ties.clone())
+    if not tie_counts:  # no recheck: nothing to read back before the counts
         return counts, kept, torch.zeros((0, 3), dtype=torch.int64)
-    return counts, kept, torch.stack(ties).cpu()
-
-
-def _relabel_missed(model, batches, counts, kept, missed, num_classes, static, tie_margin) -> int:
-    """Give the missed near ties (margin still below ``tie_margin``: the rows the batch's pass did
-    not relabel) their float32 label (eager, only those rows), correcting ``counts`` in place; the
-    noise is drawn again, identically. Returns how many of those labels changed."""
-    last, changed = int(missed.nonzero().max()), 0
-    for i, (batch, segment, filled) in enumerate(batches()):
-        if i > last:  # no noise to draw past the last batch that needs it
-            break
-        if not missed[i]:
-            continue
-        batch, segment = _rows(batch, segment, filled, static)
-        labels, margin = kept[i]
-        near = (margin < tie_margin).nonzero().squeeze(1)
-        exact = labels.clone()
-        exact[near] = model(batch[near]).argmax(dim=1)  # float32, IEEE (caller's context)
-        for sign, table in ((-1, labels), (1, exact)):
-            counts.index_add_(0, segment * num_classes + table, torch.full_like(table, sign))
-        changed += int((exact != labels).sum())
-    return changed
+    return counts, kept, torch.stack(tie_counts).cpu()
 
 
 def certify_from_counts(
