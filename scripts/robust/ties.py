@@ -94,9 +94,10 @@ def relabel_missed(
             continue
         labels, margin = kept[i]
         near = (margin < tie_margin).nonzero().squeeze(1)
-        exact = labels.clone()
-        exact[near] = model(batch[near]).argmax(dim=1)  # float32, IEEE (caller's context)
-        for sign, table in ((-1, labels), (1, exact)):
-            counts.index_add_(0, segment * num_classes + table, torch.full_like(table, sign))
-        changed += int((exact != labels).sum())
+        low = labels[near]
+        exact = model(batch[near]).argmax(dim=1)  # float32, IEEE (caller's context)
+        rows = segment[near] * num_classes
+        counts.index_add_(0, rows + low, torch.full_like(low, -1))  # only the relabelled rows move
+        counts.index_add_(0, rows + exact, torch.ones_like(exact))
+        changed += int((exact != low).sum())
     return changed
