@@ -2,10 +2,10 @@
 
     python benchmarks/bench.py --mode cpu|gpu --out benchmarks/results-<mode>.json --repeats R
 
-Figures: CERTIFY in s/image (a Cohen-style loop vs ``robust.fastcert`` in fp32, bf16 and bf16 with
-fp32 relabelling of near ties), PAG noisy gradient evaluations/s, training images/s, pipeline no-op
-wall time; plus the fidelity checks (low precision vs fp32 labels and counts, batch-size
-independence, equality with ``Smooth.certify``). Every figure is
+Figures: CERTIFY in s/image (a Cohen-style loop vs ``Smooth.certify`` one image per call and on a
+block of images, in fp32 and bf16), PAG noisy gradient evaluations/s, training images/s, pipeline
+no-op wall time; plus the fidelity checks (bf16's agreement with fp32, reported; fp32's
+independence of batch size and grouping). Every figure is
 the median, min and max over the repeats, after one warm-up run. benchmarks/README.md explains them.
 """
 
@@ -28,31 +28,29 @@ import benchlib as lib  # noqa: E402  (beside this file)
 import certify_speed  # noqa: E402
 import fidelity  # noqa: E402
 
-from robust import fastcert  # noqa: E402
 from robust.cli import write_json  # noqa: E402
-from robust.precision import tf32_flags  # noqa: E402
+from robust.smoothing import PRECISIONS  # noqa: E402
 
 SIGMA, ALPHA, SEED = lib.SIGMA, lib.ALPHA, lib.SEED
-# Per mode: certify arch; images for the fast paths and the baseline; n0, n; batch of the fast paths
-# and of the baseline (Cohen et al.'s logs: 400); noise chunk; fp32/bf16 samples compared per image
-# and images compared;
+# Per mode: certify arch; images of the Smooth paths and of the baseline; n0, n; batch (all paths);
+# noise chunk; fp32/bf16 samples compared per image and images compared;
 # batch-size check (images, other batch); PAG (images, m, steps); training (arch, images, batch)
-# per architecture; images compared with Smooth.certify; synthetic training (images, epochs, batch).
+# per architecture; synthetic training (images, epochs, batch).
 SIZES = {
     "gpu": dict(arch="cifar_resnet110", images=20, base_images=3, n0=100, n=100_000, batch=10_000,
-                base_batch=400, chunk=1000, agree=5_000, agree_images=50, bs_check=(4, 3_001),
+                chunk=1000, agree=5_000, agree_images=50, bs_check=(4, 3_001),
                 pag=(32, 64, 10),
-                train=(("tiny_cnn", 20_000, 500), ("airbench", 20_000, 500)), smooth_images=2,
+                train=(("tiny_cnn", 20_000, 500), ("airbench", 20_000, 500)),
                 synthetic=(10_000, 4, 500)),
     "cpu": dict(arch="tiny_cnn", images=3, base_images=2, n0=100, n=2_000, batch=1_000,
-                base_batch=400, chunk=1000, agree=100, agree_images=40, bs_check=(1, 333),
+                chunk=100, agree=100, agree_images=40, bs_check=(1, 333),
                 pag=(4, 16, 3),
-                train=(("tiny_cnn", 1_024, 256), ("airbench", 128, 64)), smooth_images=1,
+                train=(("tiny_cnn", 1_024, 256), ("airbench", 128, 64)),
                 synthetic=(2_048, 3, 128)),
     "quick": dict(arch="tiny_cnn", images=2, base_images=1, n0=32, n=300, batch=300,
-                  base_batch=100, chunk=100, agree=200, agree_images=2, bs_check=(1, 77),
+                  chunk=100, agree=200, agree_images=2, bs_check=(1, 77),
                   pag=(2, 8, 2),
-                  train=(("tiny_cnn", 256, 128),), smooth_images=1, synthetic=(512, 2, 128)),
+                  train=(("tiny_cnn", 256, 128),), synthetic=(512, 2, 128)),
 }  # fmt: skip
 
 # What a run measures, in this order; --phases picks some (a GPU run split over time-limited calls).
@@ -104,18 +102,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--data", type=Path, help="prepared dataset .pt: use its test images")
     p.add_argument("--arch", help="architecture for certify and PAG (default: per mode)")
-    p.add_argument(
-        "--precisions",
-        help="certify_many precisions to time, comma-separated, "
-        "fp32 first (default: fp32,bf16,fp16 on GPUs, fp32,bf16 on the CPU)",
-    )
+    p.add_argument("--precisions", default=",".join(PRECISIONS),
+                   help="precisions of the block path, comma-separated, fp32 first")  # fmt: skip
     p.add_argument(
         "--compile",
-        help="also time each low precision under torch.compile with "
+        help="also time the block path under torch.compile with "
         "this mode (default, reduce-overhead, max-autotune, ...)",
     )
-    p.add_argument("--tie_margin", type=float, default=0.1, help="also time each low precision "
-                   "with fp32 relabelling below this top-2 logit margin (0: do not)")  # fmt: skip
     p.add_argument("--phases", default=",".join(PHASES), help="what to measure, comma-separated, "
                    f"in this order: {', '.join(PHASES)} (fidelity needs certify)")  # fmt: skip
     p.add_argument("--freeze", action="store_true", help="with --compile: inductor freezing "
@@ -123,16 +116,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
-    if not args.tie_margin >= 0:
-        p.error(f"--tie_margin must be >= 0, got {args.tie_margin}")
     if args.pipeline_repo is not None and not (args.pipeline_repo / "dvc.lock").is_file():
         p.error(f"--pipeline_repo {args.pipeline_repo}: no dvc.lock (build it with both tools)")
     if args.arch is not None and args.arch not in lib.ARCHITECTURES:
         p.error(f"unknown architecture '{args.arch}'; valid: {', '.join(lib.ARCHITECTURES)}")
-    default = "fp32,bf16,fp16" if args.mode == "gpu" else "fp32,bf16"
-    args.precisions = (args.precisions or default).split(",")
-    if args.precisions[0] != "fp32" or not set(args.precisions) <= set(fastcert.PRECISIONS):
-        p.error(f"--precisions: fp32 first, then any of {', '.join(fastcert.PRECISIONS)}")
+    args.precisions = args.precisions.split(",")
+    if args.precisions[0] != "fp32" or not set(args.precisions) <= set(PRECISIONS):
+        p.error(f"--precisions: fp32 first, then any of {', '.join(PRECISIONS)}")
     args.phases = args.phases.split(",")
     if not set(args.phases) <= set(PHASES) or len(set(args.phases)) < len(args.phases):
         p.error(f"--phases: a comma-separated choice of {', '.join(PHASES)}")
@@ -152,8 +142,10 @@ def header(args: argparse.Namespace, s: dict, device: torch.device) -> dict:
                      "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
                      **lib.tool_versions()},
         "settings": {"cudnn_benchmark": torch.backends.cudnn.benchmark,
-                     "tf32_in_statistics": False,  # robust.precision.ieee_fp32
-                     "tf32_outside_statistics": tf32_flags(),
+                     "tf32_in_statistics": False,  # robust.smoothing.ieee_fp32
+                     "tf32_outside_statistics": {
+                         "cudnn": torch.backends.cudnn.conv.fp32_precision,
+                         "matmul": torch.backends.cuda.matmul.fp32_precision},
                      "sigma": SIGMA, "alpha": ALPHA, "seed": SEED, "compile": args.compile,
                      "inductor_freezing": args.freeze},
         "reference": {"resnet110_gflop_per_forward": 0.506, "h100_peak_bf16_tflops": 989,
@@ -167,13 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "gpu" and not torch.cuda.is_available():
         print("error: --mode gpu needs a CUDA device", file=sys.stderr)
         return 2
-    s = dict(SIZES["quick" if args.quick else args.mode], precisions=args.precisions,
-             tie_margin=args.tie_margin)  # fmt: skip
+    s = dict(SIZES["quick" if args.quick else args.mode], precisions=args.precisions)
     s["arch"] = args.arch or s["arch"]
     s["pool"] = max(s["images"], s["agree_images"])  # test images needed
     device = torch.device("cuda" if args.mode == "gpu" else "cpu")
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # static shapes: autotune once, for every variant
+        torch.backends.cudnn.benchmark = True  # as the pipeline's stages on cuda
     if args.freeze:
         from torch._inductor import config as inductor_config
 

@@ -17,8 +17,8 @@ from statistics import median
 import torch
 from torch import Tensor, nn
 
-from robust import fastcert
 from robust.models import ARCHITECTURES, Normalize
+from robust.smoothing import Smooth
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 K, SIGMA, ALPHA, SEED = 10, 0.25, 0.001, 0
@@ -108,12 +108,21 @@ def synthetic_model(arch: str, device: torch.device, s: dict) -> tuple[nn.Module
     return model, xs, note
 
 
-def fast_counts(model: nn.Module, xs, s: dict, batch: int, **kw) -> torch.Tensor:
-    """certify_many's counts [B, 2, K] for xs (image i has idx i), sizes from ``s``."""
+def block_counts(
+    model: nn.Module, xs, s: dict, precision: str = "fp32", block: int | None = None,
+    batch: int | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """CERTIFY's counts [B, 2, K] for xs (image i has idx i) from ``Smooth.sample_counts``,
+    ``block`` images per call (None: all at once), sizes from ``s``."""
+    smooth = Smooth(model, K, SIGMA, s["chunk"], SEED, precision)
     streams = (("selection", s["n0"]), ("estimation", s["n"]))
-    return fastcert.sample_counts_many(
-        model, xs, range(len(xs)), K, SIGMA, streams, batch, s["chunk"], SEED, **kw
-    )
+    step = block or len(xs)
+    batch = batch or s["batch"]
+    parts = [
+        smooth.sample_counts(xs[i : i + step], range(i, min(i + step, len(xs))), streams, batch)
+        for i in range(0, len(xs), step)
+    ]
+    return torch.cat(parts)
 
 
 def bench_pag(model: nn.Module, xs, s: dict, device, repeats: int) -> dict:

@@ -1,6 +1,7 @@
-"""CERTIFY speed figures of benchmarks/bench.py: Cohen et al.'s straightforward loop (the
-baseline, written for the benchmark) against ``robust.fastcert`` in each precision, tie and compile
-variant, on the same device in the same run."""
+"""CERTIFY speed figures of benchmarks/bench.py, same device, same run: Cohen et al.'s
+straightforward loop (the baseline, written for the benchmark), ``Smooth.certify`` one image per
+call (the pipeline's per-image path) and ``Smooth.certify`` on a block of images, in each precision
+and, with --compile, under ``torch.compile``."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import benchlib as lib
 import numpy as np
 import torch
 
-from robust import fastcert
-from robust.precision import ieee_fp32
+from robust.smoothing import ieee_fp32
 from robust.stats import clopper_pearson_lower, norm_ppf
 
 K, SIGMA, ALPHA, SEED = lib.K, lib.SIGMA, lib.ALPHA, lib.SEED
@@ -39,8 +39,8 @@ def cohen_certify(model, xs, s: dict) -> list[tuple[int, float]]:
     generator = torch.Generator(xs.device).manual_seed(SEED)
     answers = []
     for x in xs:
-        c_a = int(cohen_counts(model, x, s["n0"], s["base_batch"], generator).argmax())
-        n_a = int(cohen_counts(model, x, s["n"], s["base_batch"], generator)[c_a])
+        c_a = int(cohen_counts(model, x, s["n0"], s["batch"], generator).argmax())
+        n_a = int(cohen_counts(model, x, s["n"], s["batch"], generator)[c_a])
         p_a = clopper_pearson_lower(n_a, s["n"], ALPHA)
         answers.append((-1, 0.0) if p_a < 0.5 else (c_a, SIGMA * norm_ppf(p_a)))
     return answers
@@ -70,54 +70,61 @@ def forward_flops(model, xs) -> float:
     return total
 
 
-def bench_certify(model, xs, s: dict, device, repeats: int, compile_mode: str | None, save=None):
-    """s/image of the baseline loop and of the certify_many variants; returns (figures, counts).
-    ``save(figures)``, if given, is called after each figure (partial results survive a stop)."""
-    save = save or (lambda figures: None)
-    gpu = device.type == "cuda"
-    fast_model = copy.deepcopy(model).to(memory_format=torch.channels_last) if gpu else model
-    low = [p for p in s["precisions"] if p != "fp32"]
-    variants = {p: (p, None, 0.0) for p in s["precisions"]}
-    if s["tie_margin"] > 0:
-        variants.update({f"{p}_tie": (p, None, s["tie_margin"]) for p in low})
+def variants(model, s: dict, device, compile_mode: str | None) -> dict:
+    """name -> (network, precision, images per call): the per-image path in fp32, the block path
+    in every precision, and compiled block paths; NHWC networks on GPUs, as the fast config."""
+    net = (
+        copy.deepcopy(model).to(memory_format=torch.channels_last)
+        if device.type == "cuda"
+        else model
+    )
+    out = {"per_image_fp32": (net, "fp32", 1)}
+    out |= {f"block_{p}": (net, p, None) for p in s["precisions"]}
     if compile_mode:
-        eager = [(name, p, tie) for name, (p, _, tie) in variants.items() if p != "fp32"]
-        variants.update({f"{name}_compiled": (p, compile_mode, tie) for name, p, tie in eager})
+        mode = None if compile_mode == "default" else compile_mode
+        compiled = torch.compile(copy.deepcopy(net), mode=mode)
+        out |= {f"block_{p}_compiled": (compiled, p, None) for p in s["precisions"]}
+    return out
+
+
+def bench_certify(model, xs, s: dict, device, repeats: int, compile_mode: str | None, save=None):
+    """s/image of the baseline loop and of each ``Smooth.certify`` variant; returns (figures, their
+    counts [B, 2, K] per variant). ``save(figures)``, if given, is called after each figure
+    (partial results survive a stop)."""
+    save = save or (lambda figures: None)
     base = xs[: s["base_images"]]
     cohen_certify(model, base[:1], s)  # warm-up
     times, _ = lib.repeat(lambda: cohen_certify(model, base, s), repeats, device)
     baseline = lib.spread([t / len(base) for t in times], "s/image", images=len(base),
-                          batch=s["base_batch"])  # fmt: skip
+                          batch=s["batch"])  # fmt: skip
     figures, counts = {"certify_baseline_fp32": baseline}, {}
     save(figures)
     work = forward_flops(model, xs) * (s["n"] + s["n0"])  # FLOPs per certified image
     peak = next((v for k, v in lib.PEAK_BF16.items() if k in lib.device_name(device)), None)
-    for name, (precision, mode, tie_margin) in variants.items():
-        kw = dict(precision=precision, channels_last=gpu, compile_mode=mode, tie_margin=tie_margin)
+    for name, (net, precision, block) in variants(model, s, device, compile_mode).items():
+        run = lambda net=net, p=precision, b=block: lib.block_counts(net, xs, s, p, b)  # noqa: E731
         start = time.perf_counter()
-        try:  # warm-up; compiles if mode is set
-            lib.fast_counts(fast_model, xs[:1], s, s["batch"], **kw)
+        try:  # warm-up; compiles if asked
+            lib.block_counts(net, xs[:1], s, precision, block)
         except Exception as err:  # an optional compiler failing must not lose the other figures
-            figures[f"certify_fast_{name}"] = {"error": f"{type(err).__name__}: {err}"[:500]}
+            figures[f"certify_{name}"] = {"error": f"{type(err).__name__}: {err}"[:500]}
             save(figures)
             continue
         warm = time.perf_counter() - start
-        kw["stats"] = ties = fastcert.TieStats()  # summed over the timed runs (same samples)
-        times, counts[name] = lib.repeat(
-            lambda kw=kw: lib.fast_counts(fast_model, xs, s, s["batch"], **kw), repeats, device
-        )
+        times, counts[name] = lib.repeat(run, repeats, device)
         per_image = [t / len(xs) for t in times]
         figure = lib.spread(
-            per_image, "s/image", images=len(xs), batch=s["batch"], channels_last=gpu,
-            compile=mode, warmup_seconds=warm, achieved_tflops=work / median(per_image) / 1e12,
+            per_image, "s/image", images=len(xs), images_per_call=block or len(xs),
+            batch=s["batch"], warmup_seconds=warm,
+            achieved_tflops=work / median(per_image) / 1e12,
             speedup_vs_baseline=baseline["median"] / median(per_image),
         )  # fmt: skip
-        if ties.samples:  # what the relabelling cost and changed in these very runs
-            figure["near_tie_share"] = ties.near_ties / ties.samples
-            figure["changed_label_share"] = ties.changed / ties.samples
+        if "certify_per_image_fp32" in figures:
+            per_image_median = figures["certify_per_image_fp32"]["median"]
+            figure["speedup_vs_per_image"] = per_image_median / median(per_image)
         if peak:
             figure["compute_bound_s_per_image"] = work / peak
             figure["ratio_to_compute_bound"] = median(per_image) * peak / work
-        figures[f"certify_fast_{name}"] = figure
+        figures[f"certify_{name}"] = figure
         save(figures)
     return figures, counts

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robust import latex, report, results
+from robust import latex, metrics, report, results
 
 GRID_STEP = 0.01
 
@@ -53,7 +53,7 @@ def draw(plt, runs: list[dict], radii: list[float], reference: dict, legend: str
             label = "train " + label
         elif not math.isclose(run["sigma"], run["train_sigma"]):
             label += f" (train {latex.format_float(run['train_sigma'])})"
-        curve = results.certified_accuracy(run["radius"], run["correct"], grid)
+        curve = metrics.certified_accuracy(run["radius"], run["correct"], grid)
         ax.plot(grid, curve, color=color, label=label)
         published = results.lookup(reference, run["sigma"])
         if published is None or not math.isclose(run["sigma"], run["train_sigma"]):

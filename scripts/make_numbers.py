@@ -1,11 +1,7 @@
 """Every number quoted in the paper's text, as LaTeX macros (``\\newcommand{\\Name}{value}``).
 
-Two families:
-* fixed names used by paper/main.tex (set-up, summaries and one value per role, e.g.
-  \\CleanAccStandard = the first standard model of --models); 'n/a' where a role is absent;
-* one macro per id, ``<Quantity>Of<id>[At<number>]``, for every run, model and PAG column, e.g.
-  \\CertOfCifarOneZeroGaussZeroTwoFiveAtZeroPtFive (names from robust.latex.macro_name: letters
-  kept, digits spelled out, '.' -> 'Pt'). Fixed names never contain 'Of': the families never clash.
+The names are those paper/main.tex uses: the set-up, summaries and one value per role (e.g.
+\\CleanAccStandard = the first standard model of --models); 'n/a' where a role is absent.
 \\TrainVsCertifyKeys lists the --train_vs_certify keys (comma-separated, may be empty).
 \\ScoreAlignmentComputed is 1 when --score_alignment names a computed result, else 0, and
 \\ScoreAlignmentText is the sentence that reports it (or says why it was not computed).
@@ -20,7 +16,7 @@ import math
 import re
 from pathlib import Path
 
-from robust import latex, report, results
+from robust import latex, metrics, report, results
 from robust.io import write_text
 
 FMT, PCT, NUM, NA = latex.format_fraction, latex.format_percent, latex.format_float, "n/a"
@@ -31,15 +27,6 @@ PAG_ROLES = {
     "smoothed": "Smoothed",
     "base": "NoiseBase",
 }
-
-
-class Macros(dict):
-    """Macro name -> value; defining a name twice (two ids with one name) is an error."""
-
-    def __setitem__(self, name: str, value: str) -> None:
-        if name in self:
-            raise report.ReportError(f"two ids map to the same macro name {name}")
-        super().__setitem__(name, value)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,11 +50,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def letters(i: int) -> str:
-    """Base-26 position suffix: 0 -> 'A', 25 -> 'Z', 26 -> 'AA'."""
-    return letters(i // 26 - 1) + chr(65 + i % 26) if i >= 26 else chr(65 + i)
-
-
 def distinct(values) -> str:
     """Distinct values in first-seen order as words ('90', '90 and 30', 'n/a' when empty)."""
     return latex.join_words(list(dict.fromkeys(values)))
@@ -81,13 +63,12 @@ def shared(records: list[dict], key: str, fmt=str) -> str:
     return values[0] if len(values) == 1 else latex.join_words(values)
 
 
-def certify_setup(args: argparse.Namespace, runs: list[dict], m: Macros) -> None:
+def certify_setup(args: argparse.Namespace, runs: list[dict], m: dict) -> None:
     m[r"\CertNZero"], m[r"\CertN"] = shared(runs, "n0"), shared(runs, "n", latex.format_int)
     m[r"\CertAlpha"] = shared(runs, "alpha", NUM)
     m[r"\NumCertImages"] = shared(runs, "n_images")
     m[r"\SigmaList"] = latex.join_words([NUM(r["sigma"]) for r in runs])
     m[r"\RadiusMax"] = NUM(max(args.radii))
-    m[r"\RadiiList"] = latex.join_words([NUM(r) for r in args.radii])
     seconds = [float(r["seconds_per_image"]) for r in runs if "seconds_per_image" in r]
     mean = sum(seconds) / len(seconds) if seconds else 0.0
     # Runs with timing.record_time false write 0 s; say so rather than quote a time.
@@ -97,11 +78,9 @@ def certify_setup(args: argparse.Namespace, runs: list[dict], m: Macros) -> None
         else "Wall-clock times were not recorded in this run."
     )
     m[r"\AbstainList"] = latex.join_words([FMT(r.get("abstain_rate")) for r in runs])
-    for i, run in enumerate(runs):
-        m[rf"\Sigma{letters(i)}"] = NUM(run["sigma"])
 
 
-def certify_macros(args: argparse.Namespace, m: Macros) -> None:
+def certify_macros(args: argparse.Namespace, m: dict) -> None:
     reference = results.read_reference(args.reference)
     runs = []
     for run in args.runs:
@@ -113,7 +92,7 @@ def certify_macros(args: argparse.Namespace, m: Macros) -> None:
     clean, clean_ref, diffs = [], [], []
     for run, meta in zip(args.runs, runs, strict=True):
         radius, correct = results.read_certify(args.certify_dir / f"{run}.tsv")
-        acc = [FMT(a) for a in results.certified_accuracy(radius, correct, [0.0, *args.radii])]
+        acc = [FMT(a) for a in metrics.certified_accuracy(radius, correct, [0.0, *args.radii])]
         clean.append(acc[0])
         sigma, train_sigma = float(meta["sigma"]), float(meta.get("train_sigma", meta["sigma"]))
         # Published values exist only for models certified at their training sigma.
@@ -122,17 +101,15 @@ def certify_macros(args: argparse.Namespace, m: Macros) -> None:
         if results.lookup(published, 0.0) is not None:
             clean_ref.append(FMT(results.lookup(published, 0.0)))
         for r, value in zip(args.radii, acc[1:], strict=True):
-            m[latex.macro_name("CertOf", run, "At", r)] = value
             ref = results.lookup(published, r)
             if ref is not None:
-                m[latex.macro_name("CertRefOf", run, "At", r)] = FMT(ref)
                 diffs.append((abs(float(value) - ref), NUM(sigma), NUM(r)))
     m[r"\CertCleanList"] = latex.join_words(clean)
     m[r"\CertRefCleanList"] = latex.join_words(clean_ref)
     comparison_macros(diffs, m)
 
 
-def comparison_macros(diffs: list[tuple[float, str, str]], m: Macros) -> None:
+def comparison_macros(diffs: list[tuple[float, str, str]], m: dict) -> None:
     """Summary of |ours - published| over (difference, sigma, radius) cells; 'n/a' without any."""
     m[r"\CertNumCompared"] = str(len(diffs))
     worst = max(diffs, default=(None, NA, NA))
@@ -146,7 +123,7 @@ def arch_tt(record: dict) -> str:
     return rf"\texttt{{{latex.tex_escape(record.get('arch', NA))}}}"
 
 
-def training_setup(train: list[dict], m: Macros) -> None:
+def training_setup(train: list[dict], m: dict) -> None:
     params = [t.get("params", {}) for t in train]
     dataset = str(train[0].get("dataset", NA))
     m[r"\Dataset"] = DATASET_NAMES.get(dataset, latex.tex_escape(dataset))
@@ -162,7 +139,7 @@ def training_setup(train: list[dict], m: Macros) -> None:
     m[r"\AdvStepSize"] = distinct(NUM(p.get("attack_step_size", 0.0)) for p in adversarial)
 
 
-def model_macros(args: argparse.Namespace, m: Macros) -> None:
+def model_macros(args: argparse.Namespace, m: dict) -> None:
     train = [results.load_json(args.train_dir / f"{model}.json") for model in args.models]
     evals = []
     for model in args.models:
@@ -174,13 +151,6 @@ def model_macros(args: argparse.Namespace, m: Macros) -> None:
     m[r"\EvalImages"] = str(evals[0].get("n_images", NA))
     m[r"\EvalSteps"] = str(evals[0].get("steps", NA))
     m[r"\EvalEpsList"] = latex.join_words([NUM(e) for e in eps])
-    for model, t, ev, rob in zip(args.models, train, evals, robust, strict=True):
-        epochs = t.get("params", {}).get("epochs", len(t.get("epochs", [])))
-        m[latex.macro_name("CleanAccOf", model)] = PCT(ev["clean_accuracy"])
-        m[latex.macro_name("EpochsOf", model)] = NUM(epochs)
-        m[latex.macro_name("ArchOf", model)] = arch_tt(t)
-        for e, value in rob.items():
-            m[latex.macro_name("RobustAccOf", model, "At", e)] = PCT(value)
     kinds = [str(ev.get("kind", t.get("kind", ""))) for t, ev in zip(train, evals, strict=True)]
     first = {kind: kinds.index(kind) for kind in ("standard", "adversarial") if kind in kinds}
     main_eps = headline_eps(eps, evals[first["adversarial"]] if "adversarial" in first else {})
@@ -201,12 +171,12 @@ def headline_eps(eps: list[float], adversarial: dict) -> float | None:
     return eps[0] if eps else None
 
 
-def pag_macros(args: argparse.Namespace, m: Macros) -> None:
+def pag_macros(args: argparse.Namespace, m: dict) -> None:
     paths = [args.pag_dir / f"{column}.pt" for column in args.columns]
     records = [results.load_pag(path) for path in paths]
     all_eps = [float(e) for e in records[0]["eps"]]
     eps = max(all_eps) if args.fig1_eps is None else args.fig1_eps
-    m[r"\PagEpsMain"], m[r"\PagEpsMax"] = NUM(eps), NUM(max(all_eps))
+    m[r"\PagEpsMain"] = NUM(eps)
     m[r"\PagEpsList"] = latex.join_words([NUM(e) for e in all_eps])
     m[r"\PagNumPairs"] = str(len(records[0]["labels"]))
     m[r"\PagSteps"] = str(records[0].get("steps", NA))
@@ -218,16 +188,15 @@ def pag_macros(args: argparse.Namespace, m: Macros) -> None:
     m[r"\PagNoise"] = noise.get(fixed, NA)
     m[r"\PagSigmaSmoothed"] = NUM(smoothed[0]["sigma"]) if smoothed else NA
     by_role: dict[str, str] = {}
-    for column, record, path in zip(args.columns, records, paths, strict=True):
+    for record, path in zip(records, paths, strict=True):
         e = results.eps_index(record, eps, path)
         prob = FMT(float(results.require(record, "target_prob", path)[e].float().mean()))
-        m[latex.macro_name("PagProbOf", column)] = prob
         by_role.setdefault(results.pag_role(record), prob)  # the first column of each role
     for role, name in PAG_ROLES.items():
         m[rf"\PagProb{name}"] = by_role.get(role, NA)
 
 
-def score_alignment_macros(args: argparse.Namespace, m: Macros) -> None:
+def score_alignment_macros(args: argparse.Namespace, m: dict) -> None:
     """\\ScoreAlignmentComputed (1 when the stage ran, else 0) and \\ScoreAlignmentText, the
     sentence that reports it: mean LPIPS per classifier, or why it was not computed."""
     record = {} if args.score_alignment is None else results.load_json(args.score_alignment)
@@ -252,14 +221,14 @@ def score_alignment_macros(args: argparse.Namespace, m: Macros) -> None:
 
 
 def build(args: argparse.Namespace) -> None:
-    macros = Macros()
+    macros: dict[str, str] = {}
     for part in (certify_macros, model_macros, pag_macros, score_alignment_macros):
         part(args, macros)
     for key in args.train_vs_certify:
         if not re.fullmatch(r"[A-Za-z0-9-]+", key):
             raise report.ReportError(f"train_vs_certify key {key!r}: letters, digits and '-' only")
     macros[r"\TrainVsCertifyKeys"] = ",".join(args.train_vs_certify)
-    lines = ["% Generated by scripts/make_numbers.py; macro names are explained in its docstring."]
+    lines = ["% Generated by scripts/make_numbers.py."]
     lines += [latex.newcommand(name, value) for name, value in macros.items()]
     write_text(args.out, "\n".join(lines) + "\n")
 

@@ -13,7 +13,7 @@ import argparse
 import math
 from pathlib import Path
 
-from robust import latex, report, results
+from robust import latex, metrics, report, results
 from robust.io import write_text
 
 FMT = latex.format_fraction
@@ -49,7 +49,7 @@ def certified_rows(certify_dir: Path, runs: list[str], radii: list[float], refer
         sigma = float(results.require(meta, "sigma", path))
         radius, correct = results.read_certify(certify_dir / f"{run}.tsv")
         labels.append(run_label(meta))
-        ours.append([FMT(a) for a in results.certified_accuracy(radius, correct, radii)])
+        ours.append([FMT(a) for a in metrics.certified_accuracy(radius, correct, radii)])
         same = math.isclose(sigma, float(meta.get("train_sigma", sigma)))
         row = (results.lookup(reference, sigma) if same else None) or {}
         published.append([FMT(results.lookup(row, r)) for r in radii])

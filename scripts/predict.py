@@ -7,15 +7,24 @@ certify.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from robust import cli, smoothing_run
+from robust import cli
 
 HEADER = ("idx", "label", "predict", "correct", "time")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.Parser(description=__doc__.splitlines()[0])
-    smoothing_run.add_arguments(p, with_n0=False)
+    for flag in ("n", "batch", "chunk", "skip", "max_images", "seed"):
+        p.add_argument(f"--{flag}", type=int, required=True)
+    p.add_argument("--sigma", type=float, required=True)
+    p.add_argument("--alpha", type=float, required=True)
+    for flag in ("run_id", "model", "dataset"):
+        p.add_argument(f"--{flag}", required=True)
+    for flag in ("checkpoint", "data", "out", "summary", "state"):
+        p.add_argument(f"--{flag}", type=Path, required=True)
+    cli.add_common(p, record_time=True)
     return p.parse_args(argv)
 
 
@@ -23,29 +32,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log)
-    from robust import metrics
+    from robust import checkpoint, data, metrics
+    from robust.rowlog import RowLog
+    from robust.smoothing import Smooth
 
-    run = smoothing_run.SmoothingRun(args, HEADER)
-    for i, x, label in run.images():
+    device = cli.resolve_device(args.device)
+    model, ckpt = checkpoint.load_checkpoint(args.checkpoint, map_location=device)
+    where = {"log", "device", "out", "summary", "record_time"}  # not in the rows' fingerprint
+    fingerprint = {k: v for k, v in vars(args).items() if k not in where}
+    split = data.open_split(args.dataset, args.data, "test")
+    smooth = Smooth(model, split.num_classes, args.sigma, args.chunk, args.seed)
+    rows = RowLog(args.state, HEADER, fingerprint | {"weights": ckpt["sha256"]})
+    subset = cli.subset_indices(len(split), args.skip, args.max_images)
+    for idxs in cli.blocks(subset, 1, rows.done, f"predict {args.run_id}"):
         timer = cli.Timer()
-        prediction = run.smooth.predict(x, args.n, args.alpha, args.batch, idx=i)
-        run.append((i, label, prediction, int(prediction == label)), timer.seconds)
-    table = run.rows.finish(args.out)
+        x, label = split.get(idxs)
+        prediction = smooth.predict(x.to(device), idxs, args.n, args.alpha, args.batch)[0]
+        seconds = timer.seconds if args.record_time else 0.0
+        rows.append((idxs[0], int(label), prediction, int(prediction == label),
+                     metrics.format_time(seconds)))  # fmt: skip
+    table = rows.finish(args.out)
     predictions = table["predict"].astype(int)
-    cli.write_json(
-        args.summary,
-        {
-            "run_id": args.run_id,
-            "model_id": args.model,
-            "sigma": args.sigma,
-            "n": args.n,
-            "alpha": args.alpha,
-            "n_images": len(predictions),
-            "accuracy": float(table["correct"].astype(int).mean()) if len(predictions) else 0.0,
-            "abstain_rate": metrics.abstention_rate(predictions) if len(predictions) else 0.0,
-            "seconds_per_image": run.rows.mean_seconds(),
-        },
-    )
+    cli.write_json(args.summary, {
+        "run_id": args.run_id, "model_id": args.model, "sigma": args.sigma, "n": args.n,
+        "alpha": args.alpha, "n_images": len(predictions),
+        "accuracy": float(table["correct"].astype(int).mean()) if len(predictions) else 0.0,
+        "abstain_rate": metrics.abstention_rate(predictions) if len(predictions) else 0.0,
+        "seconds_per_image": rows.mean_seconds(),
+    })  # fmt: skip
     return 0
 
 

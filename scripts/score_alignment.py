@@ -23,14 +23,14 @@ DIGITS = 3  # decimals of LPIPS in the table
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.Parser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", required=True, help="model ids; first = baseline")
-    p.add_argument("--sigmas", nargs="+", type=cli.nonneg_float, required=True,
+    p.add_argument("--sigmas", nargs="+", type=float, required=True,
                    help="per model: 0 = the model, > 0 = smoothed with this noise std")  # fmt: skip
-    p.add_argument("--m", type=cli.positive_int, required=True, help="noise draws (sigma > 0)")
-    p.add_argument("--score_sigma", type=cli.positive_float, required=True, help="[-1,1] units")
-    p.add_argument("--n_images", type=cli.positive_int, required=True)
-    p.add_argument("--seed", type=cli.nonneg_int, required=True, help="images, noise, bootstrap")
-    p.add_argument("--batch", type=cli.positive_int, required=True, help="inputs per pass")
-    p.add_argument("--bootstrap", type=cli.positive_int, required=True, help="resamples")
+    p.add_argument("--m", type=int, required=True, help="noise draws (sigma > 0)")
+    p.add_argument("--score_sigma", type=float, required=True, help="[-1,1] units")
+    p.add_argument("--n_images", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True, help="images, noise, bootstrap")
+    p.add_argument("--batch", type=int, required=True, help="inputs per pass")
+    p.add_argument("--bootstrap", type=int, required=True, help="resamples")
     p.add_argument("--dataset", required=True, help="dataset name of --data")
     for flag in (*WEIGHTS, "models_dir", "data", "out", "per_image", "table"):
         p.add_argument(f"--{flag}", type=Path, required=True)

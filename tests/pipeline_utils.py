@@ -186,9 +186,9 @@ TRAIN_FLAGS = {
 SMOOTHING_FLAGS = {
     "run_id": "r", "model": "m", "dataset": "synthetic", "sigma": 0.25, "n0": 20, "n": 400,
     "alpha": 0.001, "batch": 150, "chunk": 100, "skip": 3, "max_images": 20, "seed": 0,
-    "precision": "fp32", "tie_margin": 0.0, "block": 2, "channels_last": False, "compile": "none",
+    "precision": "fp32", "block": 2, "channels_last": False, "compile": "none",
 }  # fmt: skip
-CERTIFY_ONLY = ("n0", "precision", "tie_margin", "block", "channels_last", "compile", "curve")
+CERTIFY_ONLY = ("n0", "precision", "block", "channels_last", "compile", "curve")
 
 
 def train_argv(data: Path, out: Path, **values) -> list[str]:

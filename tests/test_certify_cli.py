@@ -1,5 +1,5 @@
-"""scripts/certify.py runs CERTIFY in blocks of images (robust.fastcert) and must still give, row
-by row, what Cohen et al.'s one-image-at-a-time ``Smooth.certify`` gives, for any block size."""
+"""scripts/certify.py runs CERTIFY in blocks of images and must give, row by row, what certifying
+one image at a time gives, for any block size, layout and precision setting."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_rows_equal_smooth_certify_for_every_block_size(workdir):
     expected = []
     for idx in range(0, 10, SKIP)[:MAX_IMAGES]:
         x = data["x_test"][idx].float() / 255
-        prediction, radius = smooth.certify(x, N0, N, ALPHA, 64, idx=idx)
+        [(prediction, radius)] = smooth.certify(x[None], [idx], N0, N, ALPHA, 64)
         label = int(data["y_test"][idx])
         expected.append([str(idx), str(label), str(prediction), f"{radius:.3}",
                          str(int(prediction == label)), "0"])  # fmt: skip
@@ -79,18 +79,20 @@ def test_rows_equal_smooth_certify_for_every_block_size(workdir):
     assert by_block[1] == by_block[2] == by_block[5]
 
 
-def test_bf16_with_an_unbounded_tie_margin_certifies_as_fp32(workdir):
-    """Every sample is a 'near tie' under an infinite margin, so each label comes from the fp32
-    pass: the rows must be fp32's, the summary records the settings and the log what the margin
-    did (fp32 logs nothing of the kind)."""
-    fp32, _ = certify(workdir, 2, "fp32", tie_margin=float("inf"))
-    rows, summary = certify(workdir, 2, "bf16_inf", precision="bf16", tie_margin=float("inf"))
-    assert [row[:5] for row in rows] == [row[:5] for row in fp32]
-    assert summary["precision"] == "bf16" and summary["tie_margin"] == float("inf")
-    samples = MAX_IMAGES * (N0 + N)
-    line = f"tie_margin inf: {samples} of {samples} noisy samples (100.000%) labelled by float32"
-    assert line in (workdir / "bf16_inf" / "cert.log").read_text()
-    assert "tie_margin" not in (workdir / "fp32" / "cert.log").read_text()
+def test_bf16_and_channels_last(workdir):
+    """bf16 certifies the bf16 network (its rows are Smooth(precision="bf16")'s, recorded in the
+    summary); an NHWC layout computes the same function."""
+    fp32, _ = certify(workdir, 2, "fp32")
+    nhwc, _ = certify(workdir, 2, "nhwc", channels_last=True)
+    rows, summary = certify(workdir, 2, "bf16", precision="bf16")
+    assert [row[:3] for row in nhwc] == [row[:3] for row in fp32]
+    model, _ = load_checkpoint(workdir / "model.pt", map_location="cpu")
+    data = torch.load(workdir / "synthetic.pt", weights_only=True)
+    idxs = list(range(0, 10, SKIP))[:MAX_IMAGES]
+    smooth = Smooth(model, 10, SIGMA, chunk_size=CHUNK, seed=SEED, precision="bf16")
+    answers = smooth.certify(data["x_test"][idxs].float() / 255, idxs, N0, N, ALPHA, BATCH)
+    assert [row[2:4] for row in rows[1:]] == [[str(p), f"{r:.3}"] for p, r in answers]
+    assert summary["precision"] == "bf16"
 
 
 def test_curve_is_the_certified_accuracy_on_a_radius_grid(workdir):

@@ -236,7 +236,7 @@ def test_fast_mode_keeps_every_statistic_of_the_paper():
     paper = config.load_yaml(ROOT / "params.yaml")
     fast = config.load_yaml(ROOT / "config" / "fast.yaml")
     protocol = ("model", "dataset", "sigma", "n0", "n", "alpha", "skip", "max_images", "seed")
-    protocol += ("chunk", "precision", "tie_margin")
+    protocol += ("chunk", "precision")
     for section in ("certify", "predict"):
         assert fast[section].keys() == paper[section].keys()
         for run_id, run in paper[section].items():

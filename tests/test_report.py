@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robust import latex, report, results
+from robust import latex, metrics, report, results
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared hand-made result files
 from test_tables import (  # noqa: E402
@@ -43,20 +43,17 @@ def test_number_formats() -> None:
     assert latex.tex_escape("cifar_resnet110 & 5%") == r"cifar\_resnet110 \& 5\%"
 
 
-def test_macro_names_are_letters_only_and_deterministic() -> None:
-    name = latex.macro_name("CertOf", "cifar10-gauss-025", "At", 0.25)
-    assert name == r"\CertOfCifarOneZeroGaussZeroTwoFiveAtZeroPtTwoFive"
-    assert latex.macro_name("RobustAccOf", "at_l2", "At", 2.0) == r"\RobustAccOfAtLTwoAtTwo"
-    assert latex.newcommand(r"\PagM", "32") == r"\newcommand{\PagM}{32}"
-    with pytest.raises(report.ReportError, match="letters only"):
-        latex.newcommand(r"\Pag2", "32")
-
-
 def test_bold_max_marks_every_displayed_maximum() -> None:
     assert latex.bold_max(["0.50", "0.75", "--", "0.75"]) == [
         "0.50", r"\textbf{0.75}", "--", r"\textbf{0.75}",
     ]  # fmt: skip
     assert latex.bold_max(["--", "--"]) == ["--", "--"]
+
+
+def test_newcommand_takes_letter_only_names() -> None:
+    assert latex.newcommand(r"\PagM", "32") == r"\newcommand{\PagM}{32}"
+    with pytest.raises(report.ReportError, match="letters only"):
+        latex.newcommand(r"\Pag2", "32")
 
 
 def test_tabular_is_a_complete_booktabs_environment() -> None:
@@ -71,7 +68,7 @@ def test_readers(tmp_path: Path) -> None:
     root = make_results(tmp_path)
     radius, correct = results.read_certify(root / "results/certify/g025.tsv")
     assert radius.tolist() == [0.6, 0.3, 0.1, 0.0] and correct.tolist() == [1, 1, 1, 0]
-    acc = results.certified_accuracy(radius, correct, [0.0, 0.25, 0.5, 1.0])
+    acc = metrics.certified_accuracy(radius, correct, [0.0, 0.25, 0.5, 1.0])
     np.testing.assert_allclose(acc, [0.75, 0.5, 0.25, 0.0])
     reference = results.read_reference(root / "config/reference.tsv")
     assert sorted(reference) == [0.12, 0.25, 0.5] and reference[0.5][0.25] == 0.55

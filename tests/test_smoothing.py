@@ -69,9 +69,7 @@ def test_certify_radius_is_a_lower_bound_with_probability_1_minus_alpha() -> Non
     sigma, alpha, trials = 0.25, 0.05, 200
     model, x, true_radius = _linear_case(0.9, sigma)
     smooth = Smooth(model, num_classes=2, sigma=sigma, chunk_size=64, seed=1)
-    results = [
-        smooth.certify(x, n0=20, n=100, alpha=alpha, batch_size=1000, idx=i) for i in range(trials)
-    ]
+    results = [smooth.certify(x[None], [i], 20, 100, alpha, 1000)[0] for i in range(trials)]
     violations = sum(c not in (1, ABSTAIN) or r > true_radius for c, r in results)
     assert violations / trials <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
     assert sum(c == 1 for c, _ in results) > trials / 2  # not vacuous: it mostly certifies
@@ -83,7 +81,7 @@ def test_certify_mean_radius_approaches_true_radius() -> None:
     smooth = Smooth(model, num_classes=2, sigma=sigma, chunk_size=500, seed=2)
     means = []
     for n in (100, 1_000, 10_000):
-        radii = [smooth.certify(x, 100, n, alpha, batch_size=5_000, idx=i)[1] for i in range(10)]
+        radii = [smooth.certify(x[None], [i], 100, n, alpha, 5_000)[0][1] for i in range(10)]
         means.append(sum(radii) / len(radii))
     assert means[0] < means[1] < means[2] < true_radius
     assert means[2] > 0.92 * true_radius  # at n = 10^4 the Clopper-Pearson slack is ~4%
@@ -95,14 +93,14 @@ def test_certify_abstains_when_top_class_is_below_one_half() -> None:
     cuts = [sigma * norm_ppf(0.4), sigma * norm_ppf(0.7)]
     smooth = Smooth(ThresholdClassifier(0.5, cuts), num_classes=3, sigma=sigma, seed=3)
     x = torch.full(SHAPE, 0.5)
-    results = [smooth.certify(x, 100, 1_000, 0.001, batch_size=1_000, idx=i) for i in range(20)]
+    results = [smooth.certify(x[None], [i], 100, 1_000, 0.001, 1_000)[0] for i in range(20)]
     assert results == [(ABSTAIN, 0.0)] * 20
 
 
 def test_predict_rarely_abstains_when_confident() -> None:
     model, x, _ = _linear_case(0.99, 0.25)
     smooth = Smooth(model, num_classes=2, sigma=0.25, seed=4)
-    answers = [smooth.predict(x, n=100, alpha=0.001, batch_size=100, idx=i) for i in range(100)]
+    answers = [smooth.predict(x[None], [i], 100, 0.001, 100)[0] for i in range(100)]
     assert set(answers) <= {1, ABSTAIN}
     assert answers.count(ABSTAIN) <= 2
 
@@ -112,7 +110,7 @@ def test_predict_abstains_on_a_tie() -> None:
     alpha, trials = 0.05, 200
     model, x, _ = _linear_case(0.5, 0.25)
     smooth = Smooth(model, num_classes=2, sigma=0.25, seed=5)
-    answers = [smooth.predict(x, n=100, alpha=alpha, batch_size=100, idx=i) for i in range(trials)]
+    answers = [smooth.predict(x[None], [i], 100, alpha, 100)[0] for i in range(trials)]
     wrong = sum(a != ABSTAIN for a in answers)
     assert wrong / trials <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials)
 
@@ -138,13 +136,13 @@ def test_results_do_not_depend_on_batch_size() -> None:
         smooth = Smooth(model, num_classes=10, sigma=0.5, chunk_size=64, seed=7)
         outcomes.append(
             (
-                smooth.sample_counts(x, 200, batch_size, idx=3, stream="estimation").tolist(),
-                smooth.certify(x, n0=20, n=100, alpha=0.01, batch_size=batch_size, idx=3),
-                smooth.predict(x, n=100, alpha=0.01, batch_size=batch_size, idx=3),
+                smooth.sample_counts(x[None], [3], (("estimation", 200),), batch_size).tolist(),
+                smooth.certify(x[None], [3], 20, 100, 0.01, batch_size),
+                smooth.predict(x[None], [3], 100, 0.01, batch_size),
             )
         )
     assert outcomes[0] == outcomes[1] == outcomes[2]
-    assert sum(outcomes[0][0]) == 200
+    assert sum(outcomes[0][0][0][0]) == 200
 
 
 def test_noise_stream_is_chunked_seeded_and_unclipped() -> None:
@@ -152,9 +150,8 @@ def test_noise_stream_is_chunked_seeded_and_unclipped() -> None:
     inputs = []
     for batch_size in (1, 7, 1000):
         recorder = Recorder(2, 0)
-        Smooth(recorder, 2, sigma=1.0, chunk_size=64, seed=8).sample_counts(
-            x, 150, batch_size, 9, "predict"
-        )
+        smooth = Smooth(recorder, 2, sigma=1.0, chunk_size=64, seed=8)
+        smooth.sample_counts(x[None], [9], (("predict", 150),), batch_size)
         inputs.append(torch.cat(recorder.seen))
     assert torch.equal(inputs[0], inputs[1]) and torch.equal(inputs[0], inputs[2])
     noise = inputs[0] - x
@@ -164,9 +161,8 @@ def test_noise_stream_is_chunked_seeded_and_unclipped() -> None:
 
     def first_input(seed: int, idx: int, stream: str) -> torch.Tensor:
         recorder = Recorder(2, 0)
-        Smooth(recorder, 2, sigma=1.0, chunk_size=64, seed=seed).sample_counts(
-            x, 10, 10, idx, stream
-        )
+        smooth = Smooth(recorder, 2, sigma=1.0, chunk_size=64, seed=seed)
+        smooth.sample_counts(x[None], [idx], ((stream, 10),), 10)
         return recorder.seen[0]
 
     assert torch.equal(first_input(8, 9, "predict"), inputs[0][:10])  # prefix of a longer stream
@@ -181,7 +177,7 @@ def test_noise_stream_is_chunked_seeded_and_unclipped() -> None:
 def test_constant_classifier_reaches_the_maximum_radius() -> None:
     sigma, n, alpha = 0.25, 100_000, 0.001
     smooth = Smooth(Recorder(5, 3, keep=False), num_classes=5, sigma=sigma, chunk_size=10_000)
-    prediction, radius = smooth.certify(torch.zeros(SHAPE), 100, n, alpha, batch_size=20_000)
+    [(prediction, radius)] = smooth.certify(torch.zeros((1, *SHAPE)), [0], 100, n, alpha, 20_000)
     assert prediction == 3
     assert radius == sigma * norm_ppf(alpha ** (1 / n))
     assert radius == sigma * norm_ppf(clopper_pearson_lower(n, n, alpha))
@@ -191,9 +187,8 @@ def test_constant_classifier_reaches_the_maximum_radius() -> None:
 def test_model_mode_and_gradients_untouched() -> None:
     model = _tiny_cnn().train()
     smooth = Smooth(model, num_classes=10, sigma=0.25)
-    smooth.certify(
-        torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0)), 10, 20, 0.01, 16
-    )
+    smooth.certify(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)), [0], 10, 20,
+                   0.01, 16)  # fmt: skip
     assert model.training
     assert all(p.grad is None for p in model.parameters())
 
@@ -202,8 +197,103 @@ def test_invalid_arguments() -> None:
     model, x, _ = _linear_case(0.9, 0.25)
     smooth = Smooth(model, num_classes=2, sigma=0.25)
     with pytest.raises(ValueError, match="unknown noise stream"):
-        smooth.sample_counts(x, 10, 10, 0, "training")
+        smooth.sample_counts(x[None], [0], (("training", 10),), 10)
     with pytest.raises(ValueError, match="expected"):
-        Smooth(model, num_classes=3, sigma=0.25).sample_counts(x, 10, 10, 0, "predict")
-    with pytest.raises(ValueError, match="sigma"):
-        Smooth(model, num_classes=2, sigma=0.0)
+        Smooth(model, num_classes=3, sigma=0.25).sample_counts(x[None], [0], (("predict", 10),), 10)
+    for bad in ({"sigma": 0.0}, {"precision": "fp16"}, {"num_classes": 1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Smooth(model, **({"num_classes": 2, "sigma": 0.25} | bad))
+    for xs, idxs, batch in ((x[None], [0, 1], 10), (x, [0], 10), (x[None], [0], 0)):
+        with pytest.raises(ValueError, match="need"):
+            smooth.sample_counts(xs, idxs, (("predict", 10),), batch)
+
+
+# ------------------------------------------------------------------------ several images at once
+K, CHUNK, SEED, N0, N = 10, 100, 3, 30, 450
+STREAMS = (("selection", N0), ("estimation", N))
+
+
+@pytest.fixture(scope="module")
+def cnn() -> nn.Module:
+    from robust.archs.tiny import TinyCNN
+    from robust.models import Normalize
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nn.Sequential(Normalize((0.5,) * 3, (0.25,) * 3), TinyCNN(K))
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def images() -> tuple[torch.Tensor, list[int]]:
+    return torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1)), [0, 7, 40]
+
+
+def test_a_block_draws_the_noise_of_its_images_one_by_one(images) -> None:
+    xs, idxs = images
+    one_by_one, together = Recorder(K, 0), Recorder(K, 0)
+    for i, idx in enumerate(idxs):
+        Smooth(one_by_one, K, 0.25, CHUNK, SEED).sample_counts(xs[i : i + 1], [idx], STREAMS, 64)
+    Smooth(together, K, 0.25, CHUNK, SEED).sample_counts(xs, idxs, STREAMS, 170)
+    assert torch.equal(torch.cat(together.seen), torch.cat(one_by_one.seen))
+    assert max(len(batch) for batch in together.seen) == 170
+
+
+@pytest.mark.parametrize("batch_size", [64, 257, 1400])
+def test_block_answers_equal_one_image_at_a_time(cnn, images, batch_size) -> None:
+    xs, idxs = images
+    smooth = Smooth(cnn, K, 0.25, CHUNK, SEED)
+    expected = [smooth.certify(xs[i : i + 1], [idx], N0, N, 0.001, 200)[0]
+                for i, idx in enumerate(idxs)]  # fmt: skip
+    assert smooth.certify(xs, idxs, N0, N, 0.001, batch_size) == expected
+    assert any(p != ABSTAIN for p, _ in expected)  # not a degenerate all-abstain case
+    counts = smooth.sample_counts(xs, idxs, STREAMS, batch_size)
+    assert counts.shape == (3, 2, K) and counts.sum(dim=2).tolist() == [[N0, N]] * 3
+
+
+def test_bf16_is_the_bf16_network_smoothed(cnn, images) -> None:
+    """bf16 counts are those of the network run under bfloat16 autocast, sample by sample: another
+    fixed base classifier, close to but not always the fp32 one."""
+    xs, idxs = images
+
+    def bf16_network(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return cnn(x).float()
+
+    class Wrapped(nn.Module):
+        forward = staticmethod(bf16_network)
+
+    bf16 = Smooth(cnn, K, 0.25, CHUNK, SEED, "bf16").sample_counts(xs, idxs, STREAMS, 500)
+    written_out = Smooth(Wrapped(), K, 0.25, CHUNK, SEED).sample_counts(xs, idxs, STREAMS, 500)
+    fp32 = Smooth(cnn, K, 0.25, CHUNK, SEED).sample_counts(xs, idxs, STREAMS, 500)
+    assert torch.equal(bf16, written_out)
+    agree = torch.minimum(bf16, fp32).sum() / fp32.sum()  # at least this share of labels agree
+    assert agree >= 0.99
+
+
+def test_counts_run_in_ieee_fp32() -> None:
+    """The base classifier runs with TF32 off (float32 means IEEE float32 on every GPU); the
+    caller's settings come back afterwards, also after an exception."""
+    from robust import smoothing
+
+    switches = (torch.backends.cudnn.conv, torch.backends.cuda.matmul)
+    saved = [space.fp32_precision for space in switches]
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append([space.fp32_precision for space in switches])
+            return torch.zeros(len(x), 2)
+
+    try:
+        for space in switches:
+            space.fp32_precision = "tf32"
+        Smooth(Probe(), 2, 0.5).sample_counts(torch.zeros(1, 1, 2, 2), [0], (("predict", 3),), 3)
+        assert seen == [["ieee", "ieee"]]
+        assert [space.fp32_precision for space in switches] == ["tf32", "tf32"]
+        with pytest.raises(RuntimeError), smoothing.ieee_fp32():
+            raise RuntimeError
+        assert [space.fp32_precision for space in switches] == ["tf32", "tf32"]
+    finally:
+        for space, value in zip(switches, saved, strict=True):
+            space.fp32_precision = value

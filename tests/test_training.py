@@ -17,9 +17,9 @@ from robust.training import TrainConfig, augment_batch, learning_rate, train
 
 K = 4
 PERTURB = {
-    "none": {},
+    "standard": {},
     "gaussian": {"sigma": 0.25},
-    "pgd": {"norm": "l2", "eps": 0.5, "steps": 2, "step_size": 0.3},
+    "adversarial": {"norm": "l2", "eps": 0.5, "steps": 2, "step_size": 0.3},
 }
 
 
@@ -63,7 +63,7 @@ def perturbed_loss(model: nn.Module, kind: str, x: torch.Tensor, y: torch.Tensor
         return F.cross_entropy(model(x_train), y).item()
 
 
-@pytest.mark.parametrize("kind", ["none", "gaussian", "pgd"])
+@pytest.mark.parametrize("kind", ["standard", "gaussian", "adversarial"])
 def test_training_lowers_the_perturbed_loss(kind: str) -> None:
     data = make_split(16)
     x, y = data.get(range(len(data)))
@@ -103,7 +103,7 @@ class ModeRecorder(nn.Module):
 def test_pgd_attacks_in_eval_mode_and_restores_train_mode() -> None:
     model = ModeRecorder().train()
     x, y = torch.rand(5, 3, 4, 4), torch.arange(5) % K
-    perturb = make_perturbation("pgd", norm="linf", eps=0.1, steps=3, step_size=0.05)
+    perturb = make_perturbation("adversarial", norm="linf", eps=0.1, steps=3, step_size=0.05)
     x_adv = perturb(model, x, y, torch.Generator().manual_seed(0))
     assert model.modes == [False] * 3 and model.training
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
@@ -120,13 +120,13 @@ def test_gaussian_noise_is_fresh_unclipped_and_has_std_sigma() -> None:
 
 
 def test_make_perturbation_rejects_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="valid: none, gaussian, pgd"):
+    with pytest.raises(ValueError, match="valid: standard, gaussian, adversarial"):
         make_perturbation("fgsm")
     with pytest.raises(ValueError, match="eps > 0"):
-        make_perturbation("pgd", eps=0.0, steps=3, step_size=0.1)
+        make_perturbation("adversarial", eps=0.0, steps=3, step_size=0.1)
     with pytest.raises(ValueError, match="sigma"):
         make_perturbation("gaussian", sigma=-1.0)
-    assert make_perturbation("none")(None, x := torch.rand(2, 3), None, None) is x
+    assert make_perturbation("standard")(None, x := torch.rand(2, 3), None, None) is x
 
 
 def test_augment_batch_crops_padded_windows_and_flips() -> None:
@@ -173,7 +173,7 @@ RESUME_CASES = {
     ),
     # stopped by a shorter run, then extended (only the step schedule allows changing epochs)
     "pgd-step-shorter-run": (
-        "pgd", {"schedule": "step", "lr_step": 2, "nesterov": True}, "shorter",
+        "adversarial", {"schedule": "step", "lr_step": 2, "nesterov": True}, "shorter",
     ),
 }  # fmt: skip
 
@@ -214,10 +214,12 @@ def test_same_seed_same_weights_other_seed_other_weights() -> None:
 
 def test_resume_refuses_a_state_from_another_config(tmp_path) -> None:
     data, state = make_split(16), tmp_path / "state.pt"
-    train(make_model(), data, data, make_perturbation("none"), config(epochs=1), state_path=state)
+    train(
+        make_model(), data, data, make_perturbation("standard"), config(epochs=1), state_path=state
+    )
     other = dataclasses.replace(config(epochs=1), lr=0.01)
     with pytest.raises(ValueError, match="another run.*lr"):
-        train(make_model(), data, data, make_perturbation("none"), other, state_path=state)
+        train(make_model(), data, data, make_perturbation("standard"), other, state_path=state)
 
 
 def test_bf16_channels_last_options_run() -> None:

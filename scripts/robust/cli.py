@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,41 +72,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # noqa: D102 - argparse API
         self.exit(2, f"error: {self.prog}: {message}\n")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def nonneg_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
-
-
-def nonneg_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0.0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
-    return value
 
 
 def add_common(parser: argparse.ArgumentParser, record_time: bool = False) -> None:
@@ -198,11 +163,18 @@ class Timer:
         return time.perf_counter() - self.start
 
 
-def progress(items: list[int], done: set[str]) -> Any:
-    """Iterate over ``items`` not yet in ``done`` (keys as text), with a tqdm bar on stderr."""
+def blocks(items: list[int], size: int, done: set[str], label: str) -> Iterator[list[int]]:
+    """The ``items`` not yet in ``done`` (keys as text), in order, in lists of at most ``size``,
+    with a progress bar on stderr that counts items."""
     from tqdm import tqdm
 
+    if size < 1:
+        raise ValueError(f"block size must be >= 1, got {size}")
     todo = [i for i in items if str(i) not in done]
     if len(todo) < len(items):
         LOG.info("resuming: %d of %d already done", len(items) - len(todo), len(items))
-    return tqdm(todo, total=len(items), initial=len(items) - len(todo), mininterval=1.0)
+    bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=label, disable=None)
+    with bar:  # quiet when stderr is not a terminal
+        for start in range(0, len(todo), size):
+            yield todo[start : start + size]
+            bar.update(len(todo[start : start + size]))

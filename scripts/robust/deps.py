@@ -76,3 +76,34 @@ def library_deps(script: str, root: str = "scripts") -> tuple[str, ...]:
                 files.add(path)
                 todo.append(path)
     return tuple(sorted(str(p) for p in files))
+
+
+def refresh_dvc_yaml(text: str) -> str:
+    """``text`` of a dvc.yaml whose library lists are regenerated: in every ``deps:`` list that
+    starts with a stage script, the ``scripts/robust/`` entries become ``library_deps(script)``,
+    listed right after the script; every other line is kept as it is."""
+    out, script = [], None
+    for line in text.splitlines():
+        item = line.strip().removeprefix("- ")
+        if line.strip().startswith("- scripts/robust/"):
+            continue
+        out.append(line)
+        if line.strip() == "deps:":
+            script = "first"
+        elif script == "first" and item.startswith("scripts/") and item.endswith(".py"):
+            indent = line[: len(line) - len(line.lstrip())]
+            out += [f"{indent}- {path}" for path in library_deps(item)]
+            script = None
+        elif script == "first":
+            script = None
+    return "\n".join(out) + "\n"
+
+
+REFRESH = "python -m robust.deps dvc.yaml"  # run from the repository root
+
+
+if __name__ == "__main__":
+    import sys
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "dvc.yaml")
+    target.write_text(refresh_dvc_yaml(target.read_text(encoding="utf-8")), encoding="utf-8")

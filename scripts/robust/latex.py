@@ -1,14 +1,6 @@
-"""LaTeX text of the tables and in-text numbers: number formats, booktabs tables, macro names.
+"""LaTeX text of the tables and in-text numbers: number formats, booktabs tables, macros.
 
-Table helpers emit complete booktabs ``tabular`` environments as plain strings. ``macro_name``
-maps ids to letter-only LaTeX macro names deterministically:
-
-* every run of letters keeps its letters, first one upper-cased: ``gauss`` -> ``Gauss``;
-* every digit becomes its English word: ``10`` -> ``OneZero``;
-* a decimal point becomes ``Pt``; any other character ('-', '_', ...) only separates tokens.
-
-So ``macro_name("Cert", "cifar10-gauss-025", "At", 0.25)`` is
-``\\CertCifarOneZeroGaussZeroTwoFiveAtZeroPtTwoFive`` (numbers are written with ``format_float``).
+Table helpers emit complete booktabs ``tabular`` environments as plain strings.
 """
 
 from __future__ import annotations
@@ -17,8 +9,6 @@ import re
 from collections.abc import Sequence
 
 from robust.report import ReportError
-
-DIGIT_WORDS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
 
 
 # ------------------------------------------------------------------------------- formatting
@@ -114,21 +104,6 @@ def tabular(colspec: str, header: Sequence[str], body: Sequence[str]) -> str:
 
 
 # -------------------------------------------------------------------------------- macros
-def macro_name(*parts: str | float) -> str:
-    """Letter-only macro name from ids and numbers (mapping in the module docstring), with '\\'."""
-    words = []
-    for part in parts:
-        text = part if isinstance(part, str) else format_float(part)
-        for token in re.findall(r"[A-Za-z]+|[0-9]|\.", text):
-            if token == ".":
-                words.append("Pt")
-            elif token.isdigit():
-                words.append(DIGIT_WORDS[int(token)])
-            else:
-                words.append(token[0].upper() + token[1:])
-    return "\\" + "".join(words)
-
-
 def newcommand(name: str, value: str) -> str:
     """``\\newcommand{\\Name}{value}``; the name must be a backslash followed by letters only."""
     if not re.fullmatch(r"\\[A-Za-z]+", name):

@@ -1,40 +1,22 @@
-"""Evaluation metrics and the certify / predict log format of Cohen et al.
+"""Evaluation metrics, and the time column of Cohen et al.'s certify / predict logs.
 
 Certified accuracy at radius r is the share of images that CERTIFY classifies correctly with a
-radius of at least r; abstentions (predict == -1) are wrong. Logs are tab-separated with a header
-row, one image per row; the time column is ``str(datetime.timedelta)``, e.g. ``0:00:03.141593``.
+radius of at least r; abstentions (predict == -1) are wrong. The time column is
+``str(datetime.timedelta)``, e.g. ``0:00:03.141593``. Only ``accuracy`` needs torch (imported when
+called), so report scripts use this module without loading it.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime
-import re
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
-__all__ = [
-    "CERTIFY_COLUMNS",
-    "PREDICT_COLUMNS",
-    "abstention_rate",
-    "accuracy",
-    "average_certified_radius",
-    "certified_accuracy",
-    "format_time",
-    "parse_time",
-    "read_certify_tsv",
-    "read_predict_tsv",
-]
-
-CERTIFY_COLUMNS = ("idx", "label", "predict", "radius", "correct", "time")
-PREDICT_COLUMNS = ("idx", "label", "predict", "correct", "time")
-_INT_COLUMNS = frozenset({"idx", "label", "predict", "correct"})
-# str(timedelta) writes "[D day[s], ]H:MM:SS[.ffffff]".
-_TIME_RE = re.compile(r"^(?:(\d+) days?, )?(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$")
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def _as_1d(name: str, values: Sequence | np.ndarray) -> np.ndarray:
@@ -92,6 +74,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         raise ValueError(f"need as many labels as images (> 0), got {x.shape[0]} and {y.shape[0]}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    import torch
+
     y = y.to(x.device)
     hits = torch.zeros((), dtype=torch.int64, device=x.device)
     with torch.no_grad():
@@ -106,52 +90,3 @@ def format_time(seconds: float) -> str:
     if not seconds >= 0:
         raise ValueError(f"elapsed time must be non-negative, got {seconds}")
     return str(datetime.timedelta(seconds=seconds))
-
-
-def parse_time(text: str) -> float:
-    """Inverse of ``format_time``: ``[D day(s), ]H:MM:SS[.ffffff]`` to seconds."""
-    match = _TIME_RE.match(text.strip())
-    if match is None:
-        raise ValueError(f"time {text!r} is not of the form H:MM:SS[.ffffff]")
-    days, hours, minutes, secs = match.groups()
-    return ((int(days or 0) * 24 + int(hours)) * 60 + int(minutes)) * 60 + float(secs)
-
-
-def _read_tsv(path: str | Path, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"log file not found: {path}")
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle, delimiter="\t"))
-    if not rows or tuple(rows[0]) != columns:
-        found = " ".join(rows[0]) if rows else "an empty file"
-        raise ValueError(f"{path}: expected header {' '.join(columns)} (tabs), found {found}")
-    body = [row for row in rows[1:] if row]  # tolerate a trailing blank line
-    result: dict[str, np.ndarray] = {}
-    for i, name in enumerate(columns):
-        try:
-            cells = [row[i] for row in body]
-            if name == "time":
-                result[name] = np.array([parse_time(c) for c in cells], dtype=np.float64)
-            elif name in _INT_COLUMNS:
-                result[name] = np.array([int(c) for c in cells], dtype=np.int64)
-            else:
-                result[name] = np.array([float(c) for c in cells], dtype=np.float64)
-        except (IndexError, ValueError) as error:
-            raise ValueError(f"{path}: bad value in column {name!r}: {error}") from None
-    return result
-
-
-def read_certify_tsv(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a certify log (``idx label predict radius correct time``) into arrays.
-
-    Returns:
-        {"idx", "label", "predict", "correct": int64 [N], "radius": float64 [N] (pixel units),
-        "time": float64 [N] seconds}.
-    """
-    return _read_tsv(path, CERTIFY_COLUMNS)
-
-
-def read_predict_tsv(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a predict log (``idx label predict correct time``); same types as read_certify_tsv."""
-    return _read_tsv(path, PREDICT_COLUMNS)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-PERTURBATIONS = ("none", "gaussian", "pgd")
+KINDS = ("standard", "gaussian", "adversarial")  # the classifier kinds of params.yaml
 Perturbation = Callable[[nn.Module, Tensor, Tensor, torch.Generator], Tensor]
 
 
@@ -75,22 +75,22 @@ def make_perturbation(
     """The batch perturbation ``perturb(model, x, y, generator) -> x_train`` of a training kind.
 
     Args:
-        kind: "none" (standard), "gaussian" (sigma >= 0) or "pgd" (norm "l2" or "linf", eps > 0,
-            steps >= 1, step_size > 0).
+        kind: "standard", "gaussian" (sigma >= 0) or "adversarial" (PGD: norm "l2" or "linf",
+            eps > 0, steps >= 1, step_size > 0).
         sigma, eps, step_size: in [0, 1] pixel units.
         norm, steps, random_start: PGD settings (see ``robust.attacks.pgd``).
     """
-    if kind == "none":
+    if kind == "standard":
         return NoPerturbation()
     if kind == "gaussian":
         if sigma < 0:
             raise ValueError(f"gaussian training needs sigma >= 0, got {sigma}")
         return GaussianNoise(float(sigma))
-    if kind == "pgd":
+    if kind == "adversarial":
         if norm not in ("l2", "linf") or eps <= 0 or steps < 1 or step_size <= 0:
             raise ValueError(
-                "pgd training needs norm l2 or linf, eps > 0, steps >= 1 and step_size > 0; "
-                f"got norm={norm!r}, eps={eps}, steps={steps}, step_size={step_size}"
+                "adversarial training needs norm l2 or linf, eps > 0, steps >= 1 and step_size"
+                f" > 0; got norm={norm!r}, eps={eps}, steps={steps}, step_size={step_size}"
             )
         return PGDPerturbation(norm, float(eps), int(steps), float(step_size), bool(random_start))
-    raise ValueError(f"unknown perturbation '{kind}'; valid: {', '.join(PERTURBATIONS)}")
+    raise ValueError(f"unknown training kind '{kind}'; valid: {', '.join(KINDS)}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +51,6 @@ def read_certify(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except (TypeError, ValueError):
         raise ReportError(f"{path}: non-numeric radius or correct value") from None
     return radius, correct
-
-
-def certified_accuracy(
-    radius: np.ndarray, correct: np.ndarray, radii: Sequence[float]
-) -> np.ndarray:
-    """Approximate certified accuracy [len(radii)]: share of images correct with radius >= r."""
-    if radius.size == 0:
-        return np.zeros(len(radii))
-    return np.array([float(np.mean(correct & (radius >= r))) for r in radii])
 
 
 def read_reference(path: Path) -> dict[float, dict[float, float]]:

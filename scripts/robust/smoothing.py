@@ -4,183 +4,225 @@ The smoothed classifier is g(x) = argmax_c P(f(x + eps) = c) with eps ~ N(0, sig
 pixel units ([0, 1] images; normalisation is the base classifier's first layer). Noisy copies
 are not clipped to [0, 1], as in Cohen et al.
 
-Noise is reproducible and independent of ``batch_size``: sample i of a stream comes from chunk
-i // chunk_size, and every chunk is drawn from its own ``torch.Generator`` on the image's device,
-seeded from (seed, idx, stream, chunk). Batches are slices of the concatenated chunk stream, so
-batch size changes speed only. A chunk holds chunk_size * x.numel() float32 values; lower
-``chunk_size`` for large images (ImageNet: 1000 chunks of 3x224x224 take 0.6 GB). The base
-classifier runs in IEEE float32 (no TF32 tensor cores, ``robust.precision.ieee_fp32``).
+One noise draw: sample i of an image's stream (selection, estimation, predict) comes from chunk
+i // chunk_size, drawn whole by its own ``torch.Generator`` on the image's device, seeded from
+(seed, idx, stream, chunk). The noisy copies of several images are packed into batches of
+``batch_size``, so neither the batch size nor how images are grouped changes a count. A chunk holds
+chunk_size * x.numel() float32 values (lower it for large images: 1000 ImageNet chunks take 0.6 GB).
+
+Precision: "fp32" is IEEE float32 (TF32 off, as on the GPUs of Cohen et al.); "bf16" runs the base
+classifier under bfloat16 autocast (noise stays float32). A bf16 network is another fixed base
+classifier: its counts are exact binomial samples, so its certificate is exact for the bf16
+classifier, which is not the fp32 network's certificate.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from robust.precision import ieee_fp32
 from robust.stats import binom_test_two_sided, clopper_pearson_lower, norm_ppf
 
-__all__ = ["ABSTAIN", "STREAMS", "Smooth"]
+__all__ = ["ABSTAIN", "PRECISIONS", "STREAMS", "Smooth", "certify_from_counts"]
 
 ABSTAIN = -1
-
+PRECISIONS = ("fp32", "bf16")
 # Independent noise streams per image; certify must not reuse selection noise for estimation.
 STREAMS: dict[str, int] = {"selection": 0, "estimation": 1, "predict": 2}
 
 
-def _chunk_seed(seed: int, idx: int, stream: int, chunk: int) -> int:
+def chunk_seed(seed: int, idx: int, stream: int, chunk: int) -> int:
     """63-bit generator seed: a hash of (seed, idx, stream, chunk), so nearby tuples differ."""
     key = f"robust.smoothing:{seed}:{idx}:{stream}:{chunk}".encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
+
+def noisy_batches(
+    xs: Tensor, idxs: Sequence[int], streams: Sequence[tuple[str, int]], sigma: float,
+    batch_size: int, chunk_size: int, seed: int,
+) -> Iterator[tuple[Tensor, Tensor]]:  # fmt: skip
+    """The noisy copies of every (image, stream) segment, packed into batches.
+
+    Args:
+        xs: images [B, C, H, W], float32 in [0, 1]; idxs: their dataset indices (seed the noise).
+        streams: (name in ``STREAMS``, samples) drawn for every image, in this order.
+        sigma, batch_size, chunk_size, seed: noise std (pixel units), copies per batch, samples
+            per seeded chunk, base seed.
+
+    Yields:
+        (x + noise [b, C, H, W] float32, segment [b] int64), b <= batch_size; sample rows in
+        stream order; segment = image * len(streams) + stream position.
+    """
+    pieces: list[tuple[Tensor, int]] = []
+    filled = 0
+    for image, idx in enumerate(idxs):
+        for position, (stream, num) in enumerate(streams):
+            for chunk in range(math.ceil(num / chunk_size)):
+                generator = torch.Generator(device=xs.device)
+                generator.manual_seed(chunk_seed(seed, idx, STREAMS[stream], chunk))
+                # The whole chunk is drawn even when only a prefix is used: a shorter draw gives
+                # other numbers. Order of operations fixed: randn, * sigma, + x.
+                shape = (chunk_size, *xs.shape[1:])
+                noise = torch.randn(
+                    shape, generator=generator, device=xs.device, dtype=torch.float32
+                )
+                noise.mul_(sigma)
+                piece = noise[: min(chunk_size, num - chunk * chunk_size)].add_(xs[image])
+                while len(piece):
+                    take = min(len(piece), batch_size - filled)
+                    pieces.append((piece[:take], image * len(streams) + position))
+                    piece, filled = piece[take:], filled + take
+                    if filled == batch_size:
+                        yield _join(pieces)
+                        pieces, filled = [], 0
+    if pieces:
+        yield _join(pieces)
+
+
+def _join(pieces: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
+    batch = pieces[0][0] if len(pieces) == 1 else torch.cat([p for p, _ in pieces])
+    segment = [torch.full((len(p),), s, dtype=torch.int64, device=p.device) for p, s in pieces]
+    return batch, segment[0] if len(segment) == 1 else torch.cat(segment)
+
+
+@contextmanager
+def ieee_fp32() -> Iterator[None]:
+    """Within the block, float32 convolutions and matrix products use no TF32 tensor cores
+    (PyTorch allows TF32 in cuDNN convolutions by default). Restores the caller's settings."""
+    switches = [torch.backends.cudnn.conv, torch.backends.cuda.matmul]
+    saved = [space.fp32_precision for space in switches]
+    try:
+        for space in switches:
+            space.fp32_precision = "ieee"
+        yield
+    finally:
+        for space, value in zip(switches, saved, strict=True):
+            space.fp32_precision = value
+
+
+def certify_from_counts(
+    selection: Sequence[int], estimation: Sequence[int], n: int, alpha: float, sigma: float
+) -> tuple[int, float]:
+    """CERTIFY's decision from the counts [K] of the n0 selection and n estimation samples.
+
+    Returns:
+        (c_a_hat, sigma * Phi^-1(p_a_lower)), or (ABSTAIN, 0.0) when p_a_lower < 1/2.
+    """
+    c_a_hat = max(range(len(selection)), key=selection.__getitem__)  # first maximum on ties
+    p_a_lower = clopper_pearson_lower(estimation[c_a_hat], n, alpha)
+    if p_a_lower < 0.5:
+        return ABSTAIN, 0.0
+    return c_a_hat, sigma * norm_ppf(p_a_lower)
+
+
+def predict_from_counts(counts: Sequence[int], alpha: float) -> int:
+    """PREDICT's decision: the top class, or ABSTAIN unless the two-sided binomial test of the top
+    two counts n_a >= n_b against p = 1/2 rejects at level alpha (Hung & Fithian)."""
+    top2 = sorted(range(len(counts)), key=lambda c: -counts[c])[:2]  # stable: lowest index first
+    n_a, n_b = counts[top2[0]], counts[top2[1]]
+    return ABSTAIN if binom_test_two_sided(n_a, n_a + n_b, 0.5) > alpha else top2[0]
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 < alpha < 1.0:  # before any sample is drawn
+        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
 
 
 class Smooth:
     """Smoothed classifier around ``base_classifier`` with Gaussian noise of std ``sigma``.
 
     Args:
-        base_classifier: maps float32 images [B, C, H, W] to logits [B, num_classes]. Its
+        base_classifier: maps float32 images [b, C, H, W] to logits [b, num_classes]. Its
             train/eval mode is left untouched (the caller sets eval); it runs under no_grad.
         num_classes: number of classes of the base classifier (>= 2).
         sigma: noise standard deviation in [0, 1] pixel units (> 0).
         chunk_size: samples per independently seeded noise chunk.
         seed: base seed of all noise streams.
+        precision: "fp32" or "bf16" (see the module docstring).
     """
 
     def __init__(
-        self,
-        base_classifier: nn.Module,
-        num_classes: int,
-        sigma: float,
-        chunk_size: int = 1000,
-        seed: int = 0,
-    ) -> None:
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        if not sigma > 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        if seed < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}")
-        self.base_classifier = base_classifier
-        self.num_classes = num_classes
-        self.sigma = float(sigma)
-        self.chunk_size = chunk_size
-        self.seed = seed
-
-    def _noise_chunk(self, x: torch.Tensor, idx: int, stream: int, chunk: int) -> torch.Tensor:
-        """sigma * N(0, I) of shape [chunk_size, *x.shape], float32 on x.device."""
-        generator = torch.Generator(device=x.device)
-        generator.manual_seed(_chunk_seed(self.seed, idx, stream, chunk))
-        noise = torch.randn(
-            (self.chunk_size, *x.shape), generator=generator, device=x.device, dtype=torch.float32
-        )
-        return noise.mul_(self.sigma)
-
-    def _noisy_batches(
-        self, x: torch.Tensor, num: int, batch_size: int, idx: int, stream: int
-    ) -> Iterator[torch.Tensor]:
-        """Yield x + noise for samples 0..num-1 of a stream, in batches of at most batch_size."""
-        pending: list[torch.Tensor] = []  # drawn but unused noise, in stream order
-        available, chunk, done = 0, 0, 0
-        while done < num:
-            want = min(batch_size, num - done)
-            while available < want:
-                pending.append(self._noise_chunk(x, idx, stream, chunk))
-                available += self.chunk_size
-                chunk += 1
-            noise = pending[0] if len(pending) == 1 else torch.cat(pending)
-            # Every sample's noise is used once, so adding x in place on the view is safe.
-            yield noise[:want].add_(x)
-            pending = [noise[want:]] if available > want else []
-            available -= want
-            done += want
+        self, base_classifier: nn.Module, num_classes: int, sigma: float, chunk_size: int = 1000,
+        seed: int = 0, precision: str = "fp32",
+    ) -> None:  # fmt: skip
+        checks = {
+            "num_classes must be >= 2": num_classes >= 2,
+            "sigma must be positive": sigma > 0,
+            "chunk_size must be >= 1": chunk_size >= 1,
+            "seed must be non-negative": seed >= 0,
+            f"precision must be one of {', '.join(PRECISIONS)}": precision in PRECISIONS,
+        }
+        for message, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{message}; got {num_classes=}, {sigma=}, {seed=}, {precision=}")
+        self.base_classifier, self.num_classes, self.sigma = base_classifier, num_classes, sigma
+        self.chunk_size, self.seed, self.precision = chunk_size, seed, precision
 
     def sample_counts(
-        self, x: torch.Tensor, num: int, batch_size: int, idx: int, stream: int | str
-    ) -> torch.Tensor:
-        """Count the base classifier's top-1 labels on ``num`` noisy copies of one image.
+        self, xs: Tensor, idxs: Sequence[int], streams: Sequence[tuple[str, int]], batch_size: int
+    ) -> Tensor:
+        """Counts of the base classifier's top-1 labels on the noisy copies of every image.
 
         Args:
-            x: one image [C, H, W], float32 in [0, 1], on the base classifier's device.
-            num: number of noisy samples (>= 1).
-            batch_size: noisy copies per forward pass (speed only; results do not depend on it).
-            idx: the image's dataset index (>= 0); selects the noise stream with ``seed``.
-            stream: "selection", "estimation", "predict" (see ``STREAMS``) or a non-negative int.
+            xs: images [B, C, H, W], float32 in [0, 1], on the base classifier's device.
+            idxs: the images' dataset indices (>= 0); they select the noise with ``seed``.
+            streams: (stream name, samples >= 1) per image, e.g. (("selection", n0),
+                ("estimation", n)).
+            batch_size: noisy copies per forward pass (speed only: counts do not depend on it).
 
         Returns:
-            int64 counts [num_classes] on x.device (no host synchronisation happens here).
+            int64 counts [B, len(streams), num_classes] on the CPU, read back once per call.
         """
-        stream_id = STREAMS[stream] if isinstance(stream, str) and stream in STREAMS else stream
-        if not isinstance(stream_id, int) or stream_id < 0:
-            raise ValueError(f"unknown noise stream {stream!r}; valid: {', '.join(STREAMS)}")
-        if num < 1 or batch_size < 1 or idx < 0:
-            raise ValueError(
-                f"need num >= 1, batch_size >= 1, idx >= 0; got {num}, {batch_size}, {idx}"
-            )
-        counts = torch.zeros(self.num_classes, dtype=torch.int64, device=x.device)
-        with torch.no_grad(), ieee_fp32():
-            for batch in self._noisy_batches(x, num, batch_size, idx, stream_id):
+        if xs.dim() != 4 or len(idxs) != len(xs) or min(idxs, default=0) < 0:
+            raise ValueError(f"need xs [B, C, H, W] and B indices >= 0, got {tuple(xs.shape)}")
+        if batch_size < 1 or min(num for _, num in streams) < 1:
+            raise ValueError(f"need batch_size and samples >= 1, got {batch_size}, {streams}")
+        unknown = [name for name, _ in streams if name not in STREAMS]
+        if unknown:
+            raise ValueError(f"unknown noise stream {unknown[0]!r}; valid: {', '.join(STREAMS)}")
+        k = self.num_classes
+        counts = torch.zeros(len(xs) * len(streams) * k, dtype=torch.int64, device=xs.device)
+        bf16 = self.precision == "bf16"
+        autocast = torch.autocast(xs.device.type, dtype=torch.bfloat16, enabled=bf16)
+        with torch.no_grad(), ieee_fp32(), autocast:
+            for batch, segment in noisy_batches(
+                xs, idxs, streams, self.sigma, batch_size, self.chunk_size, self.seed
+            ):
                 logits = self.base_classifier(batch)
-                if logits.shape != (batch.shape[0], self.num_classes):
+                if logits.shape != (len(batch), k):
                     raise ValueError(
                         f"base classifier returned shape {tuple(logits.shape)}, "
-                        f"expected ({batch.shape[0]}, {self.num_classes})"
+                        f"expected ({len(batch)}, {k})"
                     )
                 # index_add_ stays on the device; bincount would read its maximum back on CUDA.
-                labels = logits.argmax(dim=1)
+                labels = segment * k + logits.argmax(dim=1)
                 counts.index_add_(0, labels, torch.ones_like(labels))
-        return counts
+        return counts.cpu().view(len(xs), len(streams), k)
 
-    def predict(self, x: torch.Tensor, n: int, alpha: float, batch_size: int, idx: int = 0) -> int:
-        """PREDICT: g(x), or ABSTAIN; wrong (not g(x) and not ABSTAIN) with probability <= alpha.
-
-        Two-sided binomial test of the top two counts n_a >= n_b against p = 1/2 (Hung & Fithian).
-
-        Args:
-            x: one image [C, H, W], float32 in [0, 1].
-            n: number of noisy samples.
-            alpha: error probability of the test.
-            batch_size: noisy copies per forward pass.
-            idx: the image's dataset index, seeds the noise.
-
-        Returns:
-            The predicted class, or ABSTAIN (-1).
-        """
-        counts = self.sample_counts(x, n, batch_size, idx, "predict").cpu()
-        top2 = torch.argsort(counts, descending=True, stable=True)[:2].tolist()
-        n_a, n_b = int(counts[top2[0]]), int(counts[top2[1]])
-        if binom_test_two_sided(n_a, n_a + n_b, 0.5) > alpha:
-            return ABSTAIN
-        return top2[0]
+    def predict(
+        self, xs: Tensor, idxs: Sequence[int], n: int, alpha: float, batch_size: int
+    ) -> list[int]:
+        """PREDICT for images xs [B, C, H, W]: g(x), or ABSTAIN; each answer is wrong (neither
+        g(x) nor ABSTAIN) with probability <= alpha. n noisy samples per image."""
+        _check_alpha(alpha)
+        counts = self.sample_counts(xs, idxs, (("predict", n),), batch_size)
+        return [predict_from_counts(c[0], alpha) for c in counts.tolist()]
 
     def certify(
-        self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int, idx: int = 0
-    ) -> tuple[int, float]:
-        """CERTIFY: a class and an L2 radius (pixel units) within which g is that class.
+        self, xs: Tensor, idxs: Sequence[int], n0: int, n: int, alpha: float, batch_size: int
+    ) -> list[tuple[int, float]]:
+        """CERTIFY for images xs [B, C, H, W]: per image a class and an L2 radius (pixel units).
 
         With probability >= 1 - alpha over the noise, a non-abstaining answer (c, R) has g(x') = c
-        for all ||x' - x||_2 < R.
-
-        Args:
-            x: one image [C, H, W], float32 in [0, 1].
-            n0: samples used to select the guess c_a_hat.
-            n: fresh samples used to estimate p_a_lower.
-            alpha: failure probability.
-            batch_size: noisy copies per forward pass.
-            idx: the image's dataset index, seeds the noise.
-
-        Returns:
-            (c_a_hat, sigma * Phi^-1(p_a_lower)), or (ABSTAIN, 0.0) when p_a_lower < 1/2.
+        for all ||x' - x||_2 < R. n0 samples select the guess c_a_hat, n fresh samples estimate
+        p_a_lower. Returns (c_a_hat, sigma * Phi^-1(p_a_lower)) or (ABSTAIN, 0.0) per image.
         """
-        counts_selection = self.sample_counts(x, n0, batch_size, idx, "selection")
-        c_a_hat = int(counts_selection.argmax())  # first maximum on ties, like numpy
-        counts_estimation = self.sample_counts(x, n, batch_size, idx, "estimation")
-        n_a = int(counts_estimation[c_a_hat])
-        p_a_lower = clopper_pearson_lower(n_a, n, alpha)
-        if p_a_lower < 0.5:
-            return ABSTAIN, 0.0
-        return c_a_hat, self.sigma * norm_ppf(p_a_lower)
+        _check_alpha(alpha)
+        streams = (("selection", n0), ("estimation", n))
+        counts = self.sample_counts(xs, idxs, streams, batch_size)
+        return [certify_from_counts(s, e, n, alpha, self.sigma) for s, e in counts.tolist()]
