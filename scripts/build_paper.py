@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from robust import report
+from robust import cli, report
 from robust.io import write_bytes, write_text
 
 INSTALL = (
@@ -37,7 +37,8 @@ PROBLEMS = (
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = report.make_parser(__doc__)
+    parser = cli.Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--log", type=Path)
     parser.add_argument("--tex", type=Path, required=True, help="main .tex file")
     parser.add_argument("--out", type=Path, required=True, help="where the PDF goes")
     parser.add_argument(
@@ -89,12 +90,15 @@ def build(args: argparse.Namespace) -> None:
     write_bytes(args.out, (build_dir / f"{tex.stem}.pdf").read_bytes())
 
 
+@cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not report.latex_available():
         print(INSTALL, file=sys.stderr)
         return 2
-    return report.run_cli(lambda: build(args), args.log)
+    cli.setup_logging(args.log)
+    build(args)
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from robust import latex, metrics, report, results
+from robust import cli, latex, metrics, report, results
 
 GRID_STEP = 0.01
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = report.make_parser(__doc__)
+    parser = cli.Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--log", type=Path)
     parser.add_argument("--runs", nargs="+", required=True, help="certify run ids")
     parser.add_argument("--radii", nargs="+", type=float, required=True)
     parser.add_argument("--reference", type=Path, required=True, help="published accuracies TSV")
@@ -83,9 +84,12 @@ def build(args: argparse.Namespace) -> None:
     plt.close(fig)
 
 
+@cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return report.run_cli(lambda: build(args), args.log)
+    cli.setup_logging(args.log)
+    build(args)
+    return 0
 
 
 if __name__ == "__main__":

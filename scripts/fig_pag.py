@@ -1,8 +1,8 @@
-"""Perceptually aligned images: Figure 1 and its sigma and eps sweeps, from results/pag/<column>.pt.
+"""A figure of perceptually aligned images (Figure 1 and its sweeps), from results/pag/<column>.pt.
 
-fig1 / sigma_sweep: one row per (start image, target) pair, columns Original | one per PAG column,
-all at generation radius --eps. eps_sweep: one block per pair; rows are the PAG columns, columns
-Original | one per generation radius. Writes <out>.pdf and <out>.png.
+At one generation radius (--eps 16): one row per (start image, target) pair, columns Original | one
+per PAG column. --eps all: one block per pair; rows are the PAG columns, columns Original | one per
+generation radius. Writes <out>.pdf and <out>.png.
 """
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ from pathlib import Path
 
 import torch
 
-from robust import latex, report, results
+from robust import cli, latex, report, results
 
 # Layout in inches: image cell, gaps between cells, room for titles (top, new block) and captions.
 CELL, COL_GAP, ROW_GAP, BLOCK_GAP, TOP, BOTTOM, PAD = 1.0, 0.05, 0.2, 0.32, 0.4, 0.2, 0.05
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = report.make_parser(__doc__)
-    parser.add_argument("--figure", required=True, choices=["fig1", "sigma_sweep", "eps_sweep"])
+    parser = cli.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--columns", nargs="+", required=True, help="PAG column ids")
     parser.add_argument("--rows", nargs="+", type=int, required=True, help="indices of PAG pairs")
-    parser.add_argument("--eps", type=float, help="generation radius (fig1, sigma_sweep)")
+    parser.add_argument("--eps", required=True, help="a generation radius, or all (a sweep)")
     parser.add_argument("--pag_dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="output path without suffix")
+    parser.add_argument("--log", type=Path)
     return parser.parse_args(argv)
 
 
@@ -123,26 +123,27 @@ def layout_eps_sweep(records: list[dict], rows: list[int], paths: list[Path]):
     return grid, labels, titles
 
 
-def build(args: argparse.Namespace) -> None:
-    if args.figure != "eps_sweep" and args.eps is None:
-        raise report.ReportError(f"--eps is required for --figure {args.figure}")
+@cli.entrypoint
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cli.setup_logging(args.log)
     records = load_columns(args.pag_dir, args.columns, args.rows)
     paths = [args.pag_dir / f"{column}.pt" for column in args.columns]
-    if args.figure == "eps_sweep":
+    sweep = args.eps == "all"
+    if sweep:
         grid, labels, titles = layout_eps_sweep(records, args.rows, paths)
     else:
-        grid, labels, titles = layout_fixed_eps(records, args.rows, args.eps, paths)
+        try:
+            eps = float(args.eps)
+        except ValueError:
+            raise report.ReportError(f"--eps: a generation radius or all, got {args.eps}") from None
+        grid, labels, titles = layout_fixed_eps(records, args.rows, eps, paths)
     plt = report.use_style()
-    sweep = args.figure == "eps_sweep"
     block = len(args.columns) if sweep else len(grid)
     fig = draw(plt, grid, labels, titles, left=1.25 if sweep else 0.8, block=block)
     report.save_figure(fig, args.out)
     plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return report.run_cli(lambda: build(args), args.log)
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,14 +10,15 @@ from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator
 
-from robust import latex, report, results
+from robust import cli, latex, report, results
 
 PER_ROW = 3  # models per row of small multiples
 EPOCH_KEYS = ("epoch", "loss", "test_accuracy", "test_noise_accuracy")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = report.make_parser(__doc__)
+    parser = cli.Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--log", type=Path)
     parser.add_argument("--models", nargs="+", required=True, help="model ids")
     parser.add_argument("--train_dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="output path without suffix")
@@ -98,9 +99,12 @@ def build(args: argparse.Namespace) -> None:
     plt.close(fig)
 
 
+@cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return report.run_cli(lambda: build(args), args.log)
+    cli.setup_logging(args.log)
+    build(args)
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import math
 import re
 from pathlib import Path
 
-from robust import latex, metrics, report, results
+from robust import cli, latex, metrics, report, results
 from robust.io import write_text
 
 FMT, PCT, NUM, NA = latex.format_fraction, latex.format_percent, latex.format_float, "n/a"
@@ -30,7 +30,8 @@ PAG_ROLES = {
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = report.make_parser(__doc__)
+    parser = cli.Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--log", type=Path)
     for flag in ("--runs", "--models", "--columns"):
         parser.add_argument(flag, nargs="+", required=True)
     parser.add_argument("--radii", nargs="+", type=float, required=True)
@@ -233,9 +234,12 @@ def build(args: argparse.Namespace) -> None:
     write_text(args.out, "\n".join(lines) + "\n")
 
 
+@cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return report.run_cli(lambda: build(args), args.log)
+    cli.setup_logging(args.log)
+    build(args)
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,14 +13,15 @@ import argparse
 import math
 from pathlib import Path
 
-from robust import latex, metrics, report, results
+from robust import cli, latex, metrics, results
 from robust.io import write_text
 
 FMT = latex.format_fraction
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = report.make_parser(__doc__)
+    parser = cli.Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--log", type=Path)
     parser.add_argument("--runs", nargs="+", required=True, help="certify run ids (table rows)")
     parser.add_argument("--radii", nargs="+", type=float, required=True, help="table columns")
     parser.add_argument("--reference", type=Path, required=True, help="published accuracies TSV")
@@ -122,9 +123,12 @@ def build(args: argparse.Namespace) -> None:
     write_text(args.out_dir / "accuracy.tex", accuracy)
 
 
+@cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return report.run_cli(lambda: build(args), args.log)
+    cli.setup_logging(args.log)
+    build(args)
+    return 0
 
 
 if __name__ == "__main__":

@@ -28,9 +28,7 @@ DVC_TARGETS = (
     else [
         "numbers",
         "tables",
-        "fig1",
-        "sigma_sweep",
-        "eps_sweep",
+        "fig_pag",
         "fig_certified",
         "fig_training",
         "fig_train_vs_certify",

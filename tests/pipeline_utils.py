@@ -62,7 +62,8 @@ def tracked_files() -> list[str]:
 
 
 def copy_repo(dest: Path, params: Path | None = ROOT / "config" / "smoke.yaml") -> Path:
-    """Copy the repository into ``dest`` as a fresh git repo whose params.yaml is ``params``."""
+    """Copy the repository into ``dest`` as a fresh git repo whose params.yaml is ``params`` and
+    whose dvc.yaml lists follow it (robust.deps.REFRESH, as the README says to do)."""
     dest.mkdir(parents=True, exist_ok=True)
     for rel in tracked_files():
         target = dest / rel
@@ -70,6 +71,7 @@ def copy_repo(dest: Path, params: Path | None = ROOT / "config" / "smoke.yaml") 
         shutil.copy2(ROOT / rel, target)
     if params is not None:
         shutil.copy2(params, dest / "params.yaml")
+        run([str(BIN / "python"), "-m", "robust.deps", "dvc.yaml"], dest)
     remote = dest.parent / f"{dest.name}-remote"
     run(["git", "init", "-q"], dest)
     run(["dvc", "remote", "modify", "local", "url", str(remote)], dest)

@@ -15,18 +15,33 @@ SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
 SMOKE = config.load_yaml(ROOT / "config" / "smoke.yaml")
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "params.yaml",
-        "config/smoke.yaml",
-        "config/fast.yaml",
-        "config/pretrained.yaml",
-        "config/imagenet.yaml",
-    ],
-)
+SHIPPED = ["params.yaml", *(f"config/{p.name}" for p in sorted((ROOT / "config").glob("*.yaml")))]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_params_are_valid(name):
     config.check(config.load_yaml(ROOT / name), SCHEMA, root=ROOT)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_both_tools_read_the_same_values_in_the_same_order(name):
+    """Snakemake (yte on PyYAML) and DVC (ruamel.yaml) resolve the YAML merge keys of the templates
+    alike, key order included (flags are rendered in that order). A merge of a list of templates
+    would not be: PyYAML and ruamel.yaml give its maps opposite precedence."""
+    import io
+
+    import yte
+    from ruamel.yaml import YAML
+
+    def ordered(node):
+        if isinstance(node, dict):
+            return [(key, ordered(value)) for key, value in node.items()]
+        return [ordered(value) for value in node] if isinstance(node, list) else node
+
+    text = (ROOT / name).read_text(encoding="utf-8")
+    snakemake = yte.process_yaml(io.StringIO(text), require_use_yte=True)
+    assert ordered(snakemake) == ordered(YAML(typ="safe").load(text))
+    assert "<<: [" not in text
 
 
 def _set(params, path, value):
@@ -111,13 +126,21 @@ CASES = [
         lambda p: _set(p, ["pag", "columns", "std", "model"], "x"),
         "unknown",
     ),
-    ("fig1-unknown-column", lambda p: _set(p, ["report", "fig1", "columns"], ["nope"]), "'nope'"),
+    (
+        "fig1-unknown-column",
+        lambda p: _set(p, ["report", "pag_figures", "fig1", "columns"], ["nope"]),
+        "'nope'",
+    ),
     (
         "fig1-eps-not-generated",
-        lambda p: _set(p, ["report", "fig1", "eps"], 3.0),
-        "report.fig1.eps",
+        lambda p: _set(p, ["report", "pag_figures", "fig1", "eps"], 3.0),
+        "report.pag_figures.fig1.eps",
     ),
-    ("fig1-row-out-of-range", lambda p: _set(p, ["report", "fig1", "rows"], [99]), "row 99"),
+    (
+        "fig1-row-out-of-range",
+        lambda p: _set(p, ["report", "pag_figures", "fig1", "rows"], [99]),
+        "row 99",
+    ),
     (
         "report-unknown-run",
         lambda p: _set(p, ["report", "certified", "runs"], ["r"]),

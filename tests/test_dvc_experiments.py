@@ -64,3 +64,23 @@ def test_plots_show_renders_training_and_certified_curves(repo):
         assert len(values) >= 2
     html = run(["dvc", "plots", "show", "-o", "plots"], repo)
     assert html.returncode == 0 and (repo / "plots" / "index.html").is_file()
+
+
+def test_exp_run_on_a_key_from_a_template_changes_that_model_only(repo):
+    """`epochs` of a smoke model comes from the `tiny` template: -S overrides it for that model
+    only (DVC writes the entry's merged keys out, same values) and reruns only its training."""
+    import yaml
+
+    before = yaml.safe_load((repo / "params.yaml").read_text())
+    out = run(["dvc", "exp", "run", "-S", "models.synthetic-std.epochs=2", "train@synthetic-std"],
+              repo)  # fmt: skip
+    assert dvc_ran_stages(out.stdout) == ["check_params", "train@synthetic-std"]
+    after = yaml.safe_load((repo / "params.yaml").read_text())
+    assert after["models"]["synthetic-std"] == before["models"]["synthetic-std"] | {"epochs": 2}
+    others = [m for m in before["models"] if m != "synthetic-std"]
+    assert all(after["models"][m] == before["models"][m] for m in others)
+    assert after["templates"] == before["templates"]
+    record = json.loads((repo / "results/train/synthetic-std.json").read_text())
+    assert len(record["epochs"]) == 2
+    status = run(["dvc", "status", "train@synthetic-gauss-025"], repo).stdout
+    assert "up to date" in status

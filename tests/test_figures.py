@@ -20,7 +20,7 @@ from test_tables import (  # noqa: E402
 )
 
 PAG = ["--pag_dir", "results/pag"]
-FIG1 = ["--figure", "fig1", "--columns", *COLUMNS, "--rows", "0", "1", "2", "--eps", "2.0", *PAG]
+FIG1 = ["--columns", *COLUMNS, "--rows", "0", "1", "2", "--eps", "2.0", *PAG]
 CERTIFIED = [
     "--runs", *RUNS, "--radii", "0.0", "0.25", "0.5", "--reference", "config/reference.tsv",
     "--certify_dir", "results/certify",
@@ -68,7 +68,7 @@ def test_fig1_layout_and_identical_bytes(results: Path, capsys) -> None:
 
 
 def test_eps_sweep_layout(results: Path, capsys) -> None:
-    args = ["--figure", "eps_sweep", "--columns", *COLUMNS, "--rows", "0", "2", *PAG]
+    args = ["--columns", *COLUMNS, "--rows", "0", "2", "--eps", "all", *PAG]
     code, err = call("fig_pag.py", [*args, "--out", "sweep/fig"], results, capsys)
     assert code == 0, err
     # 2 blocks x 4 rows, Original + 2 eps: 4.4 x 10.32 in
@@ -104,14 +104,14 @@ def test_training_identical_bytes(results: Path, capsys) -> None:
 @pytest.mark.parametrize(
     ("name", "args", "message"),
     [
-        ("fig_pag.py", ["--figure", "fig1", "--columns", "std", "nope", "--rows", "0",
-                        "--eps", "2", *PAG], "missing PAG result results/pag/nope.pt"),
-        ("fig_pag.py", ["--figure", "fig1", "--columns", "std", "--rows", "0", "--eps", "4",
-                        *PAG], "eps 4 not in results/pag/std.pt (has 1, 2)"),
-        ("fig_pag.py", ["--figure", "fig1", "--columns", "std", "--rows", "3", "--eps", "2",
-                        *PAG], "row 3 out of range: the results have 3 pairs"),
-        ("fig_pag.py", ["--figure", "sigma_sweep", "--columns", "std", "--rows", "0", *PAG],
-         "--eps is required for --figure sigma_sweep"),
+        ("fig_pag.py", ["--columns", "std", "nope", "--rows", "0", "--eps", "2", *PAG],
+         "missing PAG result results/pag/nope.pt"),
+        ("fig_pag.py", ["--columns", "std", "--rows", "0", "--eps", "4", *PAG],
+         "eps 4 not in results/pag/std.pt (has 1, 2)"),
+        ("fig_pag.py", ["--columns", "std", "--rows", "3", "--eps", "2", *PAG],
+         "row 3 out of range: the results have 3 pairs"),
+        ("fig_pag.py", ["--columns", "std", "--rows", "0", "--eps", "most", *PAG],
+         "--eps: a generation radius or all, got most"),
         ("fig_certified.py", ["--runs", "g025", "nope", *CERTIFIED[4:]],
          "missing result file results/certify/nope.json"),
         ("fig_certified.py", [*CERTIFIED[:-1], "missing"],
@@ -136,6 +136,6 @@ def test_corrupt_pag_file(tmp_path: Path, capsys) -> None:
 
 def test_bad_flag_value_is_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
-        load_script("fig_pag.py").main(["--figure", "fig2", "--columns", "std", "--rows", "0"])
+        load_script("fig_pag.py").main(["--columns", "std", "--rows", "zero", "--eps", "2"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ")

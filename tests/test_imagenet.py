@@ -87,14 +87,15 @@ def test_evenly_spaced_keeps_all_when_asked_for_all():
 
 
 def test_explicit_pairs_replace_the_drawn_ones():
-    make_pag = load_script("make_pag")
+    from robust import pag as make_pag
+
     labels = torch.tensor([0, 1, 2, 3, 4, 5])
     idx, targets = make_pag.pairs(labels, 10, 2, 1, 0, idx=[5, 3], targets=[9, 9])
     assert idx.tolist() == [5, 3] and targets.tolist() == [9, 9]
     idx, targets = make_pag.pairs(labels, 10, 2, 2, 0, idx=[5, 3])  # targets still drawn
     assert idx.tolist() == [5, 3] and (targets != labels[idx]).all()
     assert make_pag.pairs(labels, 10, 2, 2, 0)[0].tolist() == [0, 2]
-    with pytest.raises(ValueError, match="--idx needs 2 indices below 6"):
+    with pytest.raises(ValueError, match="idx needs 2 indices below 6"):
         make_pag.pairs(labels, 10, 2, 1, 0, idx=[6, 0])
-    with pytest.raises(ValueError, match="--targets needs 2 classes below 10"):
+    with pytest.raises(ValueError, match="targets needs 2 classes below 10"):
         make_pag.pairs(labels, 10, 2, 1, 0, targets=[10, 0])

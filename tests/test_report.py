@@ -94,18 +94,22 @@ def test_pag_titles() -> None:
     ]  # fmt: skip
 
 
-def test_run_cli_prints_one_line(capsys: pytest.CaptureFixture) -> None:
-    def bad_key() -> None:
-        raise KeyError("missing key 'sigma'")
+def test_entrypoint_prints_one_line(capsys: pytest.CaptureFixture) -> None:
+    from robust import cli
 
-    def two_lines() -> None:
-        raise RuntimeError("first line\nsecond line")
+    def main(error: Exception | None) -> int:
+        if error is not None:
+            raise error
+        return 0
 
-    assert (
-        report.run_cli(bad_key) == 2 and capsys.readouterr().err == "error: missing key 'sigma'\n"
-    )
-    assert report.run_cli(two_lines) == 2 and capsys.readouterr().err == "error: first line\n"
-    assert report.run_cli(lambda: None) == 0
+    wrapped = cli.entrypoint(main)
+    assert wrapped(KeyError("missing key 'sigma'")) == 2
+    assert capsys.readouterr().err == "error: missing key 'sigma'\n"
+    assert wrapped(report.ReportError("first line\nsecond line")) == 2
+    assert capsys.readouterr().err == "error: first line\n"
+    assert wrapped(None) == 0
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        wrapped(ZeroDivisionError("bug"))
 
 
 def test_latex_problems_reads_the_log() -> None:

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from conftest import DVC_TARGETS
-from pipeline_utils import digests, run, workspace
+from pipeline_utils import BIN, digests, dvc_ran_stages, run, snakemake_jobs, workspace
 
 pytestmark = pytest.mark.slow
 
@@ -24,3 +24,29 @@ def test_two_runs_give_identical_outputs_and_a_clean_dvc_status(smk, dvc, tmp_pa
     run(["dvc", "cache", "dir", "--local", str(dvc / ".dvc" / "cache")], repo)
     status = run(["dvc", "status", "--with-deps", *DVC_TARGETS], repo).stdout
     assert "up to date" in status, status
+
+
+def test_a_new_model_and_column_plan_the_same_jobs_in_both_tools(smk, dvc, tmp_path):
+    """Adding a model and a PAG column that no figure, table or metric lists (then regenerating
+    dvc.yaml's lists, as the README says) plans the same jobs in both tools: the new model's
+    training, evaluation and PAG column, and the parameter check; no figure, table or metric."""
+    import yaml
+
+    repo = workspace(smk, tmp_path / "repo")
+    shutil.copy2(dvc / "dvc.lock", repo / "dvc.lock")
+    run(["dvc", "cache", "dir", "--local", str(dvc / ".dvc" / "cache")], repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    model = params["models"]["synthetic-gauss-050"] | {"sigma": 0.75, "eval_sigma": 0.75}
+    params["models"]["synthetic-gauss-075"] = model
+    params["pag"]["columns"]["smooth-075"] = {"model": "synthetic-gauss-075", "sigma": 0.75}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run([str(BIN / "python"), "-m", "robust.deps", "dvc.yaml"], repo)
+    stages = dvc_ran_stages(run(["dvc", "repro", "--dry", *DVC_TARGETS], repo).stdout)
+    jobs = snakemake_jobs(run(["snakemake", "-n"], repo).stdout)
+    jobs.pop("all", None)
+    planned = sorted(stage.split("@")[0] for stage in stages)
+    assert planned == sorted(rule for rule, count in jobs.items() for _ in range(count))
+    assert sorted(stages) == [
+        "check_params", "evaluate@synthetic-gauss-075", "pag@smooth-075",
+        "train@synthetic-gauss-075",
+    ]  # fmt: skip

@@ -106,17 +106,20 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
-def setup_logging(path: Path) -> None:
-    """Log to ``path`` (overwritten) and to stderr; records logged with ``extra=FILE_ONLY`` skip
-    stderr."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def setup_logging(path: Path | None) -> None:
+    """Log to ``path`` (overwritten; None: no file) and to stderr; records logged with
+    ``extra=FILE_ONLY`` skip stderr."""
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     LOG.handlers.clear()
     LOG.setLevel(logging.INFO)
     LOG.propagate = False
     console = _CurrentStderr()
     console.addFilter(lambda record: not getattr(record, "file_only", False))
-    for handler in (logging.FileHandler(path, mode="w"), console):
+    handlers: list[logging.Handler] = [console]
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(path, mode="w"))
+    for handler in handlers:
         handler.setFormatter(fmt)
         LOG.addHandler(handler)
     LOG.info("command: %s", " ".join(sys.argv), extra=FILE_ONLY)

@@ -161,20 +161,16 @@ def _pair_checks(settings: dict, datasets: dict) -> Iterator[str]:
 
 def _report_checks(report: dict, params: dict) -> Iterator[str]:
     columns, settings = params["pag"]["columns"], params["pag"]["settings"]
-    for fig in ("fig1", "sigma_sweep", "eps_sweep"):
-        grid = report[fig]
+    for fig, grid in report["pag_figures"].items():
+        key = f"report.pag_figures.{fig}"
         for c in grid["columns"]:
             if c not in columns:
-                yield (
-                    f"report.{fig}.columns: unknown PAG column '{c}'; defined: {', '.join(columns)}"
-                )
+                yield f"{key}.columns: unknown PAG column '{c}'; defined: {', '.join(columns)}"
         for r in grid["rows"]:
             if r >= settings["pairs"]:
-                yield f"report.{fig}.rows: row {r} but pag.settings.pairs is {settings['pairs']}"
-        if "eps" in grid and grid["eps"] not in settings["eps"]:
-            yield (
-                f"report.{fig}.eps: {grid['eps']} is not one of pag.settings.eps {settings['eps']}"
-            )
+                yield f"{key}.rows: row {r} but pag.settings.pairs is {settings['pairs']}"
+        if grid["eps"] != "all" and grid["eps"] not in settings["eps"]:
+            yield f"{key}.eps: {grid['eps']} is not one of pag.settings.eps {settings['eps']}"
     checks = [
         ("certified.runs", report["certified"]["runs"], params["certify"]),
         ("training.models", report["training"]["models"], all_models(params)),

@@ -1,8 +1,10 @@
-"""Which library files a stage script imports, so each rule and stage can declare them as inputs.
+"""What each stage reads besides its parameters: the library files its script imports, and for the
+stages that read a list of ids from the parameters, the result files of those ids.
 
-Snakemake does not track modules imported by a script and DVC only tracks declared deps, so both
-tools list a script's transitive imports inside the ``robust`` package. Snakemake computes them with
-this module; a test checks that dvc.yaml declares the same files.
+Snakemake computes both from this module when it plans a run. DVC reads them from dvc.yaml, whose
+lists are literal (DVC cannot expand a list of ids into files): ``python -m robust.deps dvc.yaml``
+writes them there from the imports and from params.yaml, and the check_params stage refuses a
+dvc.yaml that does not match params.yaml.
 """
 
 from __future__ import annotations
@@ -78,25 +80,76 @@ def library_deps(script: str, root: str = "scripts") -> tuple[str, ...]:
     return tuple(sorted(str(p) for p in files))
 
 
-def refresh_dvc_yaml(text: str) -> str:
-    """``text`` of a dvc.yaml whose library lists are regenerated: in every ``deps:`` list that
-    starts with a stage script, the ``scripts/robust/`` entries become ``library_deps(script)``,
-    listed right after the script; every other line is kept as it is."""
-    out, script = [], None
+def id_files(pattern: str, ids) -> list[str]:
+    """``pattern`` filled with each id once, in first-mentioned order."""
+    return [pattern.format(i) for i in dict.fromkeys(ids)]
+
+
+def certify_files(runs) -> list[str]:
+    """The TSV and JSON of each certify run, once each."""
+    return [
+        f"results/certify/{run}.{ext}" for run in dict.fromkeys(runs) for ext in ("tsv", "json")
+    ]
+
+
+def result_inputs(params: dict) -> dict[str, list[str]]:
+    """Stage name -> the result files it reads, for the stages that read lists of ids (a foreach
+    stage: the union over its entries), each list in first-mentioned order."""
+    report, metrics = params["report"], params["pag_metrics"]
+    certified, trained = report["certified"]["runs"], report["training"]["models"]
+    figures, comparisons = report["pag_figures"].values(), report["train_vs_certify"].values()
+    pag, models = "results/pag/{}.pt", "results/models/{}.pt"
+    return {
+        "pag_metrics": id_files(pag, metrics["columns"]) + id_files(models, metrics["judges"]),
+        "score_alignment": id_files(models, params["score_alignment"]["models"]),
+        "fig_pag": id_files(pag, [column for figure in figures for column in figure["columns"]]),
+        "fig_certified": certify_files(certified),
+        "fig_train_vs_certify": certify_files([run for fig in comparisons for run in fig["runs"]]),
+        "fig_training": id_files("results/train/{}.json", trained),
+        "tables": certify_files(certified) + id_files("results/eval/{}.json", trained),
+        "numbers": certify_files(certified) + id_files("results/eval/{}.json", trained)
+        + id_files("results/train/{}.json", trained) + id_files(pag, report["numbers"]["columns"]),
+    }  # fmt: skip
+
+
+def refresh_dvc_yaml(text: str, params: dict) -> str:
+    """``text`` of a dvc.yaml whose generated lists are rewritten: in every ``deps:`` list that
+    starts with a stage script, the ``scripts/robust/`` entries become ``library_deps(script)``
+    right after the script, and for the stages of :func:`result_inputs` the literal ``results/``
+    entries become those files, at the end of the list. Every other line is kept as it is."""
+    results, out, stage, pending, in_deps = result_inputs(params), [], None, [], False
     for line in text.splitlines():
         item = line.strip().removeprefix("- ")
-        if line.strip().startswith("- scripts/robust/"):
+        if in_deps and not line.strip().startswith("- "):
+            out, pending, in_deps = out + pending, [], False
+        if line.startswith("  ") and line[2] != " " and line.rstrip().endswith(":"):
+            stage = line.strip().rstrip(":")
+        generated = item.startswith("scripts/robust/") or (
+            stage in results and item.startswith("results/") and "${" not in item
+        )
+        if in_deps and generated:
             continue
         out.append(line)
         if line.strip() == "deps:":
-            script = "first"
-        elif script == "first" and item.startswith("scripts/") and item.endswith(".py"):
+            in_deps = True
+        elif in_deps and out[-2].strip() == "deps:" and item.startswith("scripts/"):
             indent = line[: len(line) - len(line.lstrip())]
             out += [f"{indent}- {path}" for path in library_deps(item)]
-            script = None
-        elif script == "first":
-            script = None
-    return "\n".join(out) + "\n"
+            pending = [f"{indent}- {path}" for path in results.get(stage, [])]
+    return "\n".join(out + pending) + "\n"
+
+
+def stale_stages(text: str, params: dict) -> list[str]:
+    """Stages of a dvc.yaml ``text`` whose generated lists differ from what ``params`` and the
+    imports give (empty: current)."""
+    import yaml
+
+    def deps(document: str) -> dict:
+        stages = yaml.safe_load(document)["stages"]
+        return {name: stage.get("do", stage).get("deps") for name, stage in stages.items()}
+
+    current, fresh = deps(text), deps(refresh_dvc_yaml(text, params))
+    return [name for name in fresh if current.get(name) != fresh[name]]
 
 
 REFRESH = "python -m robust.deps dvc.yaml"  # run from the repository root
@@ -105,5 +158,9 @@ REFRESH = "python -m robust.deps dvc.yaml"  # run from the repository root
 if __name__ == "__main__":
     import sys
 
+    import yaml
+
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "dvc.yaml")
-    target.write_text(refresh_dvc_yaml(target.read_text(encoding="utf-8")), encoding="utf-8")
+    params = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
+    text = refresh_dvc_yaml(target.read_text(encoding="utf-8"), params)
+    target.write_text(text, encoding="utf-8")

@@ -255,3 +255,28 @@ def smoothed_probability(
         )
         out.append(probs.view(len(xg), m, -1).gather(2, tg.view(-1, 1, 1).expand(-1, m, 1)).mean(1))
     return torch.cat(out).squeeze(1)
+
+
+def pairs(
+    labels: Tensor, num_classes: int, count: int, skip: int, seed: int,
+    idx: list[int] | None = None, targets: list[int] | None = None,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """The (start image, target class) pairs of a PAG run, int64 [count] each: test indices 0,
+    skip, 2 * skip, ... (or ``idx``) and targets drawn uniformly among the classes other than the
+    label, from ``seed`` (or ``targets``). labels: int64 [N] of the test split."""
+    if idx:
+        chosen = torch.tensor(idx, dtype=torch.long)
+        if len(chosen) != count or int(chosen.max()) >= len(labels):
+            raise ValueError(f"pag: idx needs {count} indices below {len(labels)}, got {idx}")
+    else:
+        chosen = torch.arange(0, len(labels), skip)[:count]
+        if len(chosen) < count:
+            raise ValueError(
+                f"pag: only {len(chosen)} test images at pair_skip {skip}, {count} asked"
+            )
+    if targets:
+        if len(targets) != count or max(targets) >= num_classes:
+            raise ValueError(f"pag: targets needs {count} classes below {num_classes}")
+        return chosen, torch.tensor(targets, dtype=torch.long)
+    shift = torch.randint(1, num_classes, (count,), generator=torch.Generator().manual_seed(seed))
+    return chosen, (labels[chosen] + shift) % num_classes

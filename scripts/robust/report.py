@@ -1,4 +1,4 @@
-"""Shared pieces of the figure, table and number scripts: command line, errors and plot style.
+"""Shared pieces of the figure, table and number scripts: their error and the plot style.
 
 Figures use matplotlib's Agg backend with mathtext only (no TeX at plot time) and a Computer Modern
 look; ``save_figure`` writes byte-identical PDF and PNG files for identical inputs. LaTeX text
@@ -7,11 +7,9 @@ helpers are in ``robust.latex``, the readers of result files in ``robust.results
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,35 +47,6 @@ class ReportError(ValueError):
 def latex_available() -> bool:
     """True when ``latexmk`` is on PATH (the PDF of the paper can be built)."""
     return shutil.which("latexmk") is not None
-
-
-def make_parser(description: str | None) -> argparse.ArgumentParser:
-    """The project's one-line-error argument parser with the optional ``--log`` of every stage."""
-    from robust import cli
-
-    parser = cli.Parser(description=description)
-    parser.add_argument("--log", type=Path, help="log file of this stage (optional)")
-    return parser
-
-
-def run_cli(body: Callable[[], None], log: Path | None = None) -> int:
-    """Run a figure/table script's body; bad input gives ``error: <one line>`` on stderr and 2.
-
-    Besides the stage scripts' user errors (robust.cli.is_user_error), OSError and RuntimeError
-    count as bad input here (an unreadable result file, a failed LaTeX build). With ``log``,
-    messages also go to that file (robust.cli.setup_logging).
-    """
-    from robust import cli
-
-    if log is not None:
-        cli.setup_logging(Path(log))
-    try:
-        body()
-    except Exception as err:
-        if not (cli.is_user_error(err) or isinstance(err, (OSError, RuntimeError))):
-            raise
-        return cli.report_error(err)
-    return 0
 
 
 # ----------------------------------------------------------------------------------- figures

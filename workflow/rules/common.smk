@@ -8,7 +8,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 
 from robust import config as params_check  # noqa: E402
-from robust.deps import library_deps  # noqa: E402
+from robust.deps import (
+    certify_files,
+    id_files,
+    library_deps,
+    result_inputs,
+)  # noqa: E402
 
 SCHEMA = Path(workflow.basedir) / "schemas" / "params.schema.yaml"
 
@@ -49,19 +54,18 @@ def cli(section):
     return " ".join(out)
 
 
-def folder_of(key):
-    """A rule's ``--x_dir`` argument: the folder of its named input ``key`` (files of one folder).
+def folder_of(folder):
+    """A ``--x_dir`` argument: ``folder`` (``results/pag``), where the job reads its inputs from.
 
-    Locally that is the folder DVC's command names (``results/pag``). With a default storage
-    provider a job sees local copies of its inputs under ``.snakemake/storage/``, and a folder
-    written out in the command would be empty there; this one follows the copies.
+    Locally that is the folder DVC's command names. With a default storage provider a job sees
+    local copies of its inputs under ``.snakemake/storage/``, and a folder written out in the
+    command would be empty there; this one follows the copies of the job's inputs.
     """
 
-    def folder(wildcards, input):
-        files = getattr(input, key)
-        return os.path.dirname(files if isinstance(files, str) else files[0])
+    def located(wildcards, input):
+        return os.path.dirname(next(path for path in input if f"{folder}/" in path))
 
-    return folder
+    return located
 
 
 def out_stem(wildcards, output):
@@ -112,12 +116,7 @@ def pretrained_args(wc):
     return " ".join([f"--url '{entry['url']}'", *flags])
 
 
-def pag_files(columns):
-    return expand("results/pag/{column}.pt", column=columns)
-
-
-def certify_files(runs):
-    return expand("results/certify/{run}.{ext}", run=runs, ext=["tsv", "json"])
+RESULTS = result_inputs(config)  # stage -> the result files of the ids it lists
 
 
 def existing_files(paths):

@@ -14,6 +14,7 @@ rule check_params:
         code("scripts/check_params.py"),
         params="params.yaml",
         schema="workflow/schemas/params.schema.yaml",
+        dvc_yaml="dvc.yaml",
     output:
         CHECKED,
     log:
@@ -22,7 +23,7 @@ rule check_params:
         "../envs/pytorch.yaml"
     shell:
         "python scripts/check_params.py --params {input.params} --schema {input.schema} "
-        "--out {output} --log {log}"
+        "--dvc_yaml {input.dvc_yaml} --out {output} --log {log}"
 
 
 rule prepare_data:

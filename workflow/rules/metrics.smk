@@ -6,8 +6,7 @@ METRICS = config["pag_metrics"]
 rule pag_metrics:
     input:
         code("scripts/pag_metrics.py"),
-        pag=expand("results/pag/{column}.pt", column=METRICS["columns"]),
-        judges=expand("results/models/{judge}.pt", judge=METRICS["judges"]),
+        RESULTS["pag_metrics"],
         data=f"resources/data/{config['pag']['settings']['dataset']}.pt",
     output:
         json="results/metrics/pag_metrics.json",
@@ -21,8 +20,8 @@ rule pag_metrics:
         gpu=1,
     params:
         args=cli(METRICS),
-        pag_dir=folder_of("pag"),
-        models_dir=folder_of("judges"),
+        pag_dir=folder_of("results/pag"),
+        models_dir=folder_of("results/models"),
     shell:
         "python scripts/pag_metrics.py {params.args} --pag_dir {params.pag_dir} "
         "--models_dir {params.models_dir} "
@@ -66,7 +65,7 @@ rule score_alignment:
     input:
         code("scripts/score_alignment.py"),
         existing_files([SCORE["alexnet"], SCORE["lpips"], SCORE["denoiser"]]),
-        models=expand("results/models/{model}.pt", model=sorted(set(SCORE["models"]))),
+        RESULTS["score_alignment"],
         data=f"resources/data/{SCORE['dataset']}.pt",
     output:
         json="results/metrics/score_alignment.json",
@@ -80,7 +79,7 @@ rule score_alignment:
         gpu=1,
     params:
         args=cli(SCORE),
-        models_dir=folder_of("models"),
+        models_dir=folder_of("results/models"),
     shell:
         "python scripts/score_alignment.py {params.args} --models_dir {params.models_dir} "
         "--data {input.data} --out {output.json} --per_image {output.tsv} --table {output.table} "

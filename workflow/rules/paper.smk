@@ -1,12 +1,10 @@
-# From results to the paper: figures, LaTeX tables, in-text numbers and the PDF.
-# The scripts read whole result folders (DVC declares the folders as deps); Snakemake lists the files
-# and derives the folder arguments from them (folder_of), so that storage-backed jobs find their copies.
+# From results to the paper: figures, LaTeX tables, in-text numbers and the PDF. Each job lists the
+# result files of the ids it reads (robust.deps, as dvc.yaml does) and takes the folders of its
+# copies of them (folder_of), so that storage-backed jobs find their copies.
 
 REPORT = config["report"]
 FIGURES = [
-    "fig1",
-    "sigma_sweep",
-    "eps_sweep",
+    *REPORT["pag_figures"],
     "certified_accuracy",
     "training_curves",
     "pag_metrics",
@@ -32,7 +30,9 @@ localrules:
 rule fig_pag:
     input:
         code("scripts/fig_pag.py"),
-        pag=lambda wc: pag_files(REPORT[wc.figure]["columns"]),
+        pag=lambda wc: id_files(
+            "results/pag/{}.pt", REPORT["pag_figures"][wc.figure]["columns"]
+        ),
     output:
         report(
             "paper/figures/{figure}.pdf",
@@ -43,22 +43,22 @@ rule fig_pag:
     log:
         "logs/figures/{figure}.log",
     wildcard_constraints:
-        figure="fig1|sigma_sweep|eps_sweep",
+        figure=one_of(REPORT["pag_figures"]),
     conda:
         "../envs/pytorch.yaml"
     params:
-        args=lambda wc: cli(REPORT[wc.figure]),
-        pag_dir=folder_of("pag"),
+        args=lambda wc: cli(REPORT["pag_figures"][wc.figure]),
+        pag_dir=folder_of("results/pag"),
         out=out_stem,
     shell:
-        "python scripts/fig_pag.py --figure {wildcards.figure} {params.args} "
-        "--pag_dir {params.pag_dir} --out {params.out} --log {log}"
+        "python scripts/fig_pag.py {params.args} --pag_dir {params.pag_dir} --out {params.out} "
+        "--log {log}"
 
 
 rule fig_certified:
     input:
         code("scripts/fig_certified.py"),
-        certify=certify_files(REPORT["certified"]["runs"]),
+        RESULTS["fig_certified"],
         reference=REPORT["certified"]["reference"],
     output:
         report(
@@ -73,7 +73,7 @@ rule fig_certified:
         "../envs/pytorch.yaml"
     params:
         args=CERTIFIED,
-        certify_dir=folder_of("certify"),
+        certify_dir=folder_of("results/certify"),
         out=out_stem,
     shell:
         "python scripts/fig_certified.py {params.args} --certify_dir {params.certify_dir} "
@@ -83,7 +83,7 @@ rule fig_certified:
 rule fig_train_vs_certify:
     input:
         code("scripts/fig_certified.py"),
-        certify=lambda wc: certify_files(REPORT["train_vs_certify"][wc.key]["runs"]),
+        lambda wc: certify_files(REPORT["train_vs_certify"][wc.key]["runs"]),
         reference=lambda wc: REPORT["train_vs_certify"][wc.key]["reference"],
     output:
         report(
@@ -98,7 +98,7 @@ rule fig_train_vs_certify:
         "../envs/pytorch.yaml"
     params:
         args=lambda wc: cli(REPORT["train_vs_certify"][wc.key]),
-        certify_dir=folder_of("certify"),
+        certify_dir=folder_of("results/certify"),
         out=out_stem,
     shell:
         "python scripts/fig_certified.py {params.args} --legend train_sigma "
@@ -108,7 +108,7 @@ rule fig_train_vs_certify:
 rule fig_training:
     input:
         code("scripts/fig_training.py"),
-        train=expand("results/train/{model}.json", model=REPORT["training"]["models"]),
+        RESULTS["fig_training"],
     output:
         report(
             "paper/figures/training_curves.pdf",
@@ -122,7 +122,7 @@ rule fig_training:
         "../envs/pytorch.yaml"
     params:
         args=TRAINING,
-        train_dir=folder_of("train"),
+        train_dir=folder_of("results/train"),
         out=out_stem,
     shell:
         "python scripts/fig_training.py {params.args} --train_dir {params.train_dir} "
@@ -132,8 +132,7 @@ rule fig_training:
 rule tables:
     input:
         code("scripts/make_tables.py"),
-        certify=certify_files(REPORT["certified"]["runs"]),
-        eval=expand("results/eval/{model}.json", model=REPORT["training"]["models"]),
+        RESULTS["tables"],
         reference=REPORT["certified"]["reference"],
     output:
         "paper/tables/certified_accuracy.tex",
@@ -144,8 +143,8 @@ rule tables:
         "../envs/pytorch.yaml"
     params:
         args=f"{CERTIFIED} {TRAINING}",
-        certify_dir=folder_of("certify"),
-        eval_dir=folder_of("eval"),
+        certify_dir=folder_of("results/certify"),
+        eval_dir=folder_of("results/eval"),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
         "python scripts/make_tables.py {params.args} --certify_dir {params.certify_dir} "
@@ -155,10 +154,7 @@ rule tables:
 rule numbers:
     input:
         code("scripts/make_numbers.py"),
-        certify=certify_files(REPORT["certified"]["runs"]),
-        eval=expand("results/eval/{model}.json", model=REPORT["training"]["models"]),
-        train=expand("results/train/{model}.json", model=REPORT["training"]["models"]),
-        pag=pag_files(REPORT["numbers"]["columns"]),
+        RESULTS["numbers"],
         reference=REPORT["certified"]["reference"],
         score_alignment="results/metrics/score_alignment.json",
     output:
@@ -169,11 +165,11 @@ rule numbers:
         "../envs/pytorch.yaml"
     params:
         args=f"{CERTIFIED} {TRAINING} {cli(REPORT['numbers'])}",
-        fig1_eps=REPORT["fig1"]["eps"],
-        certify_dir=folder_of("certify"),
-        eval_dir=folder_of("eval"),
-        train_dir=folder_of("train"),
-        pag_dir=folder_of("pag"),
+        fig1_eps=REPORT["pag_figures"]["fig1"]["eps"],
+        certify_dir=folder_of("results/certify"),
+        eval_dir=folder_of("results/eval"),
+        train_dir=folder_of("results/train"),
+        pag_dir=folder_of("results/pag"),
     shell:
         "python scripts/make_numbers.py {params.args} --certify_dir {params.certify_dir} "
         "--eval_dir {params.eval_dir} --train_dir {params.train_dir} --pag_dir {params.pag_dir} "
