@@ -14,18 +14,14 @@ from robust import cli
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.Parser(description=__doc__.splitlines()[0])
     p.add_argument("--model_id", required=True)
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--norm", required=True, choices=["l2", "linf"])
+    p.add_argument("--norm", required=True)
     p.add_argument("--eps", type=float, nargs="+", required=True)
-    p.add_argument("--steps", type=int, required=True)
     p.add_argument("--step_factor", type=float, required=True)
+    for flag in ("steps", "skip", "max_images", "batch", "seed"):
+        p.add_argument(f"--{flag}", type=int, required=True)
     p.add_argument("--random_start", action=argparse.BooleanOptionalAction, required=True)
-    p.add_argument("--skip", type=int, required=True)
-    p.add_argument("--max_images", type=int, required=True)
-    p.add_argument("--batch", type=int, required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    for flag in ("checkpoint", "data", "out"):
+        p.add_argument(f"--{flag}", type=Path, required=True)
     cli.add_common(p)
     return p.parse_args(argv)
 
@@ -48,34 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     robust = {}
     for eps in args.eps:
         robust[str(eps)] = attacks.robust_accuracy(
-            model,
-            x,
-            y,
-            norm=args.norm,
-            eps=eps,
-            steps=args.steps,
-            step_size=args.step_factor * eps / args.steps,
-            batch_size=args.batch,
-            random_start=args.random_start,
+            model, x, y, norm=args.norm, eps=eps, steps=args.steps, batch_size=args.batch,
+            step_size=args.step_factor * eps / args.steps, random_start=args.random_start,
             generator=generator,
-        )
+        )  # fmt: skip
         cli.LOG.info("eps %s: robust accuracy %.4f", eps, robust[str(eps)])
     params = ckpt["params"]
-    cli.write_json(
-        args.out,
-        {
-            "model_id": args.model_id,
-            "arch": ckpt["arch"],
-            "kind": params.get("kind"),
-            "train_sigma": params.get("sigma", 0.0),
-            "train_eps": params.get("eps", 0.0),
-            "n_images": len(idx),
-            "norm": args.norm,
-            "steps": args.steps,
-            "clean_accuracy": metrics.accuracy(model, x, y, args.batch),
-            "robust_accuracy": robust,
-        },
-    )
+    cli.write_json(args.out, {
+        "model_id": args.model_id, "arch": ckpt["arch"], "kind": params.get("kind"),
+        "train_sigma": params.get("sigma", 0.0), "train_eps": params.get("eps", 0.0),
+        "n_images": len(idx), "norm": args.norm, "steps": args.steps,
+        "clean_accuracy": metrics.accuracy(model, x, y, args.batch), "robust_accuracy": robust,
+    })  # fmt: skip
     return 0
 
 

@@ -33,17 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_run(certify_dir: Path, run: str) -> dict:
-    """The run's sidecar JSON plus its per-image radius/correct arrays."""
-    path = certify_dir / f"{run}.json"
-    meta = results.load_json(path)
-    sigma = float(results.require(meta, "sigma", path))
-    radius, correct = results.read_certify(certify_dir / f"{run}.tsv")
-    train_sigma = float(meta.get("train_sigma", sigma))
-    return {"sigma": sigma, "train_sigma": train_sigma, "radius": radius, "correct": correct}
-
-
-def draw(plt, runs: list[dict], radii: list[float], reference: dict, legend: str):
+def draw(plt, runs: list[dict], radii: list[float], legend: str):
     max_radius = max(radii)
     grid = np.round(np.arange(0.0, max_radius + GRID_STEP / 2, GRID_STEP), 10)
     fig, ax = plt.subplots(figsize=(3.4, 2.5))
@@ -56,10 +46,7 @@ def draw(plt, runs: list[dict], radii: list[float], reference: dict, legend: str
             label += f" (train {latex.format_float(run['train_sigma'])})"
         curve = metrics.certified_accuracy(run["radius"], run["correct"], grid)
         ax.plot(grid, curve, color=color, label=label)
-        published = results.lookup(reference, run["sigma"])
-        if published is None or not math.isclose(run["sigma"], run["train_sigma"]):
-            continue
-        points = [(r, results.lookup(published, r)) for r in radii]
+        points = [(r, results.lookup(run["published"], r)) for r in radii]
         points = [(r, v) for r, v in points if v is not None]
         if points:
             xs, ys = zip(*points, strict=True)
@@ -76,10 +63,10 @@ def draw(plt, runs: list[dict], radii: list[float], reference: dict, legend: str
 def build(args: argparse.Namespace) -> None:
     if min(args.radii) < 0 or max(args.radii) <= 0:
         raise report.ReportError("radii must be non-negative with a positive maximum")
-    runs = [load_run(args.certify_dir, run) for run in args.runs]
     reference = results.read_reference(args.reference)
+    runs = [results.load_certify_run(args.certify_dir, run, reference) for run in args.runs]
     plt = report.use_style()
-    fig = draw(plt, runs, args.radii, reference, args.legend)
+    fig = draw(plt, runs, args.radii, args.legend)
     report.save_figure(fig, args.out)
     plt.close(fig)
 

@@ -12,7 +12,6 @@ target probabilities as fractions (two decimals), as in the tables.
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from pathlib import Path
 
@@ -83,22 +82,17 @@ def certify_setup(args: argparse.Namespace, runs: list[dict], m: dict) -> None:
 
 def certify_macros(args: argparse.Namespace, m: dict) -> None:
     reference = results.read_reference(args.reference)
-    runs = []
-    for run in args.runs:
-        path = args.certify_dir / f"{run}.json"
-        runs.append(meta := results.load_json(path))
-        for key in ("sigma", "n0", "n", "alpha", "n_images"):
-            results.require(meta, key, path)
+    runs = [results.load_certify_run(args.certify_dir, run, reference) for run in args.runs]
+    for name, run in zip(args.runs, runs, strict=True):
+        for key in ("n0", "n", "alpha", "n_images"):
+            results.require(run, key, args.certify_dir / f"{name}.json")
     certify_setup(args, runs, m)
     clean, clean_ref, diffs = [], [], []
-    for run, meta in zip(args.runs, runs, strict=True):
-        radius, correct = results.read_certify(args.certify_dir / f"{run}.tsv")
-        acc = [FMT(a) for a in metrics.certified_accuracy(radius, correct, [0.0, *args.radii])]
+    for run in runs:
+        acc = [FMT(a) for a in metrics.certified_accuracy(run["radius"], run["correct"],
+                                                           [0.0, *args.radii])]  # fmt: skip
         clean.append(acc[0])
-        sigma, train_sigma = float(meta["sigma"]), float(meta.get("train_sigma", meta["sigma"]))
-        # Published values exist only for models certified at their training sigma.
-        same = math.isclose(sigma, train_sigma)
-        published = (results.lookup(reference, sigma) if same else None) or {}
+        sigma, published = run["sigma"], run["published"]
         if results.lookup(published, 0.0) is not None:
             clean_ref.append(FMT(results.lookup(published, 0.0)))
         for r, value in zip(args.radii, acc[1:], strict=True):

@@ -32,28 +32,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_label(meta: dict) -> str:
+def run_label(run: dict) -> str:
     """'$\\sigma = 0.25$', plus the training sigma when it differs from the certification sigma."""
-    sigma, train = float(meta["sigma"]), float(meta.get("train_sigma", meta["sigma"]))
+    sigma, train = run["sigma"], run["train_sigma"]
     label = rf"$\sigma = {latex.format_float(sigma)}$"
     return label if math.isclose(sigma, train) else label + f" (train {latex.format_float(train)})"
 
 
 def certified_rows(certify_dir: Path, runs: list[str], radii: list[float], reference: dict):
-    """Row labels and displayed cells (ours, published) per run; '--' where nothing is published.
-
-    Published values exist only for models certified at their training sigma, matched by sigma.
-    """
+    """Row labels and displayed cells (ours, published) per run; '--' where nothing is published."""
     labels, ours, published = [], [], []
-    for run in runs:
-        meta = results.load_json(path := certify_dir / f"{run}.json")
-        sigma = float(results.require(meta, "sigma", path))
-        radius, correct = results.read_certify(certify_dir / f"{run}.tsv")
-        labels.append(run_label(meta))
-        ours.append([FMT(a) for a in metrics.certified_accuracy(radius, correct, radii)])
-        same = math.isclose(sigma, float(meta.get("train_sigma", sigma)))
-        row = (results.lookup(reference, sigma) if same else None) or {}
-        published.append([FMT(results.lookup(row, r)) for r in radii])
+    for run in (results.load_certify_run(certify_dir, r, reference) for r in runs):
+        labels.append(run_label(run))
+        ours.append(
+            [FMT(a) for a in metrics.certified_accuracy(run["radius"], run["correct"], radii)]
+        )
+        published.append([FMT(results.lookup(run["published"], r)) for r in radii])
     return labels, ours, published
 
 

@@ -166,12 +166,3 @@ def test_training_figure_shows_a_pretrained_model_without_curves(tmp_path):
     argv = ["--models", "a", "b", "--train_dir", str(tmp_path), "--out", str(tmp_path / "fig")]
     assert fig.main([*argv, "--log", str(tmp_path / "fig.log")]) == 0
     assert (tmp_path / "fig.pdf").stat().st_size > 0
-
-
-def test_stage_script_accepts_every_library_format():
-    """(That every DVC stage lists the code it imports is checked for all stages in
-    tests/test_dvc_deps.py.)"""
-    from robust import pretrained
-
-    fetch = load_script("fetch_pretrained")
-    assert fetch.FORMATS == pretrained.FORMATS

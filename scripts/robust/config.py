@@ -45,11 +45,26 @@ def _key(path: Any) -> str:
     return ".".join(str(part) for part in path) or "(top level)"
 
 
+def closed(schema: Any) -> Any:
+    """``schema`` with every object that lists ``properties`` closed: each listed key required
+    (unless it states ``required`` itself) and no other key allowed, since params have no
+    defaults."""
+    if isinstance(schema, list):
+        return [closed(node) for node in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema = {key: closed(node) for key, node in schema.items()}
+    if "properties" in schema:
+        close = {"type": "object", "additionalProperties": False}
+        schema = close | {"required": list(schema["properties"])} | schema
+    return schema
+
+
 def schema_errors(params: dict, schema: dict) -> list[str]:
     """One line per schema violation, ``<key>: <reason>``, sorted by key."""
     import jsonschema  # installed with snakemake, which validates with it too
 
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(closed(schema))
     lines = []
     for error in validator.iter_errors(params):
         leaf = jsonschema.exceptions.best_match([error])

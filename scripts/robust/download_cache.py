@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import posixpath
+import re
 import shutil
 import tarfile
 import zipfile
@@ -68,6 +69,8 @@ def cached_fetch(
         DataError: unreachable host, digest mismatch, or a web page instead of a file; no file
             is then left under the cached name.
     """
+    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"sha256 must be 64 lowercase hex digits or None, got {sha256}")
     dest = cache_path(cache_dir, url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _locked(dest):

@@ -22,6 +22,7 @@ every weight of our model filled (a strict load); anything else is an error.
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robust.download_cache import cached_fetch, check_member_name, extract_member
 from robust.models import build_model
 
 FORMATS = ("cohen", "robustness")
@@ -67,6 +69,24 @@ def read_source(path: Path) -> dict:
     if not isinstance(source, dict):
         raise PretrainedError(f"{path.name}: holds a {type(source).__name__}, not a dict")
     return source
+
+
+def fetch_source(
+    url: str, sha256: str | None, member: str | None, fmt: str, cache_dir: Path
+) -> tuple[dict, str]:
+    """(the dict of a published checkpoint, the sha256 of its download): ``url`` downloaded into
+    the shared cache (``robust.download_cache.cached_fetch``; sha256 None = unpinned), ``member``
+    of the archive extracted if given, read with :func:`read_source`. The format and the member
+    path are checked before anything is downloaded."""
+    if fmt not in EXTRACTORS:
+        raise ValueError(f"unknown pretrained format '{fmt}'; valid: {', '.join(EXTRACTORS)}")
+    if member is not None:
+        check_member_name(member)
+    path, digest = cached_fetch(url, Path(cache_dir), sha256)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
+        if member is not None:
+            path = extract_member(path, member, Path(scratch) / "member")
+        return read_source(path), digest
 
 
 def _state_dict(source: dict, keys: tuple[str, ...], fmt: str) -> dict[str, Tensor]:

@@ -71,6 +71,21 @@ def lookup(table: dict[float, Any], key: float) -> Any:
     return next((v for k, v in table.items() if math.isclose(k, key, abs_tol=1e-9)), None)
 
 
+def load_certify_run(certify_dir: Path, run: str, reference: dict) -> dict:
+    """A certify run as the report uses it: its summary JSON plus ``sigma`` and ``train_sigma``
+    (floats), ``radius`` and ``correct`` (arrays of the TSV) and ``published``, Cohen et al.'s
+    certified accuracy {radius: value} at its sigma ({} for a model certified at another sigma
+    than its training sigma: nothing was published for those)."""
+    path = Path(certify_dir) / f"{run}.json"
+    meta = load_json(path)
+    sigma = float(require(meta, "sigma", path))
+    train_sigma = float(meta.get("train_sigma", sigma))
+    radius, correct = read_certify(Path(certify_dir) / f"{run}.tsv")
+    published = (lookup(reference, sigma) if math.isclose(sigma, train_sigma) else None) or {}
+    return meta | {"sigma": sigma, "train_sigma": train_sigma, "radius": radius,
+                   "correct": correct, "published": published}  # fmt: skip
+
+
 PAG_KEYS = ("column", "kind", "sigma", "eps", "labels", "targets", "class_names", "x0", "images")
 
 
