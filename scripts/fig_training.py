@@ -42,12 +42,9 @@ def load_model(train_dir: Path, model: str) -> dict:
 
 def model_title(model: str, record: dict) -> str:
     params = record.get("params", {})
-    kind = record.get("kind", params.get("kind", ""))
-    if kind == "gaussian":
-        return rf"{model} (Gaussian $\sigma$={latex.format_float(params.get('sigma', 0.0))})"
-    if kind == "adversarial":
-        return rf"{model} (PGD $\epsilon$={latex.format_float(params.get('eps', 0.0))})"
-    return f"{model} ({kind})" if kind else model
+    kind = str(record.get("kind", params.get("kind", "")))
+    label = results.training_label(kind, params.get("sigma", 0.0), params.get("eps", 0.0))
+    return f"{model} ({label})" if kind else model
 
 
 def draw_pretrained(ax_loss, ax_acc, model: str, record: dict) -> None:

@@ -74,15 +74,6 @@ def certified_table(certify_dir: Path, runs: list[str], radii: list[float], ref_
     return latex.tabular("l" + "c" * len(radii), header, body)
 
 
-def training_label(meta: dict) -> str:
-    kind = str(meta.get("kind", ""))
-    if kind == "gaussian":
-        return rf"Gaussian ($\sigma = {latex.format_float(meta.get('train_sigma', 0.0))}$)"
-    if kind == "adversarial":
-        return rf"PGD ($\epsilon = {latex.format_float(meta.get('train_eps', 0.0))}$)"
-    return latex.tex_escape(kind)
-
-
 def accuracy_table(eval_dir: Path, models: list[str]) -> str:
     records = []
     for model in models:
@@ -103,7 +94,17 @@ def accuracy_table(eval_dir: Path, models: list[str]) -> str:
     eps_cells = [rf"$\epsilon = {latex.format_float(e)}$" for e in eps]
     header.append(latex.table_row(["Model", "Training", r"Clean (\%)", *eps_cells]))
     body = [
-        latex.table_row([rf"\texttt{{{latex.tex_escape(model)}}}", training_label(meta), *cells])
+        latex.table_row(
+            [
+                rf"\texttt{{{latex.tex_escape(model)}}}",
+                results.training_label(
+                    str(meta.get("kind", "")),
+                    meta.get("train_sigma", 0.0),
+                    meta.get("train_eps", 0.0),
+                ),
+                *cells,
+            ]
+        )
         for model, meta, cells in zip(models, records, zip(*columns, strict=True), strict=True)
     ]
     return latex.tabular("ll" + "c" * (1 + len(eps)), header, body)

@@ -35,16 +35,16 @@ def parse_args(argv: list[str] | None) -> cli.argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log)
-    from robust import data, imagenet
+    from robust import download, imagenet, synthetic
 
+    sizes = {"n_train": args.n_train, "n_test": args.n_test}
     if args.kind == "cifar10":
         archive = None if args.archive == "none" else Path(args.archive)
-        data.prepare_cifar10(args.out, args.work_dir, url=args.url, md5=args.md5, archive=archive,
-                             n_train=args.n_train, n_test=args.n_test)  # fmt: skip
+        download.prepare_cifar10(args.out, args.work_dir, args.url, args.md5, archive, **sizes)
     elif args.kind == "imagenet":
-        imagenet.prepare_imagenet(args.out, args.folder, n_train=args.n_train, n_test=args.n_test)
+        imagenet.prepare_imagenet(args.out, args.folder, **sizes)
     else:
-        data.prepare_synthetic(args.out, seed=args.seed, n_train=args.n_train, n_test=args.n_test)
+        synthetic.prepare_synthetic(args.out, seed=args.seed, **sizes)
     cli.LOG.info("wrote %s", args.out)
     return 0
 

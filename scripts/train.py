@@ -46,10 +46,10 @@ def state_path(args: argparse.Namespace, params: dict) -> Path:
     A run with other parameters or data never resumes from it (it starts afresh); states of earlier
     parameter sets of this model are removed.
     """
-    from robust.download import md5_of
+    from robust.download import digest_of
     from robust.rowlog import fingerprint_of
 
-    tag = fingerprint_of({**params, "data_md5": md5_of(args.data)})[:16]
+    tag = fingerprint_of({**params, "data_md5": digest_of(args.data)})[:16]
     path = args.state.with_name(f"{args.state.stem}.{tag}{args.state.suffix}")
     for stale in args.state.parent.glob(f"{args.state.stem}.*{args.state.suffix}"):
         if stale != path:

@@ -71,7 +71,7 @@ def copy_repo(dest: Path, params: Path | None = ROOT / "config" / "smoke.yaml") 
         shutil.copy2(ROOT / rel, target)
     if params is not None:
         shutil.copy2(params, dest / "params.yaml")
-        run([str(BIN / "python"), "-m", "robust.deps", "dvc.yaml"], dest)
+        run([str(BIN / "python"), "-m", "robust.deps", "params.yaml", "dvc.yaml"], dest)
     remote = dest.parent / f"{dest.name}-remote"
     run(["git", "init", "-q"], dest)
     run(["dvc", "remote", "modify", "local", "url", str(remote)], dest)

@@ -144,7 +144,7 @@ CASES = [
     (
         "report-unknown-run",
         lambda p: _set(p, ["report", "certified", "runs"], ["r"]),
-        "unknown id 'r'",
+        "unknown run 'r'",
     ),
     (
         "reference-missing-file",
@@ -172,6 +172,16 @@ CASES = [
         "score-alignment-unknown-model",
         lambda p: _set(p, ["score_alignment", "models"], ["ghost", "synthetic-std"]),
         "score_alignment.models: unknown model 'ghost'",
+    ),
+    (
+        "score-alignment-pair-twice",
+        lambda p: _set(p, ["score_alignment", "sigmas"], [0.0, 0.0, 0.0, 0.0]),
+        "score_alignment.models: a (model, sigma) pair is listed twice",
+    ),
+    (
+        "score-alignment-too-many-images",
+        lambda p: _set(p, ["score_alignment", "n_images"], 501),
+        "score_alignment.n_images: more than the 500 test images",
     ),
     (
         "score-alignment-one-sigma-per-model",

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from pipeline_utils import certify_argv, train_argv
-from robust import checkpoint, data
+from robust import checkpoint, synthetic
 
 pytestmark = pytest.mark.slow
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -24,7 +24,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "synthetic.pt"
-    data.prepare_synthetic(path, seed=0, n_train=600, n_test=60)
+    synthetic.prepare_synthetic(path, seed=0, n_train=600, n_test=60)
     return path
 
 

@@ -167,8 +167,8 @@ def test_local_archive_replaces_the_url(tmp_path):
     assert torch.load(out, weights_only=True)["x_test"].shape == (N_TEST, 3, 32, 32)
     assert local.read_bytes() == data  # the user's file is only read
     # A plain path in place of the URL works too (a mirror on a mounted disk).
-    fetched = fetch(str(local), tmp_path / "copy.tar.gz", _md5(data))
-    assert fetched.read_bytes() == data
+    assert fetch(str(local), tmp_path / "copy.tar.gz", _md5(data)) == _md5(data)
+    assert (tmp_path / "copy.tar.gz").read_bytes() == data
     with pytest.raises(DataError, match="No such file"):
         fetch(CIFAR10_URL, tmp_path / "x.tar.gz", _md5(data), archive=tmp_path / "absent.tar.gz")
     assert not (tmp_path / "x.tar.gz").exists()

@@ -40,7 +40,7 @@ def test_a_new_model_and_column_plan_the_same_jobs_in_both_tools(smk, dvc, tmp_p
     params["models"]["synthetic-gauss-075"] = model
     params["pag"]["columns"]["smooth-075"] = {"model": "synthetic-gauss-075", "sigma": 0.75}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run([str(BIN / "python"), "-m", "robust.deps", "dvc.yaml"], repo)
+    run([str(BIN / "python"), "-m", "robust.deps", "params.yaml", "dvc.yaml"], repo)
     stages = dvc_ran_stages(run(["dvc", "repro", "--dry", *DVC_TARGETS], repo).stdout)
     jobs = snakemake_jobs(run(["snakemake", "-n"], repo).stdout)
     jobs.pop("all", None)

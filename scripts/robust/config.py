@@ -73,11 +73,17 @@ def schema_errors(params: dict, schema: dict) -> list[str]:
     return sorted(set(lines))
 
 
+def _unknown(key: str, ids: str | list[str], pool: dict, what: str) -> Iterator[str]:
+    """One line per id of ``ids`` (or the one id) that ``pool`` does not define."""
+    for i in [ids] if isinstance(ids, str) else ids:
+        if i not in pool:
+            yield f"{key}: unknown {what} '{i}'; defined: {', '.join(pool) or 'none'}"
+
+
 def _model_checks(models: dict, datasets: dict) -> Iterator[str]:
     for mid, m in models.items():
         key = f"models.{mid}"
-        if m["dataset"] not in datasets:
-            yield f"{key}.dataset: unknown dataset '{m['dataset']}'; defined: {', '.join(datasets)}"
+        yield from _unknown(f"{key}.dataset", m["dataset"], datasets, "dataset")
         if m["kind"] == "gaussian" and m["sigma"] <= 0:
             yield f"{key}.sigma: kind gaussian needs sigma > 0"
         if m["kind"] != "gaussian" and m["sigma"] != 0:
@@ -108,8 +114,7 @@ def _pretrained_checks(params: dict) -> Iterator[str]:
         key = f"pretrained.{mid}"
         if mid in models:
             yield f"{key}: the id is also in models; one id names one checkpoint"
-        if m["dataset"] not in datasets:
-            yield f"{key}.dataset: unknown dataset '{m['dataset']}'; defined: {', '.join(datasets)}"
+        yield from _unknown(f"{key}.dataset", m["dataset"], datasets, "dataset")
         if (m["kind"] == "gaussian") != (m["sigma"] > 0):
             yield f"{key}.sigma: {m['sigma']} does not fit kind {m['kind']} (> 0 only if gaussian)"
         if (m["kind"] == "adversarial") != (m["eps"] > 0):
@@ -125,9 +130,8 @@ def _run_checks(section: str, runs: dict, models: dict) -> Iterator[str]:
     for rid, run in runs.items():
         key = f"{section}.{rid}"
         model = models.get(run["model"])
-        if model is None:
-            yield f"{key}.model: unknown model '{run['model']}'; defined: {', '.join(models)}"
-        elif run["dataset"] != model["dataset"]:
+        yield from _unknown(f"{key}.model", run["model"], models, "model")
+        if model is not None and run["dataset"] != model["dataset"]:
             yield (
                 f"{key}.dataset: '{run['dataset']}' differs from model's dataset "
                 f"'{model['dataset']}'"
@@ -138,9 +142,8 @@ def _run_checks(section: str, runs: dict, models: dict) -> Iterator[str]:
 
 def _pag_checks(pag: dict, models: dict, datasets: dict) -> Iterator[str]:
     settings = pag["settings"]
-    if settings["dataset"] not in datasets:
-        yield f"pag.settings.dataset: unknown dataset '{settings['dataset']}'"
-    else:
+    yield from _unknown("pag.settings.dataset", settings["dataset"], datasets, "dataset")
+    if settings["dataset"] in datasets:
         available = len(range(0, datasets[settings["dataset"]]["n_test"], settings["pair_skip"]))
         if settings["pairs"] > available and not settings["idx"]:
             yield (
@@ -150,12 +153,8 @@ def _pag_checks(pag: dict, models: dict, datasets: dict) -> Iterator[str]:
     yield from _pair_checks(settings, datasets)
     for cid, col in pag["columns"].items():
         model = models.get(col["model"])
-        if model is None:
-            yield (
-                f"pag.columns.{cid}.model: unknown model '{col['model']}'; "
-                f"defined: {', '.join(models)}"
-            )
-        elif model["dataset"] != settings["dataset"]:
+        yield from _unknown(f"pag.columns.{cid}.model", col["model"], models, "model")
+        if model is not None and model["dataset"] != settings["dataset"]:
             yield (
                 f"pag.columns.{cid}.model: model dataset '{model['dataset']}' is not pag's dataset"
             )
@@ -178,43 +177,36 @@ def _report_checks(report: dict, params: dict) -> Iterator[str]:
     columns, settings = params["pag"]["columns"], params["pag"]["settings"]
     for fig, grid in report["pag_figures"].items():
         key = f"report.pag_figures.{fig}"
-        for c in grid["columns"]:
-            if c not in columns:
-                yield f"{key}.columns: unknown PAG column '{c}'; defined: {', '.join(columns)}"
+        yield from _unknown(f"{key}.columns", grid["columns"], columns, "PAG column")
         for r in grid["rows"]:
             if r >= settings["pairs"]:
                 yield f"{key}.rows: row {r} but pag.settings.pairs is {settings['pairs']}"
         if grid["eps"] != "all" and grid["eps"] not in settings["eps"]:
             yield f"{key}.eps: {grid['eps']} is not one of pag.settings.eps {settings['eps']}"
-    checks = [
-        ("certified.runs", report["certified"]["runs"], params["certify"]),
-        ("training.models", report["training"]["models"], all_models(params)),
-        ("numbers.columns", report["numbers"]["columns"], columns),
-    ]
+    yield from _unknown(
+        "report.certified.runs", report["certified"]["runs"], params["certify"], "run"
+    )
+    models = all_models(params)
+    yield from _unknown("report.training.models", report["training"]["models"], models, "model")
+    yield from _unknown("report.numbers.columns", report["numbers"]["columns"], columns, "column")
     if sorted(report["numbers"]["train_vs_certify"]) != sorted(report["train_vs_certify"]):
         yield (
             "report.numbers.train_vs_certify: must list exactly the keys of report.train_vs_certify"
         )
     for fid, figure in report["train_vs_certify"].items():
-        checks.append((f"train_vs_certify.{fid}.runs", figure["runs"], params["certify"]))
-    for section, ids, pool in checks:
-        for i in ids:
-            if i not in pool:
-                yield f"report.{section}: unknown id '{i}'"
+        key = f"report.train_vs_certify.{fid}.runs"
+        yield from _unknown(key, figure["runs"], params["certify"], "run")
 
 
 def _metrics_checks(params: dict) -> Iterator[str]:
     section, columns, models = params["pag_metrics"], params["pag"]["columns"], all_models(params)
-    for c in section["columns"]:
-        if c not in columns:
-            yield f"pag_metrics.columns: unknown PAG column '{c}'; defined: {', '.join(columns)}"
+    yield from _unknown("pag_metrics.columns", section["columns"], columns, "PAG column")
     if len(section["judge_roles"]) != len(section["judges"]):
         yield "pag_metrics.judge_roles: needs one role per judge"
     tested = {columns[c]["model"] for c in section["columns"] if c in columns}
-    for judge in section["judges"]:
-        if judge not in models:
-            yield f"pag_metrics.judges: unknown model '{judge}'; defined: {', '.join(models)}"
-        elif judge in tested:
+    yield from _unknown("pag_metrics.judges", section["judges"], models, "model")
+    for judge in (j for j in section["judges"] if j in models):
+        if judge in tested:
             yield f"pag_metrics.judges: '{judge}' made some of the images it would judge"
         elif models[judge]["dataset"] != params["pag"]["settings"]["dataset"]:
             yield (
@@ -233,18 +225,16 @@ def _metrics_checks(params: dict) -> Iterator[str]:
 def _score_alignment_checks(params: dict) -> Iterator[str]:
     section, models, datasets = params["score_alignment"], all_models(params), params["datasets"]
     key, dataset = "score_alignment", section["dataset"]
-    if dataset not in datasets:
-        yield f"{key}.dataset: unknown dataset '{dataset}'; defined: {', '.join(datasets)}"
-    elif section["n_images"] > datasets[dataset]["n_test"]:
+    yield from _unknown(f"{key}.dataset", dataset, datasets, "dataset")
+    if dataset in datasets and section["n_images"] > datasets[dataset]["n_test"]:
         yield f"{key}.n_images: more than the {datasets[dataset]['n_test']} test images"
     if len(section["sigmas"]) != len(section["models"]):
         yield f"{key}.sigmas: needs one sigma per model ({len(section['models'])})"
     elif len(set(zip(section["models"], section["sigmas"], strict=True))) < len(section["models"]):
         yield f"{key}.models: a (model, sigma) pair is listed twice"
-    for model in section["models"]:
-        if model not in models:
-            yield f"{key}.models: unknown model '{model}'; defined: {', '.join(models)}"
-        elif models[model]["dataset"] != dataset:
+    yield from _unknown(f"{key}.models", section["models"], models, "model")
+    for model in (m for m in section["models"] if m in models):
+        if models[model]["dataset"] != dataset:
             yield f"{key}.models: '{model}' was trained on another dataset than {dataset}"
 
 

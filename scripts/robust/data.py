@@ -20,30 +20,11 @@ from pathlib import Path
 
 import torch
 
-from robust.download import (
-    CIFAR10_CLASSES,
-    CIFAR10_MD5,
-    CIFAR10_URL,
-    DataError,
-    prepare_cifar10,
-)
+from robust.download import CIFAR10_CLASSES, DataError
 from robust.synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
-from robust.synthetic import prepare_synthetic
 
-__all__ = [
-    "CIFAR10_MD5",
-    "CIFAR10_URL",
-    "DATASETS",
-    "DataError",
-    "DatasetInfo",
-    "Split",
-    "class_means",
-    "dataset_info",
-    "open_split",
-    "prepare_cifar10",
-    "prepare_synthetic",
-    "prototypes",
-]
+__all__ = ["DATASETS", "DataError", "DatasetInfo", "Split", "class_means", "dataset_info",
+           "open_split", "prototypes"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,31 +39,20 @@ class DatasetInfo:
     class_names: tuple[str, ...]
 
 
+# fmt: off
 DATASETS: dict[str, DatasetInfo] = {
     # Cohen et al.'s CIFAR-10 constants.
-    "cifar10": DatasetInfo(
-        "cifar10",
-        10,
-        (3, 32, 32),
-        (0.4914, 0.4822, 0.4465),
-        (0.2023, 0.1994, 0.2010),
-        CIFAR10_CLASSES,
-    ),
+    "cifar10": DatasetInfo("cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465),
+                           (0.2023, 0.1994, 0.2010), CIFAR10_CLASSES),
     # Round values near the pixel statistics of synthetic.generate(10000, seed=0): per-channel mean
     # 0.374 and std 0.267 (light shapes on darker backgrounds); they only condition the inputs.
-    "synthetic": DatasetInfo(
-        "synthetic", 10, (3, 32, 32), (0.4, 0.4, 0.4), (0.25, 0.25, 0.25), SYNTHETIC_CLASSES
-    ),
+    "synthetic": DatasetInfo("synthetic", 10, (3, 32, 32), (0.4, 0.4, 0.4), (0.25, 0.25, 0.25),
+                             SYNTHETIC_CLASSES),
     # torchvision's ImageNet constants; real class names come from the image folder.
-    "imagenet": DatasetInfo(
-        "imagenet",
-        1000,
-        (3, 224, 224),
-        (0.485, 0.456, 0.406),
-        (0.229, 0.224, 0.225),
-        tuple(f"class_{i}" for i in range(1000)),
-    ),
+    "imagenet": DatasetInfo("imagenet", 1000, (3, 224, 224), (0.485, 0.456, 0.406),
+                            (0.229, 0.224, 0.225), tuple(f"class_{i}" for i in range(1000))),
 }
+# fmt: on
 _TENSOR_SPLITS = ("train", "test")
 _CHUNK = 1000  # images converted to float at a time, to bound memory
 

@@ -2,9 +2,9 @@
 stages that read a list of ids from the parameters, the result files of those ids.
 
 Snakemake computes both from this module when it plans a run. DVC reads them from dvc.yaml, whose
-lists are literal (DVC cannot expand a list of ids into files): ``python -m robust.deps dvc.yaml``
-writes them there from the imports and from params.yaml, and the check_params stage refuses a
-dvc.yaml that does not match params.yaml.
+lists are literal (DVC cannot expand a list of ids into files): ``REFRESH`` writes them there from
+the imports and from params.yaml, and the check_params stage refuses a dvc.yaml that does not
+follow params.yaml.
 """
 
 from __future__ import annotations
@@ -152,15 +152,13 @@ def stale_stages(text: str, params: dict) -> list[str]:
     return [name for name in fresh if current.get(name) != fresh[name]]
 
 
-REFRESH = "python -m robust.deps dvc.yaml"  # run from the repository root
+REFRESH = "python -m robust.deps params.yaml dvc.yaml"  # run from the repository root
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the command line: python -m robust.deps PARAMS DVC_YAML
     import sys
 
-    import yaml
+    from robust.config import load_yaml
 
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "dvc.yaml")
-    params = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
-    text = refresh_dvc_yaml(target.read_text(encoding="utf-8"), params)
-    target.write_text(text, encoding="utf-8")
+    params, target = load_yaml(Path(sys.argv[1])), Path(sys.argv[2])
+    target.write_text(refresh_dvc_yaml(target.read_text(encoding="utf-8"), params), "utf-8")

@@ -1,10 +1,9 @@
 """Fetching dataset archives and preparing CIFAR-10 from its python-pickle batches.
 
-``fetch`` downloads (or copies a local archive), verifies the md5 and renames into place
-(``fetch_sha256`` does the same with a sha256 that may be left unpinned);
-``extract_tar`` unpacks into a temporary sibling folder and renames it. Every failure is a
-``DataError`` with a one-line message naming the file, the source and, for downloads, the expected
-and actual checksums; no partial file or folder is left behind.
+``fetch`` downloads (or copies a local archive), verifies its md5 or sha256 (which may be left
+unpinned) and renames into place; ``extract_tar`` unpacks into a temporary sibling folder and
+renames it. Every failure is a ``DataError`` with a one-line message naming the file, the source
+and, for downloads, the expected and actual checksums; no partial file or folder is left behind.
 """
 
 from __future__ import annotations
@@ -59,29 +58,13 @@ def _line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def _file_digest(path: Path, algorithm: str) -> str:
+def digest_of(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file."""
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         while block := handle.read(_BLOCK):
             digest.update(block)
     return digest.hexdigest()
-
-
-def md5_of(path: Path) -> str:
-    """Hex md5 of a file."""
-    return _file_digest(path, "md5")
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file."""
-    return _file_digest(path, "sha256")
-
-
-def _copy(source: IO[bytes], target: IO[bytes], digest: Any, received: list[int]) -> None:
-    while block := source.read(_BLOCK):
-        digest.update(block)
-        target.write(block)
-        received[0] += len(block)
 
 
 def _open_source(url: str, archive: Path | None, timeout: float) -> IO[bytes]:
@@ -92,73 +75,48 @@ def _open_source(url: str, archive: Path | None, timeout: float) -> IO[bytes]:
     return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - http(s)/file URLs by design
 
 
-def _download(
-    url: str, archive: Path | None, dest: Path, algorithm: str, expected: str | None, timeout: float
-) -> str:
-    """Copy ``archive`` (or else ``url``) to ``dest`` atomically; return its hex digest.
+def fetch(
+    url: str, dest: Path, expected: str | None, algorithm: str = "md5", archive: Path | None = None,
+    timeout: float = 60.0,
+) -> str:  # fmt: skip
+    """Put a verified copy of ``url`` at ``dest``, atomically, and return its hex digest.
 
-    ``expected`` None accepts any content. On a mismatch or a failed transfer ``dest`` is unchanged,
-    no temporary file remains, and one DataError line names the expected digest.
+    Args:
+        url: http(s) or file URL, or a local path (a mirror may replace the default).
+        dest: final path; reused without downloading when it already has the expected digest.
+        expected: hex digest (``algorithm``), or None for an unpinned download: any content is
+            accepted, and its digest returned so that the caller can report it for pinning.
+        archive: a local copy that replaces the download (``url`` is then only named in messages).
+        timeout: seconds before an unreachable host fails.
+
+    Raises:
+        DataError: unreachable host, missing file, short read or checksum mismatch, in one line
+            naming the expected digest; ``dest`` is then unchanged and no temporary file remains.
     """
+    dest = Path(dest)
+    if expected is not None and dest.is_file() and digest_of(dest, algorithm) == expected:
+        return expected
     source = url if archive is None else f"{archive} (instead of {url})"
-    digest, received = hashlib.new(algorithm), [0]
+    digest, received = hashlib.new(algorithm), 0
     try:
-        with io.atomic_open(dest, "wb") as target:
-            with _open_source(url, archive, timeout) as response:
-                _copy(response, target, digest, received)
+        with io.atomic_open(dest, "wb") as target, _open_source(url, archive, timeout) as response:
+            while block := response.read(_BLOCK):
+                digest.update(block)
+                target.write(block)
+                received += len(block)
             if expected is not None and digest.hexdigest() != expected:
                 raise DataError(
                     f"{dest.name}: checksum mismatch for {source}: expected {algorithm} "
-                    f"{expected}, actual {algorithm} {digest.hexdigest()} ({received[0]} bytes); "
+                    f"{expected}, actual {algorithm} {digest.hexdigest()} ({received} bytes); "
                     "download removed"
                 )
     except (OSError, ValueError, http.client.HTTPException) as err:
         # URLError/HTTPError/timeouts are OSErrors; ValueError: malformed URL.
         raise DataError(
             f"{dest.name}: cannot fetch {source}: {_line(err)} "
-            f"(expected {algorithm} {expected or 'unpinned'}, {received[0]} bytes received)"
+            f"(expected {algorithm} {expected or 'unpinned'}, {received} bytes received)"
         ) from None
     return digest.hexdigest()
-
-
-def fetch(
-    url: str, dest: Path, md5: str, archive: Path | None = None, timeout: float = 60.0
-) -> Path:
-    """Put a verified copy of an archive at ``dest`` and return ``dest``.
-
-    Args:
-        url: http(s) or file URL, or a local path, to download from (a mirror may replace the
-            default).
-        dest: final path; reused without downloading when its md5 already matches.
-        md5: expected hex md5 of the archive.
-        archive: a local copy that replaces the download (``url`` is then only named in messages).
-        timeout: seconds before an unreachable host fails.
-
-    Raises:
-        DataError: unreachable host, missing file, short read or checksum mismatch; ``dest`` is then
-            unchanged and no temporary file remains.
-    """
-    dest = Path(dest)
-    if not (dest.is_file() and md5_of(dest) == md5):
-        _download(url, archive, dest, "md5", md5, timeout)
-    return dest
-
-
-def fetch_sha256(url: str, dest: Path, sha256: str | None, timeout: float = 60.0) -> str:
-    """Download ``url`` to ``dest`` atomically and return the file's hex sha256.
-
-    Args:
-        url: http(s) or file URL, or a local path.
-        dest: final path (replaced when the download succeeds).
-        sha256: expected hex digest, or None for an unpinned download: any content is accepted
-            and its digest returned, so that the caller can report it for pinning.
-        timeout: seconds before an unreachable host fails.
-
-    Raises:
-        DataError: unreachable host, short read or digest mismatch; ``dest`` is then unchanged
-            and no temporary file remains.
-    """
-    return _download(url, None, Path(dest), "sha256", sha256, timeout)
 
 
 def extract_tar(archive: Path, dest_dir: Path) -> Path:

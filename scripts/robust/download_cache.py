@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from robust import io
-from robust.download import DataError, fetch_sha256, sha256_of
+from robust.download import DataError, digest_of, fetch
 
 _BLOCK = 1 << 20
 _HTML_PREFIXES = (b"<!doctype html", b"<html")
@@ -75,11 +75,11 @@ def cached_fetch(
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _locked(dest):
         if dest.is_file():
-            actual = sha256_of(dest)
+            actual = digest_of(dest, "sha256")
             if sha256 is None or actual == sha256:
                 return dest, actual
             dest.unlink()  # another or a damaged file: download again and check the new copy
-        actual = fetch_sha256(url, dest, sha256, timeout)
+        actual = fetch(url, dest, sha256, "sha256", timeout=timeout)
         if sha256 is None and _looks_like_html(dest):
             dest.unlink()
             raise DataError(

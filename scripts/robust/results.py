@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from robust.latex import as_number, format_float
+from robust.latex import as_number, format_float, tex_escape
 from robust.report import ReportError
 
 
@@ -113,6 +113,16 @@ def eps_index(record: dict, eps: float, path: Path) -> int:
             return i
     found = ", ".join(format_float(v) for v in values)
     raise ReportError(f"eps {format_float(eps)} not in {path} (has {found})")
+
+
+def training_label(kind: str, sigma: float, eps: float) -> str:
+    """'Gaussian ($\\sigma = 0.25$)', 'PGD ($\\epsilon = 0.5$)' or the kind itself (LaTeX and
+    mathtext alike): how a classifier was trained, from its kind and training sigma or eps."""
+    if kind == "gaussian":
+        return rf"Gaussian ($\sigma = {format_float(sigma)}$)"
+    if kind == "adversarial":
+        return rf"PGD ($\epsilon = {format_float(eps)}$)"
+    return tex_escape(kind)
 
 
 def pag_role(record: dict) -> str:

@@ -105,17 +105,6 @@ def one_of(names):
     return "|".join(sorted(names)) or "(?!)"
 
 
-# The flags of a pretrained entry in the fixed order of dvc.yaml's fetch_pretrained command. The URL
-# is quoted, the same way in both tools: addresses carry '&' and '?', which the shell interprets.
-PRETRAINED_FLAGS = "sha256 format member arch dataset kind sigma norm eps".split()
-
-
-def pretrained_args(wc):
-    entry = config["pretrained"][wc.model]
-    flags = [f"--{key} {entry[key]}" for key in PRETRAINED_FLAGS]
-    return " ".join([f"--url '{entry['url']}'", *flags])
-
-
 RESULTS = result_inputs(config)  # stage -> the result files of the ids it lists
 
 

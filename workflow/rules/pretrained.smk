@@ -16,7 +16,7 @@ rule fetch_pretrained:
     conda:
         "../envs/pytorch.yaml"
     params:
-        args=pretrained_args,
+        args=lambda wc: cli(config["pretrained"][wc.model]),
     shell:
         "python scripts/fetch_pretrained.py --model_id {wildcards.model} {params.args} "
         "--cache_dir resources/downloads/pretrained --out {output.ckpt} --record {output.record} "
