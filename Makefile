@@ -45,13 +45,14 @@ lint: $(STAMP)
 report: $(STAMP)
 	snakemake --report report.html
 
-# The no-op figures need a copy built by both tools: the smoke configuration built by Snakemake, then
-# recorded by DVC without running anything (`dvc commit -f`; minutes).
+# The no-op figures need a copy built by both tools: the smoke configuration (with dvc.yaml's lists
+# regenerated for it) built by Snakemake, then recorded by DVC without running anything
+# (`dvc commit -f`; minutes).
 NOOP ?= $(abspath $(VENV))/noop-repo
 bench-cpu: $(STAMP)
 	rm -rf $(NOOP) && mkdir -p $(NOOP) && git archive HEAD | tar -x -C $(NOOP)
 	cp config/smoke.yaml $(NOOP)/params.yaml
-	cd $(NOOP) && git init -q && git add -A && git -c user.name=bench -c user.email=bench@localhost \
+	cd $(NOOP) && python -m robust.deps params.yaml dvc.yaml && git init -q && git add -A && git -c user.name=bench -c user.email=bench@localhost \
 		commit -qm copy && snakemake --cores $(CORES) $(GPUCAP) && dvc commit -f -q
 	python benchmarks/bench.py --mode cpu --out benchmarks/results-cpu.json --repeats 7 \
 		--pipeline_repo $(NOOP)
