@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.setup_logging(args.log)
     import torch
 
-    from robust import attacks, checkpoint, data, metrics
+    from robust import attacks, checkpoint, data
 
     device = cli.resolve_device(args.device)
     model, ckpt = checkpoint.load_checkpoint(args.checkpoint, map_location=device)
@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         "model_id": args.model_id, "arch": ckpt["arch"], "kind": params.get("kind"),
         "train_sigma": params.get("sigma", 0.0), "train_eps": params.get("eps", 0.0),
         "n_images": len(idx), "norm": args.norm, "steps": args.steps,
-        "clean_accuracy": metrics.accuracy(model, x, y, args.batch), "robust_accuracy": robust,
+        "robust_accuracy": robust, "clean_accuracy": attacks.robust_accuracy(
+            model, x, y, norm=args.norm, eps=0.0, steps=0, step_size=0.0, batch_size=args.batch
+        ),
     })  # fmt: skip
     return 0
 

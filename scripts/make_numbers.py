@@ -20,12 +20,8 @@ from robust.io import write_text
 
 FMT, PCT, NUM, NA = latex.format_fraction, latex.format_percent, latex.format_float, "n/a"
 DATASET_NAMES = {"cifar10": "CIFAR-10", "imagenet": "ImageNet", "synthetic": "a synthetic dataset"}
-PAG_ROLES = {
-    "standard": "Standard",
-    "adversarial": "Adversarial",
-    "smoothed": "Smoothed",
-    "base": "NoiseBase",
-}
+PAG_ROLES = {"standard": "Standard", "adversarial": "Adversarial", "smoothed": "Smoothed",
+             "base": "NoiseBase"}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

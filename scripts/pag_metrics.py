@@ -120,7 +120,7 @@ def tsv_text(records: list[dict], metrics: dict, names: list[str]) -> str:
     """Header and one line per (column, eps, pair)."""
     lines = ["\t".join(["column", "eps", "pair", "idx", "label", "target", *names])]
     for (column, sweep), r in zip(metrics.items(), records, strict=True):
-        pairs = torch_rows(r["idx"], r["labels"], r["targets"])
+        pairs = list(zip(*(r[k].tolist() for k in ("idx", "labels", "targets")), strict=True))
         for key, values in sweep.items():
             for i, pair in enumerate(pairs):
                 cells = [column, key, str(i), *map(str, pair)]
@@ -128,23 +128,9 @@ def tsv_text(records: list[dict], metrics: dict, names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def torch_rows(*tensors) -> list[tuple]:
-    """Rows of equally long 1-D tensors as tuples of Python numbers."""
-    return list(zip(*(t.tolist() for t in tensors), strict=True))
-
-
-def column_info(record: dict) -> dict:
-    """Title, role, model id, kind, sigma, train_sigma and train_eps of a column."""
-    from robust import results
-
-    info = {"title": results.pag_title(record).replace("\n", " "), "role": results.pag_role(record)}
-    info |= {"model_id": str(record["model_id"]), "kind": str(record["kind"])}
-    return info | {k: float(record.get(k, 0.0)) for k in ("sigma", "train_sigma", "train_eps")}
-
-
 def build_summary(args, records: list[dict], judges: list[tuple], metrics: dict, specs) -> dict:
     """The JSON: settings, judges, metrics, per-column intervals, paired differences."""
-    from robust import alignment, bootstrap
+    from robust import alignment, bootstrap, results
 
     at = max(metrics[args.columns[0]], key=float)
     per_column, paired = bootstrap.summarize_sweep(
@@ -163,7 +149,17 @@ def build_summary(args, records: list[dict], judges: list[tuple], metrics: dict,
         "metrics": {
             s.name: {"group": s.group, "label": s.label, "better": s.better} for s in specs
         },
-        "columns": {c: column_info(r) | {"eps": per_column[c]} for c, r in columns},
+        "columns": {
+            c: results.column_info(
+                r["model_id"],
+                r["kind"],
+                r.get("sigma", 0.0),
+                r.get("train_sigma", 0.0),
+                r.get("train_eps", 0.0),
+            )
+            | {"eps": per_column[c]}
+            for c, r in columns
+        },  # fmt: skip
         "paired": {"baseline": args.columns[0], "eps": float(at), "columns": paired},
     }
 

@@ -76,25 +76,17 @@ def load_inputs(args: argparse.Namespace, device) -> tuple:
     return models, idx, x.to(device), y, metric, score.load_denoiser(args.denoiser, device)
 
 
-def column_info(ckpt: dict, sigma: float) -> dict:
-    """Title (as the PAG figures), model id, kind, smoothing sigma, training sigma and eps."""
-    from robust import results
-
-    params = ckpt["params"]
-    info = {"model_id": str(ckpt["model_id"]), "kind": str(params.get("kind")), "sigma": sigma}
-    info |= {"train_sigma": float(params.get("sigma", 0.0))}
-    info |= {"train_eps": float(params.get("eps", 0.0))}
-    return {"title": results.pag_title(info).replace("\n", " ")} | info
-
-
 def summarize(args, ids: list[str], ckpts: list[dict], values: list, n: int) -> dict:
     """The JSON: settings, per-column mean LPIPS with intervals, paired differences."""
-    from robust import bootstrap
+    from robust import bootstrap, results
 
     columns, paired = {}, {}
     for cid, ckpt, sigma, v in zip(ids, ckpts, args.sigmas, values, strict=True):
         ci = bootstrap.percentile_interval(v, args.bootstrap, bootstrap.key_seed(args.seed, cid))
-        columns[cid] = column_info(ckpt, sigma) | {"lpips": ci.as_dict()}
+        params = ckpt["params"]
+        info = results.column_info(ckpt["model_id"], params.get("kind"), sigma,
+                                   params.get("sigma", 0.0), params.get("eps", 0.0))  # fmt: skip
+        columns[cid] = info | {"lpips": ci.as_dict()}
         if cid != ids[0]:
             key = bootstrap.key_seed(args.seed, "paired", cid)
             diff = bootstrap.paired_difference(v, values[0], args.bootstrap, key)

@@ -105,6 +105,7 @@ CASES = [
     ("extra-model-key", lambda p: _set(p, M + ["dropout"], 0.1), "'dropout' was unexpected"),
     ("missing-section", lambda p: _delete(p, ["evaluate"]), "'evaluate' is a required property"),
     ("extra-section", lambda p: _set(p, ["extra"], {}), "'extra' was unexpected"),
+    ("models-not-a-map", lambda p: _set(p, ["models"], 5), "models: 5 is not of type 'object'"),
     ("n-negative", lambda p: _set(p, C + ["n"], -5), "n: -5 is less than the minimum of 1"),
     ("n0-greater-than-n", lambda p: _set(p, C + ["n0"], 5000), "n0 (5000) must not exceed n"),
     (

@@ -11,7 +11,6 @@ from torch import nn
 
 from robust.metrics import (
     abstention_rate,
-    accuracy,
     average_certified_radius,
     certified_accuracy,
     format_time,
@@ -39,14 +38,15 @@ def test_average_certified_radius_and_abstention() -> None:
     assert abstention_rate([0, 1]) == 0.0
 
 
-def test_accuracy_counts_top1_in_batches() -> None:
+def test_clean_accuracy_counts_top1_in_batches() -> None:
+    from robust.attacks import robust_accuracy
+
     model = nn.Flatten()  # logits = the image pixels, so the label is the argmax pixel
     x = torch.eye(4).reshape(4, 1, 1, 4)
     y = torch.tensor([0, 1, 3, 3])
     for batch_size in (1, 3, 10):
-        assert accuracy(model, x, y, batch_size) == 0.75
-    with pytest.raises(ValueError):
-        accuracy(model, x, y[:2], 2)
+        kw = {"norm": "l2", "eps": 0.0, "steps": 0, "step_size": 0.0, "batch_size": batch_size}
+        assert robust_accuracy(model, x, y, **kw) == 0.75
 
 
 @pytest.mark.parametrize("seconds", [0.0, 3.25, 59.999999, 3_723.5, 90_061.000001])

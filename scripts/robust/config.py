@@ -48,7 +48,7 @@ def _key(path: Any) -> str:
 def closed(schema: Any) -> Any:
     """``schema`` with every object that lists ``properties`` closed: each listed key required
     (unless it states ``required`` itself) and no other key allowed, since params have no
-    defaults."""
+    defaults; a schema of ``propertyNames`` (a map keyed by ids) requires an object."""
     if isinstance(schema, list):
         return [closed(node) for node in schema]
     if not isinstance(schema, dict):
@@ -57,7 +57,7 @@ def closed(schema: Any) -> Any:
     if "properties" in schema:
         close = {"type": "object", "additionalProperties": False}
         schema = close | {"required": list(schema["properties"])} | schema
-    return schema
+    return {"type": "object"} | schema if "propertyNames" in schema else schema
 
 
 def schema_errors(params: dict, schema: dict) -> list[str]:

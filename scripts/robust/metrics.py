@@ -1,22 +1,17 @@
-"""Evaluation metrics, and the time column of Cohen et al.'s certify / predict logs.
+"""Certification metrics, and the time column of Cohen et al.'s certify / predict logs (a model's
+clean and PGD accuracy: ``robust.attacks.robust_accuracy``).
 
 Certified accuracy at radius r is the share of images that CERTIFY classifies correctly with a
 radius of at least r; abstentions (predict == -1) are wrong. The time column is
-``str(datetime.timedelta)``, e.g. ``0:00:03.141593``. Only ``accuracy`` needs torch (imported when
-called), so report scripts use this module without loading it.
+``str(datetime.timedelta)``, e.g. ``0:00:03.141593``.
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
 
 
 def _as_1d(name: str, values: Sequence | np.ndarray) -> np.ndarray:
@@ -62,27 +57,6 @@ def average_certified_radius(
 def abstention_rate(predict: Sequence[int] | np.ndarray) -> float:
     """Share of images where the smoothed classifier abstained (predict == -1)."""
     return float(np.mean(_as_1d("predict", predict) == -1))
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    """Clean top-1 accuracy of ``model`` on images x [N, C, H, W] with labels y [N].
-
-    Runs under no_grad on x's device (the caller places x on the model's device); the model's
-    train/eval mode is left as it is. Correct predictions are counted on the device.
-    """
-    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise ValueError(f"need as many labels as images (> 0), got {x.shape[0]} and {y.shape[0]}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    import torch
-
-    y = y.to(x.device)
-    hits = torch.zeros((), dtype=torch.int64, device=x.device)
-    with torch.no_grad():
-        for start in range(0, x.shape[0], batch_size):
-            logits = model(x[start : start + batch_size])
-            hits += (logits.argmax(dim=1) == y[start : start + batch_size]).sum()
-    return int(hits) / x.shape[0]
 
 
 def format_time(seconds: float) -> str:

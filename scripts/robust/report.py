@@ -19,25 +19,15 @@ PNG_DPI = 300
 
 # Serif, Computer-Modern-like text without TeX: cmr10 ships with matplotlib. cmr10 has no Unicode
 # minus, hence use_mathtext for tick labels; DejaVu Serif is the fallback for missing glyphs.
+# fmt: off
 STYLE: dict[str, Any] = {
-    "font.family": "serif",
-    "font.serif": ["cmr10", "DejaVu Serif"],
-    "mathtext.fontset": "cm",
-    "axes.formatter.use_mathtext": True,
-    "axes.unicode_minus": False,
-    "font.size": 8,
-    "axes.titlesize": 8,
-    "axes.labelsize": 8,
-    "legend.fontsize": 7,
-    "xtick.labelsize": 7,
-    "ytick.labelsize": 7,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "lines.linewidth": 1.2,
-    "pdf.fonttype": 42,
-    "svg.hashsalt": "robust",
-    "figure.dpi": 100,
+    "font.family": "serif", "font.serif": ["cmr10", "DejaVu Serif"], "mathtext.fontset": "cm",
+    "axes.formatter.use_mathtext": True, "axes.unicode_minus": False,
+    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.grid": True, "grid.alpha": 0.3,
+    "lines.linewidth": 1.2, "pdf.fonttype": 42, "svg.hashsalt": "robust", "figure.dpi": 100,
 }
+# fmt: on
 
 
 class ReportError(ValueError):

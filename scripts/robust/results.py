@@ -132,6 +132,16 @@ def pag_role(record: dict) -> str:
     return {"standard": "standard", "adversarial": "adversarial"}.get(str(record["kind"]), "base")
 
 
+def column_info(
+    model_id: str, kind: str, sigma: float, train_sigma: float, train_eps: float
+) -> dict:
+    """What the metrics JSON says of a column: its title (as in the PAG figures, on one line),
+    role (:func:`pag_role`), model id, kind, smoothing sigma and training sigma and eps."""
+    info = {"model_id": str(model_id), "kind": str(kind), "sigma": float(sigma),
+            "train_sigma": float(train_sigma), "train_eps": float(train_eps)}  # fmt: skip
+    return {"title": pag_title(info).replace("\n", " "), "role": pag_role(info)} | info
+
+
 def pag_title(record: dict) -> str:
     """Column title of a PAG column in mathtext, from its metadata."""
     role = pag_role(record)

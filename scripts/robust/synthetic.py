@@ -105,17 +105,9 @@ def _diagonal(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 _SHAPES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "disc": _disc,
-    "ring": _ring,
-    "square": _square,
-    "cross": _cross,
-    "x": _x,
-    "hbars": _hbars,
-    "vbars": _vbars,
-    "triangle": _triangle,
-    "checker": _checker,
-    "diagonal": _diagonal,
-}
+    "disc": _disc, "ring": _ring, "square": _square, "cross": _cross, "x": _x, "hbars": _hbars,
+    "vbars": _vbars, "triangle": _triangle, "checker": _checker, "diagonal": _diagonal,
+}  # fmt: skip
 CLASS_NAMES: tuple[str, ...] = tuple(_SHAPES)
 NUM_CLASSES = len(CLASS_NAMES)
 
