@@ -4,7 +4,10 @@ One row per metric. Left: the metric against the generation radius eps, one line
 with its 95% bootstrap band. Middle: smoothed columns against sigma, right: adversarially trained
 columns against their training eps, both at the largest generation eps, with the standard model at
 0 (sigma 0 and training eps 0 both give the standard model); a panel is left out when no column of
-its kind exists. Dashed: white noise. Writes <out>.pdf and <out>.png (byte-deterministic).
+its kind exists. Grey: the calibration controls (dashed: a random direction of the same norm, "no
+better than noise"; dotted: a straight step toward the target's reference, "aligned"). Only the
+metrics marked as shown are drawn; the figure fits a page. Writes <out>.pdf and <out>.png
+(byte-deterministic).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 
 from robust import cli
 
-ROW_HEIGHT, WIDTH, LEFT, TOP, BOTTOM = 1.2, 6.75, 0.95, 0.75, 0.45  # inches
+ROW_HEIGHT, WIDTH, LEFT, TOP, BOTTOM = 0.95, 6.5, 0.95, 0.75, 0.45  # inches
+CONTROL_STYLE = {"random": "--", "reference": ":"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,13 +48,17 @@ def sweeps(columns: dict) -> list[tuple[str, str, list[str]]]:
 
 
 def draw_eps(ax, summary: dict, columns: dict, name: str, colours: dict) -> None:
-    """The metric against generation eps with bands, one line per column."""
+    """The metric against generation eps with bands, one line per column, and the controls."""
     for column, info in columns.items():
         keys = sorted(info["eps"], key=float)
         eps = [float(k) for k in keys]
         mean, low, high = zip(*(stats(info, k, name) for k in keys), strict=True)
         ax.plot(eps, mean, marker="o", ms=2.5, color=colours[column], label=info["title"])
         ax.fill_between(eps, low, high, color=colours[column], alpha=0.18, lw=0)
+    for control, info in summary["controls"].items():
+        keys = sorted(info["eps"], key=float)
+        means = [info["eps"][k][name]["mean"] for k in keys]
+        ax.plot([float(k) for k in keys], means, color="0.35", lw=0.9, ls=CONTROL_STYLE[control])
     eps = summary["settings"]["eps"]
     if min(eps) > 0 and len(eps) > 1:
         ax.set_xscale("log", base=2)
@@ -78,9 +86,8 @@ def build(summary: dict, out: Path) -> None:
     # JSON keys are sorted; settings.columns keeps the order of the table (baseline first).
     order = summary["settings"].get("columns", list(summary["columns"]))
     columns = {c: summary["columns"][c] for c in order}
-    metrics = {
-        m: summary["metrics"][m] for m in summary["settings"].get("metrics", summary["metrics"])
-    }
+    shown = summary["settings"]["shown"]
+    metrics = {m: summary["metrics"][m] for m in shown}
     colours = {c: f"C{i % 10}" for i, c in enumerate(columns)}
     panels = sweeps(columns)
     nrows, ncols = len(metrics), 1 + len(panels)
@@ -89,18 +96,20 @@ def build(summary: dict, out: Path) -> None:
     # Fixed margins in inches instead of a layout engine: several times faster, same bytes each run.
     fig.subplots_adjust(left=LEFT / WIDTH, right=1 - 0.1 / WIDTH, top=1 - TOP / height,
                         bottom=BOTTOM / height, wspace=0.3, hspace=0.35)  # fmt: skip
-    white = summary["settings"].get("white_noise", {})
+    at_key = summary["settings"]["eps_key"]
     for row, (name, spec) in enumerate(metrics.items()):
         draw_eps(axes[row][0], summary, columns, name, colours)
         for col, (_, key, chosen) in enumerate(panels, start=1):
             draw_sweep(axes[row][col], summary, name, key, chosen, colours)
-        for ax in axes[row]:
-            if name in white:
-                ax.axhline(white[name], color="0.3", ls="--", lw=0.8)
-            if name.startswith("judge_"):
+            for control, info in summary["controls"].items():
+                axes[row][col].axhline(info["eps"][at_key][name]["mean"], color="0.35", lw=0.9,
+                                       ls=CONTROL_STYLE[control])  # fmt: skip
+        if name.startswith("judge_"):
+            for ax in axes[row]:
                 ax.set_ylim(-0.03, 1.03)
         arrow = r"$\uparrow$" if spec["better"] == "max" else r"$\downarrow$"
-        axes[row][0].set_ylabel(f"{spec['group']}\n{spec['label']} {arrow}")
+        group = spec["group"].removeprefix("Judges: ")
+        axes[row][0].set_ylabel(f"{group}\n{spec['label']} {arrow}", fontsize="small")
     at = latex.format_float(summary["paired"]["eps"])
     axes[-1][0].set_xlabel(r"generation $\epsilon$")
     axes[0][0].set_title("against generation radius")
@@ -108,9 +117,9 @@ def build(summary: dict, out: Path) -> None:
         axes[-1][col].set_xlabel(label)
         axes[0][col].set_title(rf"at generation $\epsilon$ = {at}")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    if white:
-        handles.append(plt.Line2D([], [], color="0.3", ls="--", lw=0.8))
-        labels.append("white noise")
+    for control, info in summary["controls"].items():
+        handles.append(plt.Line2D([], [], color="0.35", ls=CONTROL_STYLE[control], lw=0.9))
+        labels.append(info["title"])
     fig.legend(handles, labels, loc="upper center", ncols=min(4, len(labels)), frameon=False)
     report.save_figure(fig, out)
     plt.close(fig)
@@ -123,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from robust import results
 
     summary = results.load_json(args.metrics)
-    for key in ("settings", "metrics", "columns", "paired"):
+    for key in ("settings", "metrics", "columns", "controls", "paired"):
         results.require(summary, key, args.metrics)
     build(summary, args.out)
     cli.LOG.info("wrote %s.pdf and %s.png", args.out, args.out)

@@ -42,6 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--score_alignment", type=Path,
         help="JSON of the score-alignment stage (absent or skipped: 'not computed' in the text)",
     )  # fmt: skip
+    parser.add_argument("--pag_metrics", type=Path, required=True, help="JSON of pag_metrics.py")
     parser.add_argument("--out", type=Path, required=True, help="numbers.tex")
     return parser.parse_args(argv)
 
@@ -187,6 +188,88 @@ def pag_macros(args: argparse.Namespace, m: dict) -> None:
         m[rf"\PagProb{name}"] = by_role.get(role, NA)
 
 
+JUDGE_WORDS = {"standard": "a standard", "adversarial": "an adversarially trained",
+               "noise": "a noise-trained"}  # fmt: skip
+
+
+def judge_words(role: str, judge: dict) -> str:
+    """'an adversarially trained \\texttt{arch} (seed 3; $\\ell_\\infty$, $\\epsilon = 0.1$)'."""
+    seed = "released checkpoint" if judge.get("seed") is None else f"seed {judge['seed']}"
+    if role == "adversarial":
+        norm = {"l2": "2", "linf": r"\infty"}.get(str(judge.get("norm")), str(judge.get("norm")))
+        seed += rf"; $\ell_{{{norm}}}$, $\epsilon = {judge['eps']:.3g}$"
+    elif role == "noise":
+        seed += rf"; $\sigma = {judge['sigma']:.3g}$"
+    return f"{JUDGE_WORDS.get(role, role)} {arch_tt(judge)} ({seed})"
+
+
+def holds_everywhere(record: dict, column: str, names: list[str]) -> bool:
+    """Whether column - baseline is positive and survives Holm's correction on every metric."""
+    paired = record["paired"]["columns"][column]
+    return all(paired[n]["holds"] and paired[n]["mean"] > 0 for n in names)
+
+
+def conclusion(record: dict, names: list[str], what: str) -> str:
+    """Which columns beat the baseline on every metric of ``names`` after Holm's correction."""
+    columns, base = record["columns"], record["paired"]["baseline"]
+    others = [c for c in record["settings"]["columns"] if c != base]
+    above = [columns[c]["title"] for c in others if holds_everywhere(record, c, names)]
+    below = [columns[c]["title"] for c in others if not holds_everywhere(record, c, names)]
+    text = f"{what} is higher for {latex.join_words(above) if above else 'no column'} than for "
+    text += f"the {columns[base]['title']} column after Holm's correction"
+    return text + (f", but not for {latex.join_words(below)}." if below and above else ".")
+
+
+def pag_metrics_macros(args: argparse.Namespace, m: dict) -> None:
+    """The judges, training runs, conclusions and orderings of the PAG metrics, as sentences."""
+    record = results.load_json(args.pag_metrics)
+    for key in ("settings", "judges", "columns", "paired", "judge_agreement"):
+        results.require(record, key, args.pag_metrics)
+    judges = record["judges"]
+    roles = [r for r in JUDGE_WORDS if r in judges]  # the JSON's keys are sorted
+    m[r"\PagJudges"] = latex.join_words([judge_words(r, judges[r]) for r in roles])
+    apart = record["settings"].get("judges_apart", {})
+    shared = [key for key in ("architecture", "seed") if not apart.get(key, False)]
+    m[r"\PagJudgesApart"] = (
+        "another architecture and seed than every model under test" if not shared else
+        f"some share the {' and '.join(shared)} of a model under test"
+    )  # fmt: skip
+    runs = sorted({len(r) for r in record["settings"]["runs"].values()})
+    m[r"\PagRuns"] = (
+        "Every column is one training run, so the intervals are conditional on the trained "
+        "weights: they cover the choice of pairs, not the training run."
+        if runs == [1]
+        else f"Each column pools {distinct(str(r) for r in runs)} training runs (seeds) of one "
+        "recipe; the intervals resample runs and pairs (a two-level bootstrap), and $\\pm$ gives "
+        "the standard deviation of the run means."
+    )
+    m[r"\PagHolmFamily"] = str(sum(len(v) for v in record["paired"]["columns"].values()))
+    shares = [f"judge_{role}_share" for role in roles]
+    m[r"\PagConclusions"] = " ".join([
+        conclusion(record, shares, "Under every judge, the target share"),
+        conclusion(record, ["cosine", "ref_corr"], "On both reference metrics, alignment"),
+    ])  # fmt: skip
+    taus = [
+        f"{FMT(a['kendall_tau'])} ({a['metrics'][0].split('_')[1]} and "
+        f"{a['metrics'][1].split('_')[1]})"
+        for a in record["judge_agreement"] if a["metrics"][0].endswith("_share")
+    ]  # fmt: skip
+    m[r"\PagJudgeAgreement"] = (
+        "Kendall's $\\tau$ between two judges' orderings of the columns by target share is "
+        f"{latex.join_words(taus)}." if taus else "With one judge there is no ordering to compare."
+    )  # fmt: skip
+    agreement = record.get("reference_agreement", [])
+    kept = all(a["resolved_same_order"] for a in agreement)
+    m[r"\PagReferenceAgreement"] = (
+        "" if not agreement else "On this dataset, whose class prototypes are known, the class "
+        f"means {'keep' if kept else 'do not keep'} the order of every pair of columns that the "
+        "prototypes tell apart (non-overlapping intervals; "
+        f"{latex.join_words([str(a['resolved_pairs']) for a in agreement])} pairs) on both "
+        "reference metrics; Kendall's $\\tau$ between their orders of all columns is "
+        f"{latex.join_words([FMT(a['kendall_tau']) for a in agreement])}."
+    )  # fmt: skip
+
+
 def score_alignment_macros(args: argparse.Namespace, m: dict) -> None:
     """\\ScoreAlignmentComputed (1 when the stage ran, else 0) and \\ScoreAlignmentText, the
     sentence that reports it: mean LPIPS per classifier, or why it was not computed."""
@@ -213,7 +296,8 @@ def score_alignment_macros(args: argparse.Namespace, m: dict) -> None:
 
 def build(args: argparse.Namespace) -> None:
     macros: dict[str, str] = {}
-    for part in (certify_macros, model_macros, pag_macros, score_alignment_macros):
+    parts = (certify_macros, model_macros, pag_macros, pag_metrics_macros, score_alignment_macros)
+    for part in parts:
         part(args, macros)
     for key in args.train_vs_certify:
         if not re.fullmatch(r"[A-Za-z0-9-]+", key):

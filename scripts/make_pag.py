@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                                             "step_factor")}  # fmt: skip
     record |= {"model_id": args.model, "kind": params.get("kind"), "eps": list(args.eps),
                "train_sigma": params.get("sigma", 0.0), "train_eps": params.get("eps", 0.0),
+               "arch": str(ckpt["arch"]), "train_seed": params.get("seed"),
                "idx": idx, "labels": labels, "targets": targets, "x0": x0.cpu(),
                "class_names": list(split.class_names), "images": torch.stack(images),
                "target_prob": torch.stack(target_prob).float()}  # fmt: skip

@@ -1,9 +1,11 @@
-"""Perceptual-alignment metrics of PAG columns, with percentile-bootstrap 95% intervals over pairs.
+"""Perceptual-alignment metrics of PAG columns, with 95% intervals over training runs and pairs.
 
-Per column, generation eps and (start image, target) pair: agreement of independent judges,
-alignment with the target's reference image (prototype or class mean) and the structure of the
-perturbation (robust.alignment); paired differences of every column minus the first at the largest
-eps. Writes the JSON metrics, a TSV (one row per column, eps and pair) and a LaTeX table.
+A column is one PAG column or several joined by '+': the training runs (seeds) of one recipe. Per
+column, run, generation eps and (start image, target) pair: the target share and probability of
+every judge (one per kind: standard, adversarial, noise), alignment with the target's reference
+image and two smoothness descriptors (robust.alignment), beside the two calibration controls;
+two-level bootstrap intervals and Holm-corrected paired differences of every column minus the
+first at the largest eps (robust.pag_summary). Writes the JSON, a TSV and a LaTeX table.
 """
 
 from __future__ import annotations
@@ -16,179 +18,164 @@ from robust import cli
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.Parser(description=__doc__.splitlines()[0])
-    p.add_argument("--columns", nargs="+", required=True, help="PAG columns; first = baseline")
+    p.add_argument("--columns", nargs="+", required=True, help="PAG columns (runs joined by +)")
     p.add_argument("--judges", nargs="+", required=True, help="model ids of the judges")
-    p.add_argument("--judge_roles", nargs="+", required=True, help="one role per judge")
     p.add_argument("--cutoff", type=float, required=True, help="fraction of Nyquist")
-    p.add_argument("--bootstrap", type=int, required=True, help="resamples")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--reference", choices=["prototypes", "class_means"], required=True)
-    p.add_argument("--batch", type=int, default=500, help="images per judge pass")
-    for flag in ("--pag_dir", "--models_dir", "--data", "--out", "--per_image", "--table"):
-        p.add_argument(flag, type=Path, required=True)
+    for flag in ("bootstrap", "seed", "batch"):  # batch: images per judge pass
+        p.add_argument(f"--{flag}", type=int, required=True)
+    p.add_argument("--reference", required=True, help="prototypes or class_means")
+    for flag in ("pag_dir", "models_dir", "data", "out", "per_image", "table"):
+        p.add_argument(f"--{flag}", type=Path, required=True)
     cli.add_common(p)
     return p.parse_args(argv)
 
 
-def load_columns(pag_dir: Path, columns: list[str]) -> list[dict]:
-    """PAG records; all columns must share their (idx, target) pairs and generation eps."""
+def load_columns(pag_dir: Path, runs: dict[str, list[str]]) -> dict[str, list[dict]]:
+    """column -> the PAG records of its runs; every record must share the pairs and eps."""
     import torch
 
     from robust import results
 
-    if len(set(columns)) != len(columns):
-        raise ValueError(f"--columns lists a column twice: {' '.join(columns)}")
-    records = [results.load_pag(pag_dir / f"{c}.pt") for c in columns]
-    first = records[0]
-    for column, record in zip(columns, records, strict=True):
-        for key in ("model_id", "idx"):
-            results.require(record, key, pag_dir / f"{column}.pt")
+    records = {c: [results.load_pag(pag_dir / f"{r}.pt") for r in ids] for c, ids in runs.items()}
+    first = next(iter(records.values()))[0]
+    for run, record in ((r, x) for c in runs for r, x in zip(runs[c], records[c], strict=True)):
+        for key in ("model_id", "arch"):
+            results.require(record, key, pag_dir / f"{run}.pt")
         same = [torch.equal(record[k], first[k]) for k in ("idx", "targets")]
         if not all(same) or [float(e) for e in record["eps"]] != [float(e) for e in first["eps"]]:
-            raise ValueError(f"columns {columns[0]} and {column} differ in their pairs or eps")
+            raise ValueError(f"PAG column {run} differs from the first one in its pairs or eps")
     return records
 
 
-def load_judges(args: argparse.Namespace, records: list[dict], device) -> list[tuple]:
-    """[(role, model on device, checkpoint)]; a judge that made a column's images is an error."""
+def load_judges(args: argparse.Namespace, records: dict, device) -> dict[str, tuple]:
+    """role -> (model on device, checkpoint); a judge that made a column's images is an error."""
     from robust import alignment, checkpoint
 
-    models = {c: str(r["model_id"]) for c, r in zip(args.columns, records, strict=True)}
-    alignment.check_judges(args.judges, args.judge_roles, models)
-    judges = []
-    for judge, role in zip(args.judges, args.judge_roles, strict=True):
-        model, ckpt = checkpoint.load_checkpoint(args.models_dir / f"{judge}.pt", device)
-        alignment.check_judges([str(ckpt["model_id"])], [role], models)  # the id inside counts too
-        if ckpt["dataset"] != (judges[0][2] if judges else ckpt)["dataset"]:
-            raise ValueError(
-                f"judge '{judge}' was trained on {ckpt['dataset']}, not on the others' data"
-            )
-        judges.append((role, model, ckpt))
-    return judges
+    models = {r["column"]: str(r["model_id"]) for rs in records.values() for r in rs}
+    loaded = {
+        j: checkpoint.load_checkpoint(args.models_dir / f"{j}.pt", device) for j in args.judges
+    }
+    kinds = {j: str(ck["params"].get("kind")) for j, (_, ck) in loaded.items()}
+    roles = alignment.check_judges(kinds, models)
+    inside = {str(ck["model_id"]): kinds[j] for j, (_, ck) in loaded.items()}
+    alignment.check_judges(inside, models)  # the ids inside the checkpoints count too
+    if len({str(ck["dataset"]) for _, ck in loaded.values()}) > 1:
+        raise ValueError(f"judges {', '.join(args.judges)} were trained on different datasets")
+    return {role: loaded[judge] for role, judge in roles.items()}
 
 
-def reference_images(kind: str, path: Path, dataset: str):
-    """Reference image per class, float32 [K, C, H, W] in [0, 1]."""
-    from robust import data
-
-    if kind == "prototypes":
-        return data.prototypes(path)
-    return data.class_means(data.open_split(dataset, path, "train"))
-
-
-def evaluate(args, records: list[dict], judges: list[tuple], reference, device) -> dict:
-    """{column: {eps key: {metric: float64 [P]}}}; eps keys as str(float(eps))."""
-    from robust import alignment
-
-    by_role = {role: model for role, model, _ in judges}
-    out = {}
-    for column, r in zip(args.columns, records, strict=True):
-        x0, t = r["x0"].float(), r["targets"]
-        out[column] = {
-            str(float(eps)): alignment.pag_metrics(
-                x0, x.float().to(device), t, reference, by_role, args.cutoff, args.batch
-            )
-            for eps, x in zip(r["eps"], r["images"], strict=True)
-        }
-    return out
-
-
-def latex_table(summary: dict, specs: list, key: str) -> str:
-    """booktabs tabular at eps ``key``: a row per column, grouped metric columns, best mean bold."""
-    from robust import latex
-
-    groups = {s.group: sum(t.group == s.group for t in specs) for s in specs}
-    top = [f"\\multicolumn{{{n}}}{{c}}{{{latex.tex_escape(g)}}}" for g, n in groups.items()]
-    arrow = {"max": r"$\uparrow$", "min": r"$\downarrow$"}
-    labels = [f"{s.label} {arrow[s.better]}" for s in specs]
-    rules, first = [], 2  # table column 1 holds the row titles
-    for n in groups.values():
-        rules, first = rules + [f"\\cmidrule(lr){{{first}-{first + n - 1}}}"], first + n
-    header = [latex.table_row(["", *top]), " ".join(rules), latex.table_row(["Column", *labels])]
-    columns = list(summary["columns"].values())
-    rows = [[c["title"]] for c in columns]
-    for s in specs:
-        digits = 1 if s.name == "tv_per_norm" else 2  # TV per norm is O(10-100), the rest O(1)
-        shown = [round(c["eps"][key][s.name]["mean"], digits) for c in columns]
-        best = max(shown) if s.better == "max" else min(shown)
-        for row, c, v in zip(rows, columns, shown, strict=True):
-            row.append(latex.interval_cell(c["eps"][key][s.name], digits, v == best))
-    return latex.tabular("l" + "c" * len(specs), header, [latex.table_row(r) for r in rows])
-
-
-def tsv_text(records: list[dict], metrics: dict, names: list[str]) -> str:
-    """Header and one line per (column, eps, pair)."""
-    lines = ["\t".join(["column", "eps", "pair", "idx", "label", "target", *names])]
-    for (column, sweep), r in zip(metrics.items(), records, strict=True):
-        pairs = list(zip(*(r[k].tolist() for k in ("idx", "labels", "targets")), strict=True))
-        for key, values in sweep.items():
-            for i, pair in enumerate(pairs):
-                cells = [column, key, str(i), *map(str, pair)]
-                lines.append("\t".join(cells + [f"{float(values[n][i]):.6g}" for n in names]))
-    return "\n".join(lines) + "\n"
-
-
-def build_summary(args, records: list[dict], judges: list[tuple], metrics: dict, specs) -> dict:
-    """The JSON: settings, judges, metrics, per-column intervals, paired differences."""
-    from robust import alignment, bootstrap, results
-
-    at = max(metrics[args.columns[0]], key=float)
-    per_column, paired = bootstrap.summarize_sweep(
-        metrics, args.columns[0], at, args.bootstrap, args.seed
-    )
-    c, h, w = records[0]["x0"].shape[1:]
-    settings = {k: getattr(args, k) for k in ("cutoff", "bootstrap", "seed", "reference")}
-    settings |= {"confidence": 0.95, "n_pairs": len(records[0]["idx"]), "columns": args.columns}
-    settings["eps"] = [float(e) for e in records[0]["eps"]]
-    settings["metrics"] = [s.name for s in specs]  # table order (the JSON's keys are sorted)
-    settings["white_noise"] = alignment.white_noise_reference(c, h, w, args.cutoff)
-    columns = zip(args.columns, records, strict=True)
+def judges_apart(records: dict, judges: dict) -> dict[str, bool]:
+    """Whether every judge has another architecture, and another seed, than every model under
+    test (a released checkpoint has no known seed and counts as apart)."""
+    runs = [r for rs in records.values() for r in rs]
+    archs, seeds = {r["arch"] for r in runs}, {r.get("train_seed") for r in runs} - {None}
     return {
-        "settings": settings,
-        "judges": {role: judge_info(ck) for role, _, ck in judges},
-        "metrics": {
-            s.name: {"group": s.group, "label": s.label, "better": s.better} for s in specs
-        },
-        "columns": {
-            c: results.column_info(
-                r["model_id"],
-                r["kind"],
-                r.get("sigma", 0.0),
-                r.get("train_sigma", 0.0),
-                r.get("train_eps", 0.0),
-            )
-            | {"eps": per_column[c]}
-            for c, r in columns
-        },  # fmt: skip
-        "paired": {"baseline": args.columns[0], "eps": float(at), "columns": paired},
+        "architecture": all(j["arch"] not in archs for j in judges.values()),
+        "seed": all(j["seed"] is None or j["seed"] not in seeds for j in judges.values()),
     }
 
 
-def judge_info(ckpt: dict) -> dict:
-    """Provenance of a judge: model id, architecture and training seed."""
-    return {k: str(ckpt[k]) for k in ("model_id", "arch")} | {"seed": ckpt["params"].get("seed")}
+def references(kind: str, path: Path, dataset: str) -> dict:
+    """name -> reference image per class, float32 [K, C, H, W] in [0, 1]: the chosen one first,
+    class means beside prototypes where the dataset has them (to check that they agree)."""
+    from robust import data
+
+    means = data.class_means(data.open_split(dataset, path, "train"))
+    if kind == "class_means":
+        return {"class_means": means}
+    return {"prototypes": data.prototypes(path), "class_means": means}
+
+
+def evaluate(args, records: dict, judges: dict, reference, device) -> tuple[dict, dict]:
+    """(columns, controls): {name: {eps key: {metric: float64 [R, P]}}}."""
+    import torch
+
+    from robust import alignment
+
+    by_role = {role: model for role, (model, _) in judges.items()}
+    first = next(iter(records.values()))[0]
+    x0, t, out = first["x0"].float(), first["targets"], {}
+
+    def score(x):
+        return alignment.pag_metrics(x0, x.float().to(device), t, reference, by_role, args.cutoff,
+                                     args.batch)  # fmt: skip
+
+    for column, runs in records.items():
+        out[column] = {}
+        for e, eps in enumerate(float(v) for v in first["eps"]):
+            scored = [score(r["images"][e]) for r in runs]
+            out[column][str(eps)] = {n: torch.stack([s[n] for s in scored]).numpy()
+                                     for n in scored[0]}  # fmt: skip
+    controls: dict = {"random": {}, "reference": {}}
+    for eps in (float(v) for v in first["eps"]):
+        generator = torch.Generator().manual_seed(args.seed)
+        for name, x in alignment.controls(x0, t, reference, eps, generator).items():
+            controls[name][str(eps)] = {n: v.numpy()[None] for n, v in score(x).items()}
+    return out, controls
 
 
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log)
-    from robust import alignment, io
+    from robust import alignment, io, pag_summary, results
 
     device = cli.resolve_device(args.device)
-    records = load_columns(args.pag_dir, args.columns)
+    runs = {column: column.split("+") for column in args.columns}
+    records = load_columns(args.pag_dir, runs)
     judges = load_judges(args, records, device)
-    reference = reference_images(args.reference, args.data, str(judges[0][2]["dataset"]))
-    specs = alignment.metric_specs(args.judge_roles)
-    metrics = evaluate(args, records, judges, reference, device)
-    summary = build_summary(args, records, judges, metrics, specs)
-    at = str(summary["paired"]["eps"])
-    for column, info in summary["columns"].items():
-        means = {n: round(v["mean"], 3) for n, v in info["eps"][at].items()}
+    dataset = str(next(iter(judges.values()))[1]["dataset"])
+    refs = references(args.reference, args.data, dataset)
+    specs = alignment.metric_specs(list(judges))
+    metrics, controls = evaluate(args, records, judges, refs[args.reference], device)
+    summary = pag_summary.summarize(metrics, controls, args.bootstrap, args.seed)
+    at = summary["at"]
+    first = next(iter(records.values()))[0]
+    shown = [s.name for s in specs if s.shown]
+    out = {
+        "settings": {
+            "cutoff": args.cutoff, "bootstrap": args.bootstrap, "seed": args.seed,
+            "reference": args.reference, "confidence": 0.95, "columns": args.columns,
+            "runs": runs, "n_pairs": len(first["idx"]), "eps": [float(e) for e in first["eps"]],
+            "eps_key": at, "metrics": [s.name for s in specs], "shown": shown,
+        },
+        "judges": {role: {k: str(ck[k]) for k in ("model_id", "arch")}
+                   | {k: ck["params"].get(k) for k in ("kind", "seed", "sigma", "norm", "eps")}
+                   for role, (_, ck) in judges.items()},
+        "metrics": {s.name: {"group": s.group, "label": s.label, "better": s.better}
+                    for s in specs},
+        "columns": {c: results.column_info(rs[0]["model_id"], rs[0]["kind"], rs[0]["sigma"],
+                                           rs[0]["train_sigma"], rs[0]["train_eps"])
+                    | {"runs": runs[c], "eps": summary["columns"][c]}
+                    for c, rs in records.items()},
+        "controls": {c: {"title": pag_summary.CONTROL_TITLES[c], "eps": v}
+                     for c, v in summary["controls"].items()},
+        "paired": {"baseline": args.columns[0], "eps": float(at), "correction": "Holm",
+                   "columns": summary["paired"]},
+    }  # fmt: skip
+    pairs = pag_summary.judge_pairs(judges)
+    out["judge_agreement"] = pag_summary.agreement(metrics, at, pairs, summary["columns"])
+    out["settings"]["judges_apart"] = judges_apart(records, out["judges"])
+    if len(refs) > 1:  # the class means ordered against the known prototypes
+        other, _ = evaluate(args, records, {}, refs["class_means"], device)  # no judge needed
+        joint = {
+            c: {
+                at: metrics[c][at]
+                | {f"{n}_class_means": other[c][at][n] for n in alignment.REFERENCE_METRICS}
+            }
+            for c in metrics
+        }
+        out["reference_agreement"] = pag_summary.agreement(
+            joint, at, [(n, f"{n}_class_means") for n in alignment.REFERENCE_METRICS],
+            summary["columns"])  # fmt: skip
+    for column, info in out["columns"].items():
+        means = {n: round(info["eps"][at][n]["mean"], 3) for n in shown}
         cli.LOG.info("%s at eps %s: %s", column, at, means)
-    cli.write_json(args.out, summary)
-    io.write_text(args.per_image, tsv_text(records, metrics, [s.name for s in specs]))
-    io.write_text(args.table, latex_table(summary, specs, at))
+    cli.write_json(args.out, out)
+    pairs = list(zip(*(first[k].tolist() for k in ("idx", "labels", "targets")), strict=True))
+    io.write_text(args.per_image, pag_summary.tsv_text(metrics, controls, runs, pairs,
+                                                       [s.name for s in specs]))  # fmt: skip
+    io.write_text(args.table, pag_summary.latex_table(out, specs))
     return 0
 
 

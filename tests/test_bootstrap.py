@@ -8,10 +8,12 @@ import pytest
 from robust import bootstrap
 from robust.bootstrap import (
     bootstrap_means,
+    holm,
     key_seed,
+    p_value,
     paired_difference,
     percentile_interval,
-    summarize_sweep,
+    summarize_runs,
 )
 
 
@@ -91,17 +93,57 @@ def test_key_seed_is_stable_and_separates_keys():
     assert all(0 <= s < 2**63 for s in seeds)
 
 
-def test_summarize_sweep_shapes_and_baseline():
+def test_summarize_runs_shapes_baseline_and_independence():
     rng = np.random.default_rng(2)
     sweep = {
-        c: {e: {"m": rng.random(20) + shift} for e in ("1.0", "2.0")}
+        c: {e: {"m": rng.random((3, 20)) + shift} for e in ("1.0", "2.0")}
         for c, shift in (("std", 0.0), ("smooth", 1.0))
     }
-    per_column, paired = summarize_sweep(sweep, "std", "2.0", b=100, seed=0)
+    per_column, paired = summarize_runs(sweep, "std", "2.0", b=100, seed=0)
     assert set(per_column) == {"std", "smooth"} and set(per_column["std"]) == {"1.0", "2.0"}
-    assert set(per_column["std"]["1.0"]["m"]) == {"mean", "low", "high"}
+    assert set(per_column["std"]["1.0"]["m"]) == {"mean", "low", "high", "seed_sd"}
+    run_means = sweep["std"]["1.0"]["m"].mean(1)
+    assert per_column["std"]["1.0"]["m"]["seed_sd"] == pytest.approx(np.std(run_means, ddof=1))
     assert list(paired) == ["smooth"]
-    expected = np.mean(sweep["smooth"]["2.0"]["m"] - sweep["std"]["2.0"]["m"])
+    expected = np.mean(sweep["smooth"]["2.0"]["m"]) - np.mean(sweep["std"]["2.0"]["m"])
     assert paired["smooth"]["m"]["mean"] == pytest.approx(expected)
-    again, _ = summarize_sweep({"std": sweep["std"]}, "std", "2.0", b=100, seed=0)
+    assert paired["smooth"]["m"]["holds"] and paired["smooth"]["m"]["p_holm"] < 0.05
+    again, _ = summarize_runs({"std": sweep["std"]}, "std", "2.0", b=100, seed=0)
     assert again["std"] == per_column["std"]  # an interval does not depend on the other columns
+
+
+def test_one_run_is_the_image_bootstrap():
+    values = np.random.default_rng(3).random(30)
+    per_column, _ = summarize_runs({"a": {"1": {"m": values[None]}}}, "a", "1", b=200, seed=0)
+    got = per_column["a"]["1"]["m"]
+    assert got["seed_sd"] is None and got["mean"] == pytest.approx(values.mean())
+
+
+def test_two_level_intervals_cover_the_recipe_mean():
+    """Each training run has its own offset (sd 0.3) around the recipe's mean: an interval over
+    the images alone, conditional on the three runs, misses the recipe's mean far more often than
+    the two-level one, which covers it at about its nominal rate or above (three runs)."""
+    rng = np.random.default_rng(11)
+    two_level = images_only = 0
+    for rep in range(150):
+        runs = rng.normal(0.0, 0.3, size=(3, 1)) + rng.normal(0.0, 1.0, size=(3, 40))
+        table = {"a": {"1": {"m": runs}}}
+        got = summarize_runs(table, "a", "1", b=300, seed=rep)[0]["a"]["1"]["m"]
+        two_level += got["low"] <= 0.0 <= got["high"]
+        flat = percentile_interval(runs.mean(0), 300, seed=rep)
+        images_only += flat.low <= 0.0 <= flat.high
+    assert two_level / 150 >= 0.85 and images_only / 150 < two_level / 150 - 0.15
+
+
+def test_p_values_and_holm():
+    # z = 1.96 standard errors: p = 0.05; the sign does not matter
+    resampled = np.random.default_rng(0).normal(0.0, 1.0, 10_000)
+    resampled = (resampled - resampled.mean()) / resampled.std(ddof=1)
+    assert p_value(1.959964, resampled) == pytest.approx(0.05, abs=1e-6)
+    assert p_value(-1.959964, resampled) == pytest.approx(0.05, abs=1e-6)
+    assert p_value(10.0, resampled) < 1e-20  # no floor of 2 / (b + 1)
+    assert p_value(0.5, np.zeros(5)) == 0.0 and p_value(0.0, np.zeros(5)) == 1.0
+    adjusted = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.5})
+    # sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1, made monotone: 0.04, 0.09, 0.09, 0.5
+    assert adjusted == pytest.approx({"a": 0.04, "c": 0.09, "b": 0.09, "d": 0.5})
+    assert holm({"x": 0.6, "y": 0.7}) == {"x": 1.0, "y": 1.0}

@@ -170,6 +170,27 @@ CASES = [
     ),
     ("top-level-list", lambda p: _set(p, ["models"], []), "models: [] is not of type 'object'"),
     (
+        "judge-with-a-column-objective",
+        lambda p: _set(p, ["models", "synthetic-judge-noise", "sigma"], 0.5),
+        "pag_metrics.judges: 'synthetic-judge-noise' has the training objective of column model "
+        "'synthetic-gauss-050' (gaussian sigma 0.5)",
+    ),
+    (
+        "judge-with-a-column-architecture",
+        lambda p: _set(p, ["models", "synthetic-judge-std", "arch"], "tiny_cnn"),
+        "pag_metrics.judges: 'synthetic-judge-std' has the arch of column model",
+    ),
+    (
+        "two-judges-of-one-kind",
+        lambda p: _set(p, ["pag_metrics", "judges"], ["synthetic-judge-std", "synthetic-std-s1"]),
+        "pag_metrics.judges: 'synthetic-std-s1' made some of the images it would judge",
+    ),
+    (
+        "runs-of-two-recipes",
+        lambda p: _set(p, ["pag_metrics", "columns"], ["std+at-l2-200"]),
+        "pag_metrics.columns: runs 'std' and 'at-l2-200' of 'std+at-l2-200' must differ only in",
+    ),
+    (
         "score-alignment-unknown-model",
         lambda p: _set(p, ["score_alignment", "models"], ["ghost", "synthetic-std"]),
         "score_alignment.models: unknown model 'ghost'",
@@ -284,3 +305,55 @@ def test_fast_mode_keeps_every_statistic_of_the_paper():
     for model_id, model in fast["models"].items():
         for key in ("dataset", "kind", "sigma", "norm", "eps", "seed"):
             assert model[key] == paper["models"][model_id][key], (model_id, key)
+
+
+def test_a_judge_panel_holds_one_judge_per_kind():
+    params = copy.deepcopy(SMOKE)
+    params["models"]["judge-2"] = params["models"]["synthetic-judge-std"] | {"seed": 4}
+    params["pag_metrics"]["judges"].append("judge-2")
+    with pytest.raises(config.ParamsError, match="are all of kind standard; one per kind"):
+        config.check(params, SCHEMA, root=ROOT)
+
+
+# What a compared model may change: its perturbation (and the noise of its per-epoch noisy test
+# accuracy, which follows sigma), and the seed of a training run.
+PERTURBATION = {"kind", "sigma", "norm", "eps", "attack_steps", "attack_step_size", "eval_sigma"}
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "config/fast.yaml", "config/smoke.yaml"])
+def test_compared_models_differ_only_in_their_perturbation(name):
+    """Every model in a figure or table comparison (PAG metrics columns with all their runs, PAG
+    figures, certified-accuracy figures) shares one training recipe; judges and the training table
+    are not comparisons of recipes."""
+    params = config.load_yaml(ROOT / name)
+    columns, report = params["pag"]["columns"], params["report"]
+    runs = [r for c in params["pag_metrics"]["columns"] for r in c.split("+")]
+    runs += [c for figure in report["pag_figures"].values() for c in figure["columns"]]
+    compared = [columns[r]["model"] for r in runs]
+    certify = list(report["certified"]["runs"])
+    certify += [r for figure in report["train_vs_certify"].values() for r in figure["runs"]]
+    compared += [params["certify"][r]["model"] for r in certify]
+    recipes = {
+        m: {k: v for k, v in params["models"][m].items() if k not in PERTURBATION | {"seed"}}
+        for m in dict.fromkeys(compared)
+    }
+    first = next(iter(recipes))
+    for model, recipe in recipes.items():
+        differ = {k for k in recipe if recipe[k] != recipes[first][k]}
+        assert not differ, f"{name}: {model} differs from {first} in {sorted(differ)}"
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "config/fast.yaml", "config/smoke.yaml"])
+def test_the_judge_panel_has_one_judge_of_every_kind(name):
+    """A standard, an adversarially trained and a noise-trained judge (the params check keeps their
+    objectives, architectures and seeds apart from the columns')."""
+    params = config.load_yaml(ROOT / name)
+    kinds = sorted(params["models"][j]["kind"] for j in params["pag_metrics"]["judges"])
+    assert kinds == ["adversarial", "gaussian", "standard"]
+
+
+def test_smoke_trains_three_seeds_of_every_model_under_test():
+    columns = SMOKE["pag"]["columns"]
+    for column in SMOKE["pag_metrics"]["columns"]:
+        seeds = [SMOKE["models"][columns[r]["model"]]["seed"] for r in column.split("+")]
+        assert sorted(seeds) == [0, 1, 2], column

@@ -51,6 +51,31 @@ def test_parity_of_commands(tmp_path, params):
     assert len(smk_cmds) > 20
 
 
+def test_both_tools_order_the_stages_alike(tmp_path):
+    """Every stage reads what the same upstream stages write in both tools: the edges between rules
+    of `snakemake --rulegraph` are those between stages of `dvc dag` (foreach entries merged; the
+    parameter check and Snakemake's target rule aside), so no dvc.yaml stage misses an input that
+    its Snakemake rule declares, or the reverse."""
+    import re
+
+    repo = copy_repo(tmp_path / "repo")
+    graph = run(["snakemake", "--rulegraph", "--forceall"], repo).stdout
+    labels = dict(re.findall(r'(\d+)\[label = "([^"]+)"', graph))
+    smk = {(labels[a], labels[b]) for a, b in re.findall(r"(\d+) -> (\d+)", graph)}
+    dag = run(["dvc", "dag", "--dot"], repo).stdout
+    names = {"prepare": "prepare_data"}  # the one stage named otherwise
+
+    def rule(stage: str) -> str:
+        return names.get(stage.split("@")[0], stage.split("@")[0])
+
+    dvc = {(rule(a), rule(b)) for a, b in re.findall(r'"([^"]+)" -> "([^"]+)"', dag)}
+    aside = {"all", "check_params"}
+    smk, dvc = ({e for e in edges if not aside & set(e)} for edges in (smk, dvc))
+    assert sorted(smk - dvc) == [] and sorted(dvc - smk) == []
+    assert ("score_alignment", "numbers") in dvc and ("pag_metrics", "numbers") in dvc
+    assert len(dvc) > 30
+
+
 def test_make_smoke_runs_the_smoke_pipeline(tmp_path):
     """`make smoke`'s Snakemake call on the repository as committed (params.yaml = the paper) plans
     exactly the commands of the smoke copies the other tests build."""
@@ -102,20 +127,44 @@ def test_snakemake_builds_everything(smk):
         assert (smk / "paper/main.pdf").read_bytes().startswith(b"%PDF")
 
 
-def test_pag_metrics_separate_standard_from_adversarial(smk):
-    """Issue 5: at the largest generation eps the judge and ground-truth metrics of the standard and
-    the adversarially trained model have non-overlapping 95% intervals; the smoothed column is
-    reported."""
+def test_pag_metrics_separate_standard_from_the_robust_columns_under_every_judge(smk):
+    """At the largest generation eps, under every judge of the panel, the standard column's target
+    share has a 95% interval (over 3 training runs and the pairs) that lies below, and does not
+    overlap, those of the adversarially trained and the smoothed columns; their paired differences
+    to it, on the judges and on the reference metrics, are positive after Holm's correction."""
     import json
 
     metrics = json.loads((smk / "results/metrics/pag_metrics.json").read_text())
     eps = str(max(SMOKE["pag"]["settings"]["eps"]))
-    std, adv = (metrics["columns"][c]["eps"][eps] for c in ("std", "at-l2-200"))
-    for name in ("judge_standard_share", "judge_robust_share", "cosine", "corr_gain"):
-        assert std[name]["high"] < adv[name]["low"], (name, std[name], adv[name])
-    assert std["hf_share"]["low"] > adv["hf_share"]["high"]
-    smooth = metrics["columns"]["smooth-050"]["eps"][eps]
-    assert smooth["judge_robust_share"]["mean"] > std["judge_robust_share"]["mean"]
+    columns = {c.split("+")[0]: info for c, info in metrics["columns"].items()}
+    assert all(len(info["runs"]) == 3 for info in columns.values())
+    std = columns["std"]["eps"][eps]
+    judges = [f"judge_{role}_share" for role in metrics["judges"]]
+    assert sorted(metrics["judges"]) == ["adversarial", "noise", "standard"]
+    for column in ("at-l2-200", "smooth-025", "smooth-050"):
+        other = columns[column]["eps"][eps]
+        for name in judges:
+            assert std[name]["high"] < other[name]["low"], (column, name, std[name], other[name])
+        group = next(c for c in metrics["columns"] if c.startswith(column + "+"))
+        for name in [*judges, "cosine", "ref_corr"]:
+            paired = metrics["paired"]["columns"][group][name]
+            assert paired["holds"] and paired["mean"] > 0, (column, name, paired)
+        assert std[judges[0]]["seed_sd"] is not None
+
+
+def test_class_means_order_the_columns_as_the_true_prototypes_do(smk):
+    """On the synthetic data the prototypes are known: the class-mean reference, what real data
+    must use, keeps on every reference metric the order of every pair of columns that the
+    prototypes tell apart (at least two), and its order of all columns agrees more than it
+    disagrees (near-ties may swap)."""
+    import json
+
+    metrics = json.loads((smk / "results/metrics/pag_metrics.json").read_text())
+    agreement = {a["metrics"][0]: a for a in metrics["reference_agreement"]}
+    assert sorted(agreement) == ["cosine", "ref_corr"]
+    for name, entry in agreement.items():
+        assert entry["resolved_same_order"] and entry["resolved_pairs"] >= 2, (name, entry)
+        assert entry["kendall_tau"] > 0.5, (name, entry)
 
 
 def test_snakemake_report_has_every_figure(built):

@@ -88,7 +88,7 @@ def test_cross_references_of_pretrained_and_pairs():
     assert "pretrained.synthetic-std: the id is also in models" in errors(params)
     params = with_pretrained()
     params["pag"]["settings"]["idx"] = [0, 1]
-    assert "pag.settings.idx: 2 values for 48 pairs" in errors(params)
+    assert "pag.settings.idx: 2 values for 32 pairs" in errors(params)
     params = with_pretrained()
     params["pag"]["settings"] |= {"pairs": 2, "idx": [0, 500], "targets": [3, 10]}
     message = errors(params)

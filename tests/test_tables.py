@@ -57,6 +57,45 @@ def write_json(path: Path, record: dict) -> None:
     path.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
 
 
+def _paired(holds: bool) -> dict:
+    return {"mean": 0.3 if holds else 0.1, "low": 0.1, "high": 0.5, "p": 0.001, "p_holm": 0.004,
+            "holds": holds}  # fmt: skip
+
+
+# A pag_metrics.json as scripts/pag_metrics.py writes it, the parts make_numbers reads: the smoothed
+# column beats the standard one under the standard judge only, the adversarial one under both.
+PAG_METRICS = {
+    "settings": {"columns": ["std", "at-050", "smooth"],
+                 "runs": {"std": ["std"], "at-050": ["at-050"], "smooth": ["smooth"]},
+                 "judges_apart": {"architecture": False, "seed": True}},
+    "judges": {"standard": {"arch": "tiny_cnn", "seed": 3, "kind": "standard"},
+               "noise": {"arch": "tiny_cnn", "seed": 3, "kind": "gaussian", "sigma": 0.75}},
+    "columns": {"std": {"title": "Standard"}, "at-050": {"title": r"Adv. trained ($\epsilon$=0.5)"},
+                "smooth": {"title": r"Smoothed ($\sigma$=0.5)"}},
+    "paired": {"baseline": "std", "columns": {
+        "at-050": {m: _paired(True) for m in ("judge_standard_share", "judge_noise_share", "cosine",
+                                              "ref_corr")},
+        "smooth": {"judge_standard_share": _paired(True), "judge_noise_share": _paired(False),
+                   "cosine": _paired(True), "ref_corr": _paired(True)}}},
+    "judge_agreement": [{"metrics": ["judge_standard_share", "judge_noise_share"],
+                         "kendall_tau": 1.0}],
+}  # fmt: skip
+EXPECTED_PAG_SENTENCES = {
+    r"\PagJudges": r"a standard \texttt{tiny\_cnn} (seed 3) and a noise-trained \texttt{tiny\_cnn} "
+    r"(seed 3; $\sigma = 0.75$)",
+    r"\PagJudgesApart": "some share the architecture of a model under test",
+    r"\PagHolmFamily": "8",
+    r"\PagConclusions": r"Under every judge, the target share is higher for Adv. trained "
+    r"($\epsilon$=0.5) than for the Standard column after Holm's correction, but not for Smoothed "
+    r"($\sigma$=0.5). On both reference metrics, alignment is higher for Adv. trained "
+    r"($\epsilon$=0.5) and Smoothed ($\sigma$=0.5) than for the Standard column after Holm's "
+    "correction.",
+    r"\PagJudgeAgreement": r"Kendall's $\tau$ between two judges' orderings of the columns by "
+    "target share is 1.00 (standard and noise).",
+    r"\PagReferenceAgreement": "",
+}
+
+
 def make_results(root: Path) -> Path:
     """Write the hand-made result files under root/results and the reference TSV; returns root."""
     for i, (run, (sigma, train_sigma, rows)) in enumerate(CERTIFY.items()):
@@ -104,6 +143,7 @@ def make_results(root: Path) -> Path:
             "targets": torch.tensor([1, 3, 0]), "class_names": ["cat", "dog", "ship", "frog"],
             "x0": x0, "images": images, "target_prob": torch.tensor(prob),
         }, root / f"results/pag/{column}.pt")  # fmt: skip
+    write_json(root / "results/metrics/pag_metrics.json", PAG_METRICS)
     return root
 
 
@@ -138,7 +178,7 @@ def numbers_args() -> list[str]:
         "--runs", *RUNS, "--radii", *RADII, "--reference", "config/reference.tsv",
         "--models", *MODELS, "--columns", *COLUMNS, "--certify_dir", "results/certify",
         "--eval_dir", "results/eval", "--train_dir", "results/train", "--pag_dir", "results/pag",
-        "--out", "paper/generated/numbers.tex",
+        "--pag_metrics", "results/metrics/pag_metrics.json", "--out", "paper/generated/numbers.tex",
     ]  # fmt: skip
 
 
@@ -246,12 +286,14 @@ def test_numbers_match_hand_computed_values(results: Path, capsys: pytest.Captur
     assert code == 0, err
     macros = read_macros(results / "paper/generated/numbers.tex")
     assert {k: macros.get(k) for k in EXPECTED_NUMBERS_SELECTED} == EXPECTED_NUMBERS_SELECTED
+    assert {k: macros.get(k) for k in EXPECTED_PAG_SENTENCES} == EXPECTED_PAG_SENTENCES
+    assert macros[r"\PagRuns"].startswith("Every column is one training run, so the intervals are")
     # every macro is one the paper uses: 8 certify set-up + 7 summary, 13 training set-up + 5
-    # roles, 8 PAG set-up + 4 roles, the (empty) list of train-vs-certify figures and the two
-    # score-alignment macros (not computed: no --score_alignment)
+    # roles, 8 PAG set-up + 4 roles, 7 PAG-metrics sentences, the (empty) list of
+    # train-vs-certify figures and the two score-alignment macros (not computed)
     paper = (ROOT / "paper" / "main.tex").read_text(encoding="utf-8")
     assert [name for name in macros if name not in paper] == []
-    assert len(macros) == 48 and macros[r"\TrainVsCertifyKeys"] == ""
+    assert len(macros) == 55 and macros[r"\TrainVsCertifyKeys"] == ""
     assert macros[r"\ScoreAlignmentComputed"] == "0"
 
 

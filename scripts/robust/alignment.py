@@ -3,19 +3,26 @@
 All functions are pure and batched. Images are float tensors [P, C, H, W] in [0, 1] (P images);
 the perturbation is delta = x - x0. Every metric returns one float64 value per image, shape [P].
 
-* judge agreement: does an independent classifier (the judge) see the target class t in x?
-  ``judge_<role>_share`` = 1 if argmax judge(x) == t else 0, ``judge_<role>_prob`` =
-  softmax(judge(x))_t.
+* judge agreement: does a judge, a classifier trained apart from the models under test (another
+  architecture, seed and training objective), see the target class t in x? Per judge role
+  (:data:`JUDGE_ROLES`, from its kind): ``judge_<role>_share`` = 1 if argmax judge(x) == t else 0,
+  ``judge_<role>_prob`` = softmax(judge(x))_t.
 * alignment with the target: the reference image r_t of the target class (the prototype of the
   synthetic data: ground truth; on real data the class-mean training image) gives the "right"
-  direction r_t - x0.
-  ``cosine`` = cos(delta, r_t - x0); ``corr_gain`` = rho(x, r_t) - rho(x0, r_t), rho the Pearson
-  correlation over all C*H*W pixel values.
-* structure: ``hf_share`` = share of the energy of delta above a radial spatial
-  frequency cutoff; ``tv_per_norm`` = anisotropic total variation of delta divided by its L2 norm.
+  direction r_t - x0. Both metrics are cosines of spatial structure only: every channel is first
+  centred on its own mean, so a per-channel constant shift (a colour or brightness change toward
+  the blurry class mean) scores exactly 0, and random noise about 0.
+  ``cosine`` = cos(delta, r_t - x0): does the image move toward the reference;
+  ``ref_corr`` = rho(delta, r_t), the Pearson correlation of the perturbation with the reference
+  over all C*H*W pixel values: does the change draw the target, whatever the start image.
+* structure (descriptions of smoothness, not evidence of alignment): ``hf_share`` = share of the
+  energy of delta above a radial spatial frequency cutoff; ``tv_per_norm`` = anisotropic total
+  variation of delta divided by its L2 norm.
 
 cosine, hf_share and tv_per_norm do not change when delta is scaled, so they compare
-perturbations of different sizes (generation eps) on equal terms.
+perturbations of different sizes (generation eps) on equal terms. :func:`controls` gives the
+calibration of every metric: a random direction (what "no better than noise" scores) and a straight
+step toward the reference (what "aligned" scores), both of the perturbation's norm.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ from torch import Tensor
 
 # Smallest norm or standard deviation treated as non-zero (float64 arithmetic).
 _TINY = 1e-12
+# The role of a judge in the metric names, from the kind of its training.
+JUDGE_ROLES = {"standard": "standard", "adversarial": "adversarial", "gaussian": "noise"}
+# The metrics that claim alignment with the target's reference image (the rest describe smoothness).
+REFERENCE_METRICS = ("cosine", "ref_corr")
 
 
 class JudgeError(ValueError):
@@ -39,51 +50,56 @@ class JudgeError(ValueError):
 @dataclass(frozen=True)
 class MetricSpec:
     """A reported metric: key, table group, short label (LaTeX math that matplotlib mathtext also
-    renders) and direction ("max" or "min": which end is "more perceptually aligned")."""
+    renders), direction ("max" or "min": which end is "more perceptually aligned") and whether it
+    is shown in the table and figure (every metric is in the JSON and TSV)."""
 
     name: str
     group: str
     label: str
     better: str
+    shown: bool = True
 
 
 def metric_specs(roles: Sequence[str]) -> list[MetricSpec]:
-    """The reported metrics in table order, for judges with the given roles (standard, robust)."""
+    """The reported metrics in table order, for judges of the given roles (:data:`JUDGE_ROLES`)."""
     specs = []
     for role in roles:
-        specs.append(MetricSpec(f"judge_{role}_share", f"Judge ({role})", "target share", "max"))
-        specs.append(MetricSpec(f"judge_{role}_prob", f"Judge ({role})", "$p_t$", "max"))
+        specs.append(MetricSpec(f"judge_{role}_share", "Judges: target share", role, "max"))
+        specs.append(MetricSpec(f"judge_{role}_prob", "Judges", f"$p_t$ ({role})", "max", False))
     return specs + [
         MetricSpec("cosine", "Target reference", r"$\cos(\delta, r_t - x_0)$", "max"),
-        MetricSpec("corr_gain", "Target reference", r"$\Delta\rho(x, r_t)$", "max"),
-        MetricSpec("hf_share", "Structure", "high-freq. share", "min"),
-        MetricSpec("tv_per_norm", "Structure", r"TV$/\Vert\delta\Vert_2$", "min"),
+        MetricSpec("ref_corr", "Target reference", r"$\rho(\delta, r_t)$", "max"),
+        MetricSpec("hf_share", "Smoothness", "high-freq. share", "min"),
+        MetricSpec("tv_per_norm", "Smoothness", r"TV$/\Vert\delta\Vert_2$", "min"),
     ]
 
 
-def check_judges(
-    judges: Sequence[str], roles: Sequence[str], column_models: dict[str, str]
-) -> None:
-    """Raise JudgeError unless there is one role per judge, roles are unique and simple words, and
-    no judge is the model under test of a column (``column_models``: column -> model id)."""
-    if len(judges) != len(roles):
-        raise JudgeError(f"{len(judges)} judges but {len(roles)} judge roles; give one role each")
-    if len(set(roles)) != len(roles) or not all(r.isidentifier() for r in roles):
-        raise JudgeError(f"judge roles must be distinct words, got {', '.join(roles)}")
+def check_judges(judges: Mapping[str, str], column_models: dict[str, str]) -> dict[str, str]:
+    """Role -> judge id, for judges given as id -> kind of training; JudgeError unless every kind
+    has a role, the roles are distinct and no judge is the model under test of a column
+    (``column_models``: column -> model id)."""
+    unknown = [j for j, kind in judges.items() if kind not in JUDGE_ROLES]
+    if unknown:
+        raise JudgeError(f"judge '{unknown[0]}' has kind '{judges[unknown[0]]}'; valid: "
+                         f"{', '.join(JUDGE_ROLES)}")  # fmt: skip
+    roles = {JUDGE_ROLES[kind]: judge for judge, kind in judges.items()}
+    if len(roles) != len(judges):
+        raise JudgeError(f"judges {', '.join(judges)} share a kind; give one judge per kind")
     for judge in judges:
         for column, model in column_models.items():
             if judge == model:
                 raise JudgeError(
                     f"judge '{judge}' is the model under test of column '{column}'; "
-                    "a judge must be trained independently of the models it scores"
+                    "a judge must be trained apart from the models it scores"
                 )
+    return roles
 
 
 @torch.no_grad()
 def judge_agreement(
     judge: Callable[[Tensor], Tensor], x: Tensor, target: Tensor, batch_size: int = 500
 ) -> tuple[Tensor, Tensor]:
-    """How an independent classifier sees the images.
+    """How a judge, a classifier trained apart from the models under test, sees the images.
 
     Args:
         judge: maps images [B, C, H, W] to logits [B, K] (eval mode; it runs on x's device).
@@ -104,32 +120,24 @@ def _flat(x: Tensor) -> Tensor:
     return x.detach().reshape(x.shape[0], -1).double().cpu()
 
 
+def _centred(x: Tensor) -> Tensor:
+    """Each channel of x [P, C, H, W] minus its own spatial mean, float64 [P, C*H*W]."""
+    x = x.detach().double().cpu()
+    return _flat(x - x.mean(dim=(2, 3), keepdim=True))
+
+
 def cosine(delta: Tensor, direction: Tensor) -> Tensor:
-    """cos(delta_i, direction_i) over all pixel values, float64 [P] in [-1, 1].
+    """cos(delta_i, direction_i) over all pixel values after centring every channel on its mean,
+    float64 [P] in [-1, 1].
 
     Args:
-        delta, direction: [P, C, H, W] (any units). A zero vector has cosine 0 (no alignment).
+        delta, direction: [P, C, H, W] (any units). A zero vector, or a per-channel constant, has
+            cosine 0 (no alignment).
     """
-    a, b = _flat(delta), _flat(direction)
+    a, b = _centred(delta), _centred(direction)
     dot = (a * b).sum(1)
     norms = a.norm(dim=1) * b.norm(dim=1)
     return torch.where(norms > _TINY, dot / norms.clamp_min(_TINY), torch.zeros_like(dot))
-
-
-def pearson(x: Tensor, y: Tensor) -> Tensor:
-    """Pearson correlation of x_i and y_i over their C*H*W pixel values, float64 [P] in [-1, 1].
-
-    Args:
-        x, y: [P, C, H, W] images. A constant image has correlation 0 with anything.
-    """
-    a, b = _flat(x), _flat(y)
-    return cosine(a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True))
-
-
-def correlation_gain(x0: Tensor, x: Tensor, reference: Tensor) -> Tensor:
-    """rho(x, reference) - rho(x0, reference) per image, float64 [P] in [-2, 2]; > 0: x looks more
-    like the reference than x0 does. x0, x, reference: [P, C, H, W] in [0, 1]."""
-    return pearson(x, reference) - pearson(x0, reference)
 
 
 def radial_frequency(h: int, w: int) -> Tensor:
@@ -161,7 +169,8 @@ def high_frequency_share(delta: Tensor, cutoff: float) -> Tensor:
 
     Returns:
         float64 [P] in [0, 1]; 0 for a zero perturbation. White noise scores about
-        :func:`white_noise_high_frequency_share`; a smooth blob scores near 0.
+        the share of DFT bins above the cutoff (see the random control of :func:`controls`); a
+        smooth blob scores near 0.
     """
     _check_cutoff(cutoff)
     d = delta.detach().double().cpu()
@@ -170,14 +179,6 @@ def high_frequency_share(delta: Tensor, cutoff: float) -> Tensor:
     total = power.sum((1, 2))
     share = (power * high).sum((1, 2)) / total.clamp_min(_TINY)
     return torch.where(total > _TINY, share, torch.zeros_like(share))
-
-
-def white_noise_high_frequency_share(h: int, w: int, cutoff: float) -> float:
-    """Expected :func:`high_frequency_share` of i.i.d. noise on an h x w grid: the share of DFT
-    bins above the cutoff (white noise spreads its expected energy equally over all bins).
-    For large grids and cutoff <= 1 this tends to 1 - pi * cutoff^2 / 4."""
-    _check_cutoff(cutoff)
-    return float((radial_frequency(h, w) > cutoff).double().mean())
 
 
 def total_variation(delta: Tensor) -> Tensor:
@@ -193,20 +194,11 @@ def tv_per_norm(delta: Tensor) -> Tensor:
     """Total variation of delta per unit L2 norm, float64 [P] (dimensionless; 0 for delta = 0).
 
     Large for grainy, pixel-level perturbations (white noise: about
-    :func:`white_noise_tv_per_norm`), small for smooth, structured ones.
+    2 (2hw - h - w) c / sqrt(pi c h w)), small for smooth, structured ones.
     """
     norm = _flat(delta).norm(dim=1)
     tv = total_variation(delta)
     return torch.where(norm > _TINY, tv / norm.clamp_min(_TINY), torch.zeros_like(tv))
-
-
-def white_noise_tv_per_norm(c: int, h: int, w: int) -> float:
-    """Approximate :func:`tv_per_norm` of i.i.d. Gaussian noise on a [c, h, w] grid.
-
-    Each of the c * (2hw - h - w) neighbour differences has E|diff| = 2 s / sqrt(pi) for noise
-    of std s, and ||delta||_2 is about s * sqrt(c h w).
-    """
-    return 2.0 * c * (2 * h * w - h - w) / math.sqrt(math.pi * c * h * w)
 
 
 def pag_metrics(
@@ -227,7 +219,7 @@ def pag_metrics(
         cutoff: frequency cutoff of :func:`high_frequency_share`; batch_size: judge batch.
 
     Returns:
-        {metric name: float64 [P] on the CPU}: "cosine", "corr_gain", "hf_share",
+        {metric name: float64 [P] on the CPU}: "cosine", "ref_corr", "hf_share",
         "tv_per_norm" and "judge_<role>_share", "judge_<role>_prob" per judge.
     """
     t = target.long().cpu()
@@ -240,7 +232,7 @@ def pag_metrics(
     delta = x.detach().double().cpu() - x0
     values = {
         "cosine": cosine(delta, ref - x0),
-        "corr_gain": correlation_gain(x0, x0 + delta, ref),
+        "ref_corr": cosine(delta, ref),
         "hf_share": high_frequency_share(delta, cutoff),
         "tv_per_norm": tv_per_norm(delta),
     }
@@ -250,9 +242,38 @@ def pag_metrics(
     return values
 
 
-def white_noise_reference(c: int, h: int, w: int, cutoff: float) -> dict[str, float]:
-    """{"hf_share", "tv_per_norm"} of white noise on a [c, h, w] grid (the "grainy" end)."""
-    return {
-        "hf_share": white_noise_high_frequency_share(h, w, cutoff),
-        "tv_per_norm": white_noise_tv_per_norm(c, h, w),
-    }
+def controls(
+    x0: Tensor, target: Tensor, reference: Tensor, eps: float, generator: torch.Generator
+) -> dict[str, Tensor]:
+    """The calibration images of one generation radius, float64 [P, C, H, W] in [0, 1] each:
+    ``random``, x0 plus a random direction (isotropic Gaussian, normalised) of L2 norm eps, what a
+    perturbation "no better than noise" scores; ``reference``, x0 plus a straight step of norm eps
+    toward the target's reference image r_t, what an "aligned" one scores. Both are clipped to
+    [0, 1], as PAG images are (their norm can then end below eps). generator: a CPU generator."""
+    x0 = x0.detach().double().cpu()
+    noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
+    toward = reference.detach().double().cpu()[target.long().cpu()] - x0
+
+    def step(direction: Tensor) -> Tensor:
+        norm = _flat(direction).norm(dim=1).clamp_min(_TINY).view(-1, 1, 1, 1)
+        return (x0 + eps * direction / norm).clamp(0.0, 1.0)
+
+    return {"random": step(noise), "reference": step(toward)}
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-b of two scorings of the same items: 1 when they order the items alike, -1
+    when reversed; ties are allowed. nan with fewer than two items or a constant scoring."""
+    if len(a) != len(b):
+        raise ValueError(
+            f"kendall_tau needs two scorings of the same items, got {len(a)}, {len(b)}"
+        )
+    concordant = discordant = tied_a = tied_b = pairs = 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            sa, sb = (a[i] > a[j]) - (a[i] < a[j]), (b[i] > b[j]) - (b[i] < b[j])
+            pairs += 1
+            tied_a, tied_b = tied_a + (sa == 0), tied_b + (sb == 0)
+            concordant, discordant = concordant + (sa * sb > 0), discordant + (sa * sb < 0)
+    denominator = math.sqrt((pairs - tied_a) * (pairs - tied_b))
+    return (concordant - discordant) / denominator if denominator else math.nan

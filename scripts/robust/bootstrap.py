@@ -1,19 +1,27 @@
-"""Percentile-bootstrap confidence intervals of a mean over images, and of mean paired differences.
+"""Percentile-bootstrap confidence intervals of means over training runs and images, of paired
+differences between columns, and their multiplicity correction.
 
-The unit of resampling is the image (the (start image, target) pair): values [n] are resampled
-with replacement B times, the mean of each resample is taken, and the interval is the
-(alpha/2, 1 - alpha/2) quantiles of those B means (Efron's percentile interval, numpy's default
-linear quantile interpolation). A paired difference of two columns on the same pairs is the
-interval of the mean of the per-pair differences, so it keeps the pairing (and its smaller spread).
+A column's values form a table [R, P]: R training runs of one recipe (seeds) by P images (the
+(start image, target) pairs, shared by every column). A bootstrap resample draws P images with
+replacement, shared by every column of a comparison, and, independently per column, R runs with
+replacement (the two-level bootstrap: a reader's uncertainty covers both the choice of images and
+the training run); its statistic is the mean of the resampled cells. The interval is the (alpha/2,
+1 - alpha/2) quantile pair of B resampled means (Efron's percentile interval, numpy's linear
+interpolation). With one run (R = 1) this is the ordinary image bootstrap, and the interval is
+conditional on the trained weights. A paired difference of two columns resamples the same images
+for both, so it keeps the pairing.
 
-Randomness comes from an explicit seed; :func:`key_seed` derives an independent stream per
-(seed, name), so an interval does not depend on which other intervals were computed before it.
+Two-sided p-values of the paired differences (from their bootstrap standard error) are corrected
+for the family reported with Holm's step-down method. Randomness comes from explicit seeds;
+:func:`key_seed` derives an independent stream per (seed, name), so an interval does not depend on
+which others were computed.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -43,51 +51,62 @@ def key_seed(seed: int, *key: str | float) -> int:
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 
-def _values(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
-    x = np.asarray(values, dtype=np.float64).reshape(-1)
-    if x.size == 0:
-        raise ValueError(f"{what}: no values to bootstrap")
+def _table(values: Sequence | np.ndarray, what: str) -> np.ndarray:
+    """float64 [R, P] (a 1-D input is one run), finite, non-empty."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x.reshape(1, -1) if x.ndim <= 1 else x
+    if x.ndim != 2 or x.size == 0:
+        raise ValueError(f"{what}: no values to bootstrap (shape {x.shape})")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{what}: {int(np.sum(~np.isfinite(x)))} non-finite values")
     return x
 
 
-def bootstrap_means(values: Sequence[float] | np.ndarray, b: int, seed: int) -> np.ndarray:
-    """Means of ``b`` resamples (with replacement, same size as ``values``), float64 [b].
-
-    Deterministic for (values, b, seed); the resample indices are drawn block by block from one
-    ``np.random.Generator`` (PCG64), so the result does not depend on the block size.
-    """
-    x = _values(values, "bootstrap")
+def draws(n: int, b: int, seed: int) -> np.ndarray:
+    """int64 [b, n]: b resamples of n indices drawn with replacement, block by block from one PCG64
+    generator (the result does not depend on the block size); all zeros when n == 1."""
     if b < 1:
         raise ValueError(f"the number of bootstrap resamples must be >= 1, got {b}")
-    rng = np.random.default_rng(seed)
-    block = max(1, _BLOCK_ELEMENTS // x.size)
-    means = [
-        x[rng.integers(0, x.size, size=(min(block, b - i), x.size))].mean(axis=1)
-        for i in range(0, b, block)
-    ]
+    if n == 1:
+        return np.zeros((b, 1), dtype=np.int64)
+    rng, block = np.random.default_rng(seed), max(1, _BLOCK_ELEMENTS // n)
+    return np.concatenate(
+        [rng.integers(0, n, size=(min(block, b - i), n)) for i in range(0, b, block)]
+    )
+
+
+def resampled_means(values: np.ndarray, images: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """float64 [b]: the mean of values [R, P] over runs[k] [R] x images[k] [P], per resample k
+    (computed in blocks of resamples to bound memory)."""
+    block = max(1, _BLOCK_ELEMENTS // values.size)
+    means = []
+    for i in range(0, len(images), block):
+        picked = values[runs[i : i + block]]  # [k, R, P]
+        index = np.broadcast_to(images[i : i + block, None, :], picked.shape)
+        means.append(np.take_along_axis(picked, index, axis=2).mean(axis=(1, 2)))
     return np.concatenate(means)
+
+
+def bootstrap_means(values: Sequence[float] | np.ndarray, b: int, seed: int) -> np.ndarray:
+    """Means of ``b`` image resamples of one run's values [P], float64 [b] (deterministic)."""
+    x = _table(values, "bootstrap")
+    return resampled_means(x, draws(x.shape[1], b, seed), draws(1, b, 0))
+
+
+def _interval(mean: float, means: np.ndarray, alpha: float) -> Interval:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return Interval(float(mean), float(low), float(high))
 
 
 def percentile_interval(
     values: Sequence[float] | np.ndarray, b: int, seed: int, alpha: float = 0.05
 ) -> Interval:
-    """Sample mean of ``values`` [n] and its (1 - alpha) percentile-bootstrap interval.
-
-    Args:
-        values: one number per image (finite); n >= 1 (n = 1 gives a zero-width interval).
-        b: number of resamples; seed: seed of the resampling.
-        alpha: 0.05 for a 95% interval.
-
-    Returns:
-        Interval(mean, low, high) with low <= high (the mean may lie outside for skewed data).
-    """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    x = _values(values, "bootstrap")
-    low, high = np.quantile(bootstrap_means(x, b, seed), [alpha / 2, 1 - alpha / 2])
-    return Interval(float(x.mean()), float(low), float(high))
+    """Sample mean of one run's values [P] and its (1 - alpha) percentile image-bootstrap interval
+    (n = 1 gives a zero-width interval; the mean may lie outside for skewed data)."""
+    x = _table(values, "bootstrap")
+    return _interval(x.mean(), bootstrap_means(x, b, seed), alpha)
 
 
 def paired_difference(
@@ -97,70 +116,85 @@ def paired_difference(
     seed: int,
     alpha: float = 0.05,
 ) -> Interval:
-    """Mean of values_i - baseline_i over pairs i and its percentile-bootstrap interval.
-
-    Args:
-        values, baseline: [n] each, entry i measured on the same (image, target) pair.
-
-    Raises:
-        ValueError: the two do not have the same number of pairs.
-    """
-    a, c = _values(values, "paired difference"), _values(baseline, "paired difference")
+    """Mean of values_i - baseline_i over pairs i (one run each) and its percentile interval."""
+    a, c = _table(values, "paired difference"), _table(baseline, "paired difference")
     if a.shape != c.shape:
         raise ValueError(f"paired difference needs equal lengths, got {a.size} and {c.size}")
     return percentile_interval(a - c, b, seed, alpha)
 
 
-def summarize(
-    metrics: Mapping[str, np.ndarray], b: int, seed: int, key: Sequence[str | float] = ()
-) -> dict[str, dict[str, float]]:
-    """{metric: {"mean", "low", "high"}} for per-image metric arrays, each interval with its own
-    stream ``key_seed(seed, *key, metric)``."""
-    return {
-        name: percentile_interval(vals, b, key_seed(seed, *key, name)).as_dict()
-        for name, vals in metrics.items()
-    }
+def p_value(observed: float, differences: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" for an observed mean difference, from the standard
+    error of its resampled values [b] (normal approximation, which has no floor of 2 / (b + 1)
+    as a count of resamples would, so a Holm-corrected family of 50 can still reject at b = 1000).
+    A zero standard error gives 0 for a non-zero difference, else 1."""
+    se = float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0
+    if se == 0.0:
+        return 0.0 if observed != 0 else 1.0
+    return math.erfc(abs(observed) / se / math.sqrt(2))
 
 
-def summarize_paired(
-    metrics: Mapping[str, np.ndarray],
-    baseline: Mapping[str, np.ndarray],
-    b: int,
-    seed: int,
-    key: Sequence[str | float] = (),
-) -> dict[str, dict[str, float]]:
-    """{metric: {"mean", "low", "high"}} of the paired differences metrics - baseline."""
-    return {
-        name: paired_difference(vals, baseline[name], b, key_seed(seed, *key, name)).as_dict()
-        for name, vals in metrics.items()
-    }
+def holm(p_values: Mapping[Hashable, float]) -> dict[Hashable, float]:
+    """Holm-adjusted p-values of a family: the k-th smallest p times (m - k + 1), made monotone,
+    at most 1. A hypothesis is rejected at family-wise level alpha when its adjusted p <= alpha."""
+    order = sorted(p_values, key=p_values.__getitem__)
+    adjusted, running = {}, 0.0
+    for k, key in enumerate(order):
+        running = max(running, min(1.0, (len(order) - k) * p_values[key]))
+        adjusted[key] = running
+    return adjusted
 
 
-def summarize_sweep(
+def summarize_runs(
     metrics: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
     baseline: str,
     at: str,
     b: int,
     seed: int,
+    alpha: float = 0.05,
 ) -> tuple[dict, dict]:
-    """Intervals of a whole sweep and paired differences against a baseline.
+    """Two-level intervals of a sweep, and paired differences against a baseline column.
 
     Args:
-        metrics: {column: {eps key: {metric: values [n]}}}, every column on the same n pairs.
+        metrics: {column: {eps key: {metric: values [R, P]}}}: every column on the same P pairs,
+            R its training runs (R may differ between columns).
         baseline: the column the others are compared with; at: the eps key of the comparison.
-        b, seed: resamples and seed (each interval has its own stream, see :func:`key_seed`).
+        b, seed, alpha: resamples, seed (the image draws of an eps key are shared by every
+            column and metric; the run draws are the column's own), 1 - confidence.
 
     Returns:
-        ({column: {eps key: {metric: interval}}}, {column: {metric: interval of column - baseline
-        at eps key ``at``}} for every column but the baseline); intervals as dicts.
+        ({column: {eps key: {metric: {"mean", "low", "high", "seed_sd"}}}}, with seed_sd the
+        standard deviation over runs of the run means (None for one run); {column: {metric:
+        {"mean", "low", "high", "p", "p_holm", "holds"}}} of column - baseline at ``at`` for every
+        column but the baseline, Holm-corrected over all of them, holds = p_holm <= alpha).
     """
-    per_column = {
-        column: {key: summarize(m, b, seed, (column, key)) for key, m in sweep.items()}
-        for column, sweep in metrics.items()
-    }
-    paired = {
-        column: summarize_paired(sweep[at], metrics[baseline][at], b, seed, ("paired", column, at))
-        for column, sweep in metrics.items()
-        if column != baseline
-    }
+    tables = {c: {e: {m: _table(v, c) for m, v in s.items()} for e, s in sweep.items()}
+              for c, sweep in metrics.items()}  # fmt: skip
+    runs = {c: draws(len(next(iter(next(iter(t.values())).values()))), b, key_seed(seed, "runs", c))
+            for c, t in tables.items()}  # fmt: skip
+    images: dict[str, np.ndarray] = {}
+    per_column: dict = {}
+    for column, sweep in tables.items():
+        per_column[column] = {}
+        for key, values in sweep.items():
+            pairs = next(iter(values.values())).shape[1]
+            images.setdefault(key, draws(pairs, b, key_seed(seed, "images", key)))
+            per_column[column][key] = {
+                name: _interval(v.mean(), resampled_means(v, images[key], runs[column]), alpha)
+                .as_dict() | {"seed_sd": float(v.mean(1).std(ddof=1)) if len(v) > 1 else None}
+                for name, v in values.items()
+            }  # fmt: skip
+    paired, p_values = {}, {}
+    base = tables[baseline][at]
+    for column in (c for c in tables if c != baseline):
+        paired[column] = {}
+        for name, v in tables[column][at].items():
+            diffs = resampled_means(v, images[at], runs[column]) - resampled_means(
+                base[name], images[at], runs[baseline]
+            )
+            paired[column][name] = _interval(v.mean() - base[name].mean(), diffs, alpha).as_dict()
+            observed = paired[column][name]["mean"]
+            p_values[column, name] = paired[column][name]["p"] = p_value(observed, diffs)
+    for (column, name), adjusted in holm(p_values).items():
+        paired[column][name] |= {"p_holm": adjusted, "holds": adjusted <= alpha}
     return per_column, paired

@@ -198,20 +198,80 @@ def _report_checks(report: dict, params: dict) -> Iterator[str]:
         yield from _unknown(key, figure["runs"], params["certify"], "run")
 
 
+def objective(model: dict) -> str:
+    """A model's training objective in words: its kind with the threat model or noise level."""
+    if model["kind"] == "gaussian":
+        return f"gaussian sigma {model['sigma']}"
+    if model["kind"] == "adversarial":
+        return f"adversarial {model['norm']} eps {model['eps']}"
+    return "standard"
+
+
+def _group_checks(group: str, columns: dict, models: dict) -> Iterator[str]:
+    """The runs of a column joined by '+': known PAG columns, one smoothing sigma, models that
+    differ only in their seed."""
+    runs = group.split("+")
+    yield from _unknown("pag_metrics.columns", runs, columns, "PAG column")
+    if len(set(runs)) < len(runs):
+        yield f"pag_metrics.columns: '{group}' names a run twice"
+    known = [r for r in runs if r in columns and columns[r]["model"] in models]
+    if len(runs) < 2 or len(known) < len(runs):
+        return
+    first = models[columns[runs[0]]["model"]]
+    for run in runs[1:]:
+        model = models[columns[run]["model"]]
+        differ = [k for k in first if k != "seed" and model.get(k) != first[k]]
+        if columns[run]["sigma"] != columns[runs[0]]["sigma"]:
+            differ.insert(0, "sigma of the column")
+        if differ or model.get("seed") == first.get("seed"):
+            yield (
+                f"pag_metrics.columns: runs '{runs[0]}' and '{run}' of '{group}' must differ "
+                f"only in their model's seed ({', '.join(differ) or 'same seed'})"
+            )
+
+
+def _judge_checks(judge: dict, jid: str, tested: dict, trained: dict) -> Iterator[str]:
+    """A judge apart from the models under test (``tested``: model id -> entry): another training
+    objective if robust, and, for trained models, another architecture and seed."""
+    for mid, model in tested.items():
+        if judge["kind"] != "standard" and objective(judge) == objective(model):
+            yield (
+                f"pag_metrics.judges: '{jid}' has the training objective of column model "
+                f"'{mid}' ({objective(model)}); a robust judge needs another threat model or sigma"
+            )
+            return
+    for mid in (m for m in tested if m in trained and jid in trained):
+        same = [k for k in ("arch", "seed") if trained[jid][k] == trained[mid][k]]
+        if same:
+            yield (
+                f"pag_metrics.judges: '{jid}' has the {' and '.join(same)} of column model "
+                f"'{mid}'; a judge needs another architecture and seed"
+            )
+            return
+
+
 def _metrics_checks(params: dict) -> Iterator[str]:
     section, columns, models = params["pag_metrics"], params["pag"]["columns"], all_models(params)
-    yield from _unknown("pag_metrics.columns", section["columns"], columns, "PAG column")
-    if len(section["judge_roles"]) != len(section["judges"]):
-        yield "pag_metrics.judge_roles: needs one role per judge"
-    tested = {columns[c]["model"] for c in section["columns"] if c in columns}
+    for group in section["columns"]:
+        yield from _group_checks(group, columns, models)
+    runs = {r for group in section["columns"] for r in group.split("+") if r in columns}
+    tested = {columns[r]["model"]: models[columns[r]["model"]] for r in sorted(runs)
+              if columns[r]["model"] in models}  # fmt: skip
     yield from _unknown("pag_metrics.judges", section["judges"], models, "model")
+    kinds: dict[str, list[str]] = {}
     for judge in (j for j in section["judges"] if j in models):
+        kinds.setdefault(models[judge]["kind"], []).append(judge)
         if judge in tested:
             yield f"pag_metrics.judges: '{judge}' made some of the images it would judge"
         elif models[judge]["dataset"] != params["pag"]["settings"]["dataset"]:
             yield (
                 f"pag_metrics.judges: '{judge}' was trained on another dataset than the PAG images"
             )
+        else:
+            yield from _judge_checks(models[judge], judge, tested, params["models"])
+    for kind, judges in kinds.items():
+        if len(judges) > 1:
+            yield f"pag_metrics.judges: {', '.join(judges)} are all of kind {kind}; one per kind"
     dataset = params["datasets"].get(params["pag"]["settings"]["dataset"], {})
     if section["reference"] == "class_means" and dataset.get("n_train") == 0:
         yield "pag_metrics.reference: class_means needs training images (n_train is 0)"

@@ -100,7 +100,8 @@ def result_inputs(params: dict) -> dict[str, list[str]]:
     figures, comparisons = report["pag_figures"].values(), report["train_vs_certify"].values()
     pag, models = "results/pag/{}.pt", "results/models/{}.pt"
     return {
-        "pag_metrics": id_files(pag, metrics["columns"]) + id_files(models, metrics["judges"]),
+        "pag_metrics": id_files(pag, [run for c in metrics["columns"] for run in c.split("+")])
+        + id_files(models, metrics["judges"]),
         "score_alignment": id_files(models, params["score_alignment"]["models"]),
         "fig_pag": id_files(pag, [column for figure in figures for column in figure["columns"]]),
         "fig_certified": certify_files(certified),
@@ -112,11 +113,16 @@ def result_inputs(params: dict) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
+# The folders of the per-id result files that :func:`result_inputs` lists.
+RESULT_FOLDERS = ("results/pag/", "results/models/", "results/certify/", "results/train/",
+                  "results/eval/")  # fmt: skip
+
+
 def refresh_dvc_yaml(text: str, params: dict) -> str:
     """``text`` of a dvc.yaml whose generated lists are rewritten: in every ``deps:`` list that
     starts with a stage script, the ``scripts/robust/`` entries become ``library_deps(script)``
-    right after the script, and for the stages of :func:`result_inputs` the literal ``results/``
-    entries become those files, at the end of the list. Every other line is kept as it is."""
+    right after the script, and for the stages of :func:`result_inputs` the literal entries in
+    :data:`RESULT_FOLDERS` become those files, at the end of the list. Every other line is kept."""
     results, out, stage, pending, in_deps = result_inputs(params), [], None, [], False
     for line in text.splitlines():
         item = line.strip().removeprefix("- ")
@@ -125,7 +131,7 @@ def refresh_dvc_yaml(text: str, params: dict) -> str:
         if line.startswith("  ") and line[2] != " " and line.rstrip().endswith(":"):
             stage = line.strip().rstrip(":")
         generated = item.startswith("scripts/robust/") or (
-            stage in results and item.startswith("results/") and "${" not in item
+            stage in results and item.startswith(RESULT_FOLDERS) and "${" not in item
         )
         if in_deps and generated:
             continue

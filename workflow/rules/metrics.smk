@@ -1,4 +1,4 @@
-# Perceptual-alignment metrics of the PAG images, judged by independently trained classifiers.
+# Perceptual-alignment metrics of the PAG images, scored by a panel of judges trained apart from the models.
 
 METRICS = config["pag_metrics"]
 

@@ -157,6 +157,7 @@ rule numbers:
         RESULTS["numbers"],
         reference=REPORT["certified"]["reference"],
         score_alignment="results/metrics/score_alignment.json",
+        pag_metrics="results/metrics/pag_metrics.json",
     output:
         "paper/generated/numbers.tex",
     log:
@@ -174,7 +175,7 @@ rule numbers:
         "python scripts/make_numbers.py {params.args} --certify_dir {params.certify_dir} "
         "--eval_dir {params.eval_dir} --train_dir {params.train_dir} --pag_dir {params.pag_dir} "
         "--fig1_eps {params.fig1_eps} --score_alignment {input.score_alignment} "
-        "--out {output} --log {log}"
+        "--pag_metrics {input.pag_metrics} --out {output} --log {log}"
 
 
 rule paper:
