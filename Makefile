@@ -2,6 +2,7 @@
 #   make smoke   offline smoke pipeline (synthetic data, 2 CPU cores, a few minutes)
 #   make paper   the paper's configuration (params.yaml; a GPU is strongly advised)
 #   make test    the test suite
+#   make handover  record a Snakemake build in dvc.lock (DVC then sees it as its own)
 #   make bench-cpu  benchmarks/results-cpu.json (BENCHMARKS.md), no-op figures included
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,13 +13,9 @@ BIN    := $(VENV)/bin
 PINS   := "ruamel.yaml<0.19"
 STAMP  := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(PINS)') | cksum | cut -d' ' -f1)
 CORES  ?= all
-# Training, certification and PAG jobs declare gpu=1 and the default profile lets one run at a time. On a
-# machine without a GPU they run on the CPU, so there the cap is lifted to the number of cores.
-GPUS   := $(shell nvidia-smi -L 2>/dev/null | grep -c GPU)
-GPUCAP := $(if $(filter 0,$(GPUS)),--resources gpu=$(shell nproc),)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install smoke paper test lint report bench-cpu clean-smoke
+.PHONY: install smoke paper test lint report handover bench-cpu clean-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,10 +25,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 smoke: $(STAMP)
-	snakemake --cores $(CORES) $(GPUCAP) --configfile config/smoke.yaml --replace-workflow-config
+	snakemake --cores $(CORES) --configfile config/smoke.yaml --replace-workflow-config
 
 paper: $(STAMP)
-	snakemake --cores $(CORES) $(GPUCAP)
+	snakemake --cores $(CORES)
 
 # The suite runs on every core: each pytest-xdist worker takes whole modules, in the order that
 # tests/conftest.py sets.
@@ -45,6 +42,15 @@ lint: $(STAMP)
 report: $(STAMP)
 	snakemake --report report.html
 
+# Hand a Snakemake build over to DVC: record it in dvc.lock without running anything. Only a build of
+# the current params.yaml qualifies (`snakemake -n` must have nothing to do), since `dvc commit -f`
+# stamps whatever is in the workspace with the current parameters.
+handover: $(STAMP)
+	@snakemake -n 2>&1 | grep -q "Nothing to be done" || { echo "handover: snakemake -n has jobs \
+	to run; build params.yaml first (snakemake --cores all)" >&2; exit 1; }
+	dvc commit -f -q
+	@echo "dvc.lock records the build; commit it with params.yaml and dvc.yaml, then dvc push"
+
 # The no-op figures need a copy built by both tools: the smoke configuration (with dvc.yaml's lists
 # regenerated for it) built by Snakemake, then recorded by DVC without running anything
 # (`dvc commit -f`; minutes).
@@ -53,7 +59,7 @@ bench-cpu: $(STAMP)
 	rm -rf $(NOOP) && mkdir -p $(NOOP) && git archive HEAD | tar -x -C $(NOOP)
 	cp config/smoke.yaml $(NOOP)/params.yaml
 	cd $(NOOP) && python -m robust.deps params.yaml dvc.yaml && git init -q && git add -A && git -c user.name=bench -c user.email=bench@localhost \
-		commit -qm copy && snakemake --cores $(CORES) $(GPUCAP) && dvc commit -f -q
+		commit -qm copy && snakemake --cores $(CORES) && dvc commit -f -q
 	python benchmarks/bench.py --mode cpu --out benchmarks/results-cpu.json --repeats 7 \
 		--pipeline_repo $(NOOP)
 

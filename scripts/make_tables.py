@@ -5,6 +5,12 @@ run), Cohen et al. (2019) (published, matched by sigma) and the difference ours 
 (computed from the two-decimal values shown). The column maximum of each of the first two blocks
 is bold. accuracy.tex: clean and L2-PGD robust accuracy (%) per model, column maxima bold.
 Both are complete booktabs tabulars without a float wrapper.
+
+The short summaries that `dvc metrics show` lists go to --summary_dir: models/<id>.json per model
+of the accuracy table (clean and PGD accuracy of its evaluation; final test accuracy under its
+training noise and training seconds of its record) and certify/<run>.json per run of the
+certified-accuracy table (abstention rate, average certified radius, certified accuracy at each
+radius of the table), to three decimals.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", required=True, help="model ids (accuracy table)")
     parser.add_argument("--certify_dir", type=Path, required=True)
     parser.add_argument("--eval_dir", type=Path, required=True)
+    parser.add_argument("--train_dir", type=Path, required=True)
     parser.add_argument("--out_dir", type=Path, required=True)
+    parser.add_argument("--summary_dir", type=Path, required=True, help="dvc metrics summaries")
     return parser.parse_args(argv)
 
 
@@ -110,12 +118,53 @@ def accuracy_table(eval_dir: Path, models: list[str]) -> str:
     return latex.tabular("ll" + "c" * (1 + len(eps)), header, body)
 
 
+def _short(value):
+    """A fraction or time to three decimals (what `dvc metrics show` can display in a line)."""
+    return None if value is None else round(float(value), 3)
+
+
+def model_summary(train: dict, evaluation: dict) -> dict:
+    """A model's `dvc metrics show` line: clean and L2-PGD accuracy of its evaluation, final test
+    accuracy under its training noise and training seconds of its record (None if not recorded)."""
+    final = train.get("final") or {}
+    out = {
+        "clean": _short(evaluation["clean_accuracy"]),
+        "noisy": _short(final.get("test_noise_accuracy")),
+        "train_s": _short(train.get("seconds")),
+    }
+    return out | {f"pgd_{float(e):g}": _short(v) for e, v in evaluation["robust_accuracy"].items()}
+
+
+def certify_summary(run: dict, radii: list[float]) -> dict:
+    """A certify run's `dvc metrics show` line: abstention, ACR, certified accuracy per radius."""
+    accuracy = metrics.certified_accuracy(run["radius"], run["correct"], radii)
+    out = {"abstain": _short(run.get("abstain_rate")),
+           "acr": _short(run.get("average_certified_radius"))}  # fmt: skip
+    return out | {f"r_{r:g}": _short(a) for r, a in zip(radii, accuracy, strict=True)}
+
+
+def summaries(args: argparse.Namespace) -> dict[Path, dict]:
+    """Path -> content of every summary file."""
+    out = {}
+    for model in args.models:
+        train = results.load_json(args.train_dir / f"{model}.json")
+        evaluation = results.load_json(args.eval_dir / f"{model}.json")
+        out[args.summary_dir / "models" / f"{model}.json"] = model_summary(train, evaluation)
+    for run in args.runs:
+        record = results.load_certify_run(args.certify_dir, run, {})
+        out[args.summary_dir / "certify" / f"{run}.json"] = certify_summary(record, args.radii)
+    return out
+
+
 def build(args: argparse.Namespace) -> None:
-    # Both tables are computed before either is written, so bad input leaves no partial output.
+    # Everything is computed before anything is written, so bad input leaves no partial output.
     certified = certified_table(args.certify_dir, args.runs, args.radii, args.reference)
     accuracy = accuracy_table(args.eval_dir, args.models)
+    summary = summaries(args)
     write_text(args.out_dir / "certified_accuracy.tex", certified)
     write_text(args.out_dir / "accuracy.tex", accuracy)
+    for path, content in summary.items():
+        cli.write_json(path, content)
 
 
 @cli.entrypoint

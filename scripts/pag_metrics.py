@@ -5,7 +5,9 @@ column, run, generation eps and (start image, target) pair: the target share and
 every judge (one per kind: standard, adversarial, noise), alignment with the target's reference
 image and two smoothness descriptors (robust.alignment), beside the two calibration controls;
 two-level bootstrap intervals and Holm-corrected paired differences of every column minus the
-first at the largest eps (robust.pag_summary). Writes the JSON, a TSV and a LaTeX table.
+first at the largest eps (robust.pag_summary). Writes the JSON, a TSV and a LaTeX table, and per
+column the line `dvc metrics show` lists, <summary_dir>/<first run>.json: its target share under
+each judge at the largest eps (keys std, adv, noise: the judge roles, short for a narrow table).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import argparse
 from pathlib import Path
 
 from robust import cli
+
+SHORT = {"standard": "std", "adversarial": "adv", "noise": "noise"}  # judge role -> summary key
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -24,7 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag in ("bootstrap", "seed", "batch"):  # batch: images per judge pass
         p.add_argument(f"--{flag}", type=int, required=True)
     p.add_argument("--reference", required=True, help="prototypes or class_means")
-    for flag in ("pag_dir", "models_dir", "data", "out", "per_image", "table"):
+    for flag in ("pag_dir", "models_dir", "data", "out", "per_image", "table", "summary_dir"):
         p.add_argument(f"--{flag}", type=Path, required=True)
     cli.add_common(p)
     return p.parse_args(argv)
@@ -118,7 +122,7 @@ def evaluate(args, records: dict, judges: dict, reference, device) -> tuple[dict
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log)
-    from robust import alignment, io, pag_summary, results
+    from robust import alignment, deps, io, pag_summary, results
 
     device = cli.resolve_device(args.device)
     runs = {column: column.split("+") for column in args.columns}
@@ -176,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     io.write_text(args.per_image, pag_summary.tsv_text(metrics, controls, runs, pairs,
                                                        [s.name for s in specs]))  # fmt: skip
     io.write_text(args.table, pag_summary.latex_table(out, specs))
+    for column, info in out["columns"].items():
+        shares = {SHORT[role]: round(info["eps"][at][f"judge_{role}_share"]["mean"], 3)
+                  for role in judges}  # fmt: skip
+        cli.write_json(args.summary_dir / f"{deps.summary_name(column)}.json", shares)
     return 0
 
 

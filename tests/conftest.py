@@ -92,7 +92,13 @@ def dvc(tmp_path_factory):
 # in this order: first the two modules that start the shared builds, one per worker, then the
 # longest others; the other users of the builds come last, when both are built.
 FIRST = ("test_pipeline_dvc", "test_pipeline", "test_slurm", "test_config", "test_crash")
-LAST = ("test_storage", "test_remote", "test_dvc_experiments", "test_two_builds")
+LAST = (
+    "test_handover",
+    "test_storage",
+    "test_remote",
+    "test_dvc_experiments",
+    "test_two_builds",
+)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -35,12 +35,14 @@ def tool_env() -> dict[str, str]:
 
 
 def run(
-    cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900
+    cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    """Run a command, capturing text output; on failure the assertion shows its output."""
+    """Run a command, capturing text output; on failure the assertion shows its output. ``env``:
+    variables set on top of :func:`tool_env`."""
     proc = subprocess.run(
-        cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
+        cmd, cwd=cwd, env=tool_env() | (env or {}), capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )  # fmt: skip
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}"
@@ -216,3 +218,16 @@ def certify_argv(
     if predict:
         flags = {k: v for k, v in flags.items() if k not in CERTIFY_ONLY}
     return argv_of(flags)
+
+
+def fake_gpus(folder: Path, count: int) -> dict[str, str]:
+    """The environment of a machine with ``count`` GPUs as Snakemake sees them: a fake
+    `nvidia-smi -L` first on PATH (the jobs themselves still run on the CPU)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = "".join(f"GPU {i}: Fake GPU (UUID: GPU-{i})\\n" for i in range(count))
+    script = folder / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\nprintf '{lines}'\n")
+    script.chmod(0o755)
+    env = tool_env()
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return {"PATH": f"{folder}{os.pathsep}{env['PATH']}"}

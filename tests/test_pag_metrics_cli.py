@@ -77,6 +77,7 @@ def argv(root: Path, out: str, judges=tuple(JUDGES), reference="prototypes"):
         "--pag_dir", str(root / "pag"), "--models_dir", str(root / "models"),
         "--data", str(root / "synthetic.pt"), "--out", str(root / out / "m.json"),
         "--per_image", str(root / out / "m.tsv"), "--table", str(root / out / "m.tex"),
+        "--summary_dir", str(root / out / "summary"),
         "--log", str(root / out / "m.log"), "--device", "cpu",
     ]  # fmt: skip
 
@@ -131,6 +132,15 @@ def test_judges_and_references_are_compared_by_the_order_of_the_columns(run: Pat
     assert by_metric["cosine"]["metrics"] == ["cosine", "cosine_class_means"]
     cosine = by_metric["cosine"]  # aligned beats grainy under both references, clearly
     assert cosine["same_order"] and cosine["resolved_pairs"] == 1 and cosine["resolved_same_order"]
+
+
+def test_summary_is_the_target_share_per_judge(run: Path):
+    summary = json.loads((run / "m.json").read_text())
+    for column, name in (("std+std-s1", "std"), ("smooth", "smooth")):
+        shares = json.loads((run / "summary" / f"{name}.json").read_text())
+        top = summary["columns"][column]["eps"]["2.0"]
+        short = {"standard": "std", "adversarial": "adv", "noise": "noise"}
+        assert shares == {short[r]: round(top[f"judge_{r}_share"]["mean"], 3) for r in ROLES}
 
 
 def test_tsv_has_one_row_per_column_run_eps_and_pair(run: Path):

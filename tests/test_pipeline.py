@@ -7,6 +7,7 @@ never runs two GPU jobs at once (test_pipeline_dvc.py has DVC's side).
 
 from __future__ import annotations
 
+import shutil
 import struct
 
 import pytest
@@ -19,6 +20,7 @@ from pipeline_utils import (
     copy_repo,
     dvc_commands,
     edit_params,
+    fake_gpus,
     run,
     snakemake_commands,
     snakemake_jobs,
@@ -83,12 +85,42 @@ def test_make_smoke_runs_the_smoke_pipeline(tmp_path):
 
     recipe = (ROOT / "Makefile").read_text().split("\nsmoke:", 1)[1].splitlines()[1].strip()
     assert recipe.startswith("snakemake ") and "--configfile config/smoke.yaml" in recipe
-    flags = re.sub(r"\$\((CORES)\)", "2", re.sub(r"\$\(GPUCAP\)", "", recipe)).split()[1:]
+    flags = re.sub(r"\$\((CORES)\)", "2", recipe).split()[1:]
     paper = copy_repo(tmp_path / "paper", params=None)
     smoke = copy_repo(tmp_path / "smoke")
     planned = snakemake_commands(run(["snakemake", "-n", "-p", *flags], paper).stdout)
     expected = snakemake_commands(run(["snakemake", "-n", "-p"], smoke).stdout)
-    assert sorted(planned) == sorted(expected) and len(planned) > 20
+
+    def checks(commands):
+        return [c for c in commands if "check_params.py" in c]
+
+    # the parameter check validates the configuration Snakemake loaded, and dvc.yaml only with
+    # params.yaml, which DVC runs
+    assert checks(planned) == [
+        "python scripts/check_params.py --params config/smoke.yaml "
+        "--schema workflow/schemas/params.schema.yaml --out results/params.ok "
+        "--log logs/check_params.log"
+    ]
+    assert "--params params.yaml" in checks(expected)[0] and "--dvc_yaml" in checks(expected)[0]
+    rest = sorted(set(planned) - set(checks(planned)))
+    assert rest == sorted(set(expected) - set(checks(expected))) and len(planned) > 20
+
+
+def test_a_broken_params_yaml_does_not_stop_a_run_of_another_configuration(tmp_path):
+    """Under `--configfile F --replace-workflow-config` params.yaml is not read, and a bad value in
+    F is reported with F's name, before any job; DVC still checks params.yaml."""
+    repo = copy_repo(tmp_path / "repo")
+    shutil.copy2(repo / "params.yaml", repo / "other.yaml")
+    (repo / "params.yaml").write_text("models: [1, 2\n")
+    other = ["--configfile", "other.yaml", "--replace-workflow-config"]
+    run(["snakemake", "-n", *other], repo)
+    text = (repo / "other.yaml").read_text().replace("n0: 32", "n0: 0", 1)
+    (repo / "other.yaml").write_text(text)
+    out = run(["snakemake", "-n", *other], repo, check=False)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "error: other.yaml: certify." in out.stderr and "n0: 0 is less than" in out.stderr
+    dvc = run(["dvc", "repro", "--dry"], repo, check=False)
+    assert dvc.returncode != 0
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +173,7 @@ def test_pag_metrics_separate_standard_from_the_robust_columns_under_every_judge
     std = columns["std"]["eps"][eps]
     judges = [f"judge_{role}_share" for role in metrics["judges"]]
     assert sorted(metrics["judges"]) == ["adversarial", "noise", "standard"]
-    for column in ("at-l2-200", "smooth-025", "smooth-050"):
+    for column in ("at-l2-200", "smooth-050", "base-050"):
         other = columns[column]["eps"][eps]
         for name in judges:
             assert std[name]["high"] < other[name]["low"], (column, name, std[name], other[name])
@@ -197,11 +229,12 @@ def test_snakemake_certify_edit_reruns_only_that_run(built):
 
 
 def test_snakemake_model_edit_reruns_only_that_chain(built):
-    edit_params(built, ["models", "synthetic-std", "lr"], 0.04)
+    # another seed for one training run of the standard recipe (its column group stays valid)
+    edit_params(built, ["models", "synthetic-std-s2", "seed"], 4)
     jobs = snakemake_jobs(run(["snakemake", "-n"], built).stdout)
     assert jobs.get("train") == 1 and jobs.get("evaluate") == 1
     assert "certify" not in jobs and "predict" not in jobs
-    assert jobs.get("pag") == 1  # only the standard model's column
+    assert jobs.get("pag") == 1  # only that model's column
 
 
 def test_bad_params_rejected_by_both_tools_before_any_job(tmp_path):
@@ -233,9 +266,27 @@ def _job_intervals(repo, folders):
     return spans
 
 
-def test_gpu_cap_and_one_writer_per_path(built):
-    """With the default profile (gpu capped at 1) `--cores 2` never overlaps two GPU jobs, and every
-    output path has exactly one producing job."""
+def test_gpu_cap_from_the_machine(tmp_path):
+    """Run by hand, GPU jobs at once = the visible GPUs (nvidia-smi, or CUDA_VISIBLE_DEVICES), the
+    cores on a machine without one; an explicit `--resources gpu=N` wins."""
+    import re
+
+    repo = copy_repo(tmp_path / "repo")
+
+    def cap(env=None, *flags):
+        out = run(["snakemake", "-n", "--cores", "3", *flags], repo, env=env)
+        found = re.findall(r"GPU jobs at once: (\d+)", out.stderr)
+        return int(found[0]) if found else None
+
+    assert cap(fake_gpus(tmp_path / "two", 2)) == 2
+    assert cap(fake_gpus(tmp_path / "two", 2) | {"CUDA_VISIBLE_DEVICES": "1"}) == 1
+    assert cap(fake_gpus(tmp_path / "none", 0)) == 3  # no GPU: the cores
+    assert cap(fake_gpus(tmp_path / "two", 2), "--resources", "gpu=5") is None  # not overridden
+
+
+def test_gpu_cap_and_one_writer_per_path(built, tmp_path):
+    """On a machine with one GPU (faked) `--cores 2` never overlaps two GPU jobs, and every output
+    path has exactly one producing job."""
     # Last test of the Snakemake copy: --until leaves the downstream figures outdated.
     run(
         [
@@ -251,6 +302,7 @@ def test_gpu_cap_and_one_writer_per_path(built):
         ],
         built,
         timeout=900,
+        env=fake_gpus(tmp_path / "one", 1),
     )
     spans = sorted(_job_intervals(built, ["certify", "predict"]))
     assert len(spans) >= 4

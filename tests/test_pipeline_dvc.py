@@ -44,11 +44,11 @@ def test_dvc_certify_edit_reruns_only_that_run(repo):
 
 
 def test_dvc_model_edit_reruns_only_that_chain(repo):
-    edit_params(repo, ["models", "synthetic-std", "lr"], 0.04)
+    edit_params(repo, ["models", "synthetic-std-s2", "seed"], 4)
     ran = dvc_ran_stages(run(dvc_repro_cmd(), repo).stdout)
-    assert [s for s in ran if s.startswith("train@")] == ["train@synthetic-std"]
+    assert [s for s in ran if s.startswith("train@")] == ["train@synthetic-std-s2"]
     assert not [s for s in ran if s.startswith(("certify@", "predict@"))]
-    assert [s for s in ran if s.startswith("pag@")] == ["pag@std"]
+    assert [s for s in ran if s.startswith("pag@")] == ["pag@std-s2"]
 
 
 def test_dvc_hands_over_to_snakemake(repo):

@@ -169,7 +169,7 @@ def tables_args(out_dir: str = "paper/tables") -> list[str]:
     return [
         "--runs", *RUNS, "--radii", *RADII, "--reference", "config/reference.tsv",
         "--models", *MODELS, "--certify_dir", "results/certify", "--eval_dir", "results/eval",
-        "--out_dir", out_dir,
+        "--train_dir", "results/train", "--out_dir", out_dir, "--summary_dir", f"{out_dir}/summary",
     ]  # fmt: skip
 
 
@@ -268,6 +268,21 @@ def test_tables_match_hand_computed_snapshots(results: Path) -> None:
     tables = results / "paper/tables"
     assert (tables / "certified_accuracy.tex").read_text(encoding="utf-8") == EXPECTED_CERTIFIED
     assert (tables / "accuracy.tex").read_text(encoding="utf-8") == EXPECTED_ACCURACY
+
+
+def test_summaries_for_dvc_metrics_show(results: Path) -> None:
+    """A short line per model and certify run: hand-checked against the snapshots above."""
+    proc = run_script("make_tables.py", tables_args("summaries"), results)
+    assert proc.returncode == 0, proc.stderr
+    folder = results / "summaries/summary"
+    g025 = json.loads((folder / "certify/g025.json").read_text())
+    assert g025 == {"abstain": 0.25, "acr": 0.2, "r_0": 0.75, "r_0.25": 0.5, "r_0.5": 0.25}
+    at = json.loads((folder / "models/at-050.json").read_text())
+    assert at == {"clean": 0.908, "noisy": 0.4, "train_s": 2.0, "pgd_0.25": 0.823,
+                  "pgd_0.5": 0.702, "pgd_1": 0.405}  # fmt: skip
+    assert sorted(p.name for p in (folder / "models").iterdir()) == sorted(
+        f"{m}.json" for m in MODELS
+    )
 
 
 def test_bold_entry_is_the_column_maximum(results: Path, capsys: pytest.CaptureFixture) -> None:

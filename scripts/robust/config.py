@@ -9,6 +9,7 @@ naming the key.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -316,6 +317,44 @@ def semantic_errors(params: dict, root: Path = Path(".")) -> list[str]:
         if not reference.is_file():
             lines.append(f"report.{key}.reference: file not found: {reference}")
     return lines
+
+
+def merge(layers: list[dict]) -> dict:
+    """The configuration of several files, each overriding the ones before it key by key (nested
+    maps merged, anything else replaced), as Snakemake merges ``--configfile`` files."""
+    merged: dict = {}
+
+    def update(base: dict, layer: dict) -> None:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                update(base[key], value)
+            else:
+                base[key] = value
+
+    for layer in layers:
+        update(merged, copy.deepcopy(layer))
+    return merged
+
+
+def attribute(message: str, sources: list[tuple[Path, dict]]) -> str:
+    """``message`` (one problem per line, ``<key>: <reason>``) with every line prefixed by the file
+    its key comes from: of ``sources`` ((path, data) in merge order), the last whose data holds
+    the longest part of the dotted key."""
+
+    def depth(data: Any, key: str) -> int:
+        found = 0
+        for part in key.split("."):
+            if not isinstance(data, dict) or part not in data:
+                break
+            data, found = data[part], found + 1
+        return found
+
+    lines = []
+    for line in message.splitlines():
+        key = line.split(": ", 1)[0]
+        path, _ = max(reversed(sources), key=lambda source: depth(source[1], key))
+        lines.append(f"{path}: {line}")
+    return "\n".join(lines)
 
 
 def check(params: dict, schema_path: Path, root: Path = Path(".")) -> None:

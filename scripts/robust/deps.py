@@ -107,7 +107,8 @@ def result_inputs(params: dict) -> dict[str, list[str]]:
         "fig_certified": certify_files(certified),
         "fig_train_vs_certify": certify_files([run for fig in comparisons for run in fig["runs"]]),
         "fig_training": id_files("results/train/{}.json", trained),
-        "tables": certify_files(certified) + id_files("results/eval/{}.json", trained),
+        "tables": certify_files(certified) + id_files("results/eval/{}.json", trained)
+        + id_files("results/train/{}.json", trained),
         "numbers": certify_files(certified) + id_files("results/eval/{}.json", trained)
         + id_files("results/train/{}.json", trained) + id_files(pag, report["numbers"]["columns"]),
     }  # fmt: skip
@@ -118,43 +119,81 @@ RESULT_FOLDERS = ("results/pag/", "results/models/", "results/certify/", "result
                   "results/eval/")  # fmt: skip
 
 
+def summary_name(column: str) -> str:
+    """The file name (no suffix) of a PAG metrics column's summary: its first run."""
+    return column.split("+")[0]
+
+
+def result_outputs(params: dict) -> dict[str, list[str]]:
+    """Stage name -> the per-id summary files it writes (``dvc metrics show`` lists them): the
+    report's models and certify runs (tables), the PAG metrics columns (pag_metrics)."""
+    report, columns = params["report"], params["pag_metrics"]["columns"]
+    return {
+        "tables": id_files("results/metrics/models/{}.json", report["training"]["models"])
+        + id_files("results/metrics/certify/{}.json", report["certified"]["runs"]),
+        "pag_metrics": id_files("results/metrics/pag/{}.json", map(summary_name, columns)),
+    }
+
+
+# A generated list: (stage, or id of a top-level plot; list key) -> (prefixes of its generated
+# entries, the entries). Entries not starting with a prefix are kept as written.
+def generated_lists(params: dict) -> dict[tuple[str, str], tuple[tuple[str, ...], list[str]]]:
+    """Every list of dvc.yaml that follows the parameters."""
+    lists = {(s, "deps"): (RESULT_FOLDERS, f) for s, f in result_inputs(params).items()}
+    summaries = ("results/metrics/models/", "results/metrics/certify/", "results/metrics/pag/")
+    lists |= {(s, "metrics"): (summaries, f) for s, f in result_outputs(params).items()}
+    curves = id_files("results/plots/certified/{}.tsv", params["report"]["certified"]["runs"])
+    lists[("certified_accuracy", "y")] = (
+        ("results/plots/certified/",),
+        [f"{c}: certified_accuracy" for c in curves],
+    )
+    return lists
+
+
 def refresh_dvc_yaml(text: str, params: dict) -> str:
     """``text`` of a dvc.yaml whose generated lists are rewritten: in every ``deps:`` list that
     starts with a stage script, the ``scripts/robust/`` entries become ``library_deps(script)``
-    right after the script, and for the stages of :func:`result_inputs` the literal entries in
-    :data:`RESULT_FOLDERS` become those files, at the end of the list. Every other line is kept."""
-    results, out, stage, pending, in_deps = result_inputs(params), [], None, [], False
+    right after the script, and in every list of :func:`generated_lists` the entries under its
+    prefixes become those entries, at the end of the list. Every other line is kept."""
+    lists, out, section = generated_lists(params), [], None
+    key, key_indent, indent, pending = None, 0, "", []
     for line in text.splitlines():
-        item = line.strip().removeprefix("- ")
-        if in_deps and not line.strip().startswith("- "):
-            out, pending, in_deps = out + pending, [], False
-        if line.startswith("  ") and line[2] != " " and line.rstrip().endswith(":"):
-            stage = line.strip().rstrip(":")
-        generated = item.startswith("scripts/robust/") or (
-            stage in results and item.startswith(RESULT_FOLDERS) and "${" not in item
-        )
-        if in_deps and generated:
+        depth, item = len(line) - len(line.lstrip()), line.strip().removeprefix("- ")
+        if key is not None and line.strip() and depth <= key_indent:
+            out, pending, key = out + [indent + e for e in pending], [], None
+        if depth == 2 and line.rstrip().endswith(":"):
+            section = item.rstrip(":")  # a stage, or a top-level plot
+        if key is not None:
+            indent = line[:depth] + ("- " if line.strip().startswith("- ") else "")
+            prefixes = lists.get((section, key), ((),))[0]
+            generated = item.startswith(prefixes) and "${" not in item
+            if generated or (key == "deps" and item.startswith("scripts/robust/")):
+                continue
+            out.append(line)
+            if key == "deps" and out[-2].strip() == "deps:" and item.startswith("scripts/"):
+                out += [f"{indent}{path}" for path in library_deps(item)]
             continue
         out.append(line)
-        if line.strip() == "deps:":
-            in_deps = True
-        elif in_deps and out[-2].strip() == "deps:" and item.startswith("scripts/"):
-            indent = line[: len(line) - len(line.lstrip())]
-            out += [f"{indent}- {path}" for path in library_deps(item)]
-            pending = [f"{indent}- {path}" for path in results.get(stage, [])]
-    return "\n".join(out + pending) + "\n"
+        if line.rstrip().endswith(":") and item.rstrip(":") in ("deps", "metrics", "y"):
+            key, key_indent = item.rstrip(":"), depth
+            indent = " " * (depth + 2) + ("" if key == "y" else "- ")
+            pending = lists.get((section, key), ((), []))[1]
+    if key is not None:
+        out += [indent + e for e in pending]
+    return "\n".join(out) + "\n"
 
 
 def stale_stages(text: str, params: dict) -> list[str]:
-    """Stages of a dvc.yaml ``text`` whose generated lists differ from what ``params`` and the
-    imports give (empty: current)."""
+    """Stages (and top-level plots) of a dvc.yaml ``text`` whose generated lists differ from what
+    ``params`` and the imports give (empty: current)."""
     import yaml
 
-    def deps(document: str) -> dict:
-        stages = yaml.safe_load(document)["stages"]
-        return {name: stage.get("do", stage).get("deps") for name, stage in stages.items()}
+    def sections(document: str) -> dict:
+        data = yaml.safe_load(document)
+        plots = {name: plot for entry in data.get("plots", []) for name, plot in entry.items()}
+        return data["stages"] | plots
 
-    current, fresh = deps(text), deps(refresh_dvc_yaml(text, params))
+    current, fresh = sections(text), sections(refresh_dvc_yaml(text, params))
     return [name for name in fresh if current.get(name) != fresh[name]]
 
 

@@ -2,6 +2,7 @@
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,16 +14,47 @@ from robust.deps import (
     id_files,
     library_deps,
     result_inputs,
+    result_outputs,
 )  # noqa: E402
 
 SCHEMA = Path(workflow.basedir) / "schemas" / "params.schema.yaml"
+# The files the configuration came from, in merge order (later ones override).
+CONFIG_FILES = [
+    str(path) for path in workflow.configfiles if str(path) == "params.yaml"
+]
+CONFIG_FILES += [os.path.relpath(path) for path in workflow.overwrite_configfiles]
 
 try:
     params_check.check(config, SCHEMA)
 except params_check.ParamsError as err:
-    for line in str(err).splitlines():
-        print(f"error: params.yaml: {line}", file=sys.stderr)
+    sources = [(p, params_check.load_yaml(Path(p))) for p in CONFIG_FILES]
+    for line in params_check.attribute(str(err), sources).splitlines():
+        print(f"error: {line}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def visible_gpus():
+    """GPUs this machine shows (CUDA_VISIBLE_DEVICES when set, else `nvidia-smi -L`), 0 without."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() not in ("", "-1")])
+    try:
+        listed = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in listed.stdout.splitlines())
+
+
+# GPU jobs at once on this machine, unless `--resources gpu=N` says otherwise: one per visible GPU; on a
+# machine without one they run on the CPU, as many as there are cores. A cluster schedules its own.
+if workflow.local_exec and "gpu" not in workflow.global_resources:
+    GPU_CAP = visible_gpus() or workflow.cores
+    workflow.register_resource("gpu", GPU_CAP)
+    print(
+        f"GPU jobs at once: {GPU_CAP} ({visible_gpus()} GPUs visible)", file=sys.stderr
+    )
 
 
 wildcard_constraints:
@@ -106,6 +138,9 @@ def one_of(names):
 
 
 RESULTS = result_inputs(config)  # stage -> the result files of the ids it lists
+RESULT_OUTPUTS = result_outputs(
+    config
+)  # stage -> the summary files of the ids it lists
 
 
 def existing_files(paths):

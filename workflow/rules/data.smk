@@ -12,18 +12,23 @@ localrules:
 rule check_params:
     input:
         code("scripts/check_params.py"),
-        params="params.yaml",
+        params=CONFIG_FILES,
         schema="workflow/schemas/params.schema.yaml",
-        dvc_yaml="dvc.yaml",
+        dvc_yaml=["dvc.yaml"] if CONFIG_FILES == ["params.yaml"] else [],
     output:
         CHECKED,
     log:
         "logs/check_params.log",
     conda:
         "../envs/pytorch.yaml"
+    params:
+        # dvc.yaml follows params.yaml; it says nothing about another configuration
+        dvc_yaml=lambda wildcards, input: (
+            f" --dvc_yaml {input.dvc_yaml}" if input.dvc_yaml else ""
+        ),
     shell:
-        "python scripts/check_params.py --params {input.params} --schema {input.schema} "
-        "--dvc_yaml {input.dvc_yaml} --out {output} --log {log}"
+        "python scripts/check_params.py --params {input.params} --schema {input.schema}"
+        "{params.dvc_yaml} --out {output} --log {log}"
 
 
 rule prepare_data:

@@ -12,6 +12,7 @@ rule pag_metrics:
         json="results/metrics/pag_metrics.json",
         tsv="results/metrics/pag_metrics.tsv",
         table="paper/tables/pag_metrics.tex",
+        summaries=RESULT_OUTPUTS["pag_metrics"],
     log:
         "logs/pag_metrics.log",
     conda:
@@ -22,11 +23,12 @@ rule pag_metrics:
         args=cli(METRICS),
         pag_dir=folder_of("results/pag"),
         models_dir=folder_of("results/models"),
+        summary_dir=lambda wc, output: os.path.dirname(output.summaries[0]),
     shell:
         "python scripts/pag_metrics.py {params.args} --pag_dir {params.pag_dir} "
         "--models_dir {params.models_dir} "
         "--data {input.data} --out {output.json} --per_image {output.tsv} --table {output.table} "
-        "--log {log}"
+        "--summary_dir {params.summary_dir} --log {log}"
 
 
 # A plot of seconds: on a cluster it runs on the submit host, as the figures of paper.smk do.

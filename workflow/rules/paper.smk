@@ -137,6 +137,7 @@ rule tables:
     output:
         "paper/tables/certified_accuracy.tex",
         "paper/tables/accuracy.tex",
+        summaries=RESULT_OUTPUTS["tables"],
     log:
         "logs/tables.log",
     conda:
@@ -145,10 +146,16 @@ rule tables:
         args=f"{CERTIFIED} {TRAINING}",
         certify_dir=folder_of("results/certify"),
         eval_dir=folder_of("results/eval"),
+        train_dir=folder_of("results/train"),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
+        # results/metrics, which holds models/<id>.json and certify/<run>.json
+        summary_dir=lambda wc, output: os.path.dirname(
+            os.path.dirname(output.summaries[0])
+        ),
     shell:
         "python scripts/make_tables.py {params.args} --certify_dir {params.certify_dir} "
-        "--eval_dir {params.eval_dir} --out_dir {params.out_dir} --log {log}"
+        "--eval_dir {params.eval_dir} --train_dir {params.train_dir} --out_dir {params.out_dir} "
+        "--summary_dir {params.summary_dir} --log {log}"
 
 
 rule numbers:
