@@ -5,7 +5,9 @@ build folder = the folder of --latex_log, SOURCE_DATE_EPOCH=0 and FORCE_SOURCE_D
 so the PDF is byte-identical for identical sources). latexmk's output goes to --latex_log (the
 optional --log is the stage log, as in every script). The PDF is copied
 atomically to --out only when the LaTeX log shows no error, undefined reference or citation, or
-missing file. Without latexmk on PATH it says how to get one and exits 2, writing nothing.
+missing file; layout defects (a float too large for its page, a box overfull by more than a few
+points) are logged as warnings. Without latexmk on PATH it says how to get one and exits 2,
+writing nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +60,22 @@ def latex_problems(log: str) -> list[str]:
     return found
 
 
+# Layout defects a reader sees: a float taller than the page (cut off, caption lost) and a line
+# running into the margin by more than TOLERANCE_PT.
+TOLERANCE_PT = 3.0
+
+
+def layout_problems(log: str) -> list[str]:
+    """One-line descriptions of the layout defects in a LaTeX .log (empty list: none)."""
+    found = [f"float too large for the page by {m.group(1)}pt (input line {m.group(2)})"
+             for m in re.finditer(r"Float too large for page by ([\d.]+)pt on input line (\d+)",
+                                  log)]  # fmt: skip
+    for m in re.finditer(r"Overfull \\[hv]box \(([\d.]+)pt too (?:wide|high)\)(.*)$", log, re.M):
+        if float(m.group(1)) > TOLERANCE_PT:
+            found.append(f"overfull box by {m.group(1)}pt{m.group(2)}")
+    return found
+
+
 def run_latexmk(tex: Path, build_dir: Path, log: Path) -> int:
     """latexmk in tex's folder with fixed dates; its stdout and stderr go to ``log``."""
     env = dict(os.environ, SOURCE_DATE_EPOCH="0", FORCE_SOURCE_DATE="1", TZ="UTC")
@@ -87,6 +105,8 @@ def build(args: argparse.Namespace) -> None:
         raise report.ReportError(
             f"LaTeX build failed: {first} (see {latex_log} and {args.latex_log})"
         )
+    for problem in layout_problems(text):
+        cli.LOG.warning("layout: %s", problem)
     write_bytes(args.out, (build_dir / f"{tex.stem}.pdf").read_bytes())
 
 

@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def draw(plt, runs: list[dict], radii: list[float], legend: str):
     max_radius = max(radii)
     grid = np.round(np.arange(0.0, max_radius + GRID_STEP / 2, GRID_STEP), 10)
-    fig, ax = plt.subplots(figsize=(3.4, 2.5))
+    fig, ax = plt.subplots(figsize=(4.6, 2.5))
     for i, run in enumerate(runs):
         color = f"C{i}"
         label = rf"$\sigma$ = {latex.format_float(run[legend])}"
@@ -55,7 +55,8 @@ def draw(plt, runs: list[dict], radii: list[float], legend: str):
     ax.set(xlim=(0.0, max_radius), ylim=(0.0, 1.0))
     ax.set_xlabel(r"radius ($\ell_2$)")
     ax.set_ylabel("certified accuracy")
-    ax.legend(loc="upper right", frameon=False)
+    # beside the axes, so that it never covers a curve
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
     fig.tight_layout(pad=0.3)
     return fig
 

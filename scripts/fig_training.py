@@ -1,5 +1,6 @@
 """Training curves: per model, the training loss and the test accuracy (clean and under the
-model's evaluation noise) per epoch, as small multiples. Writes <out>.pdf and <out>.png.
+model's evaluation noise, whose sigma is in the panel title) per epoch, as small multiples, with
+one legend above them. Writes <out>.pdf and <out>.png.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator
 
-from robust import cli, latex, report, results
+from robust import cli, report, results
 
 PER_ROW = 3  # models per row of small multiples
+LEGEND_IN = 0.25  # inches above the panels for the legend
+NOISY = "under the model's training noise"
 EPOCH_KEYS = ("epoch", "loss", "test_accuracy", "test_noise_accuracy")
 
 
@@ -69,29 +72,36 @@ def draw_model(ax_loss, ax_acc, model: str, record: dict) -> None:
     eval_sigma = float(record.get("params", {}).get("eval_sigma", 0.0))
     if eval_sigma > 0:
         noisy = [e["test_noise_accuracy"] for e in epochs]
-        label = rf"noisy ($\sigma$={latex.format_float(eval_sigma)})"
-        ax_acc.plot(x, noisy, color="C2", ls="--", label=label)
+        ax_acc.plot(x, noisy, color="C2", ls="--", label=NOISY)
     ax_acc.set(ylim=(0.0, 1.0))
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("test accuracy")
-    ax_acc.legend(loc="lower right", frameon=False)
 
 
-def build(args: argparse.Namespace) -> None:
-    records = [load_model(args.train_dir, model) for model in args.models]
-    plt = report.use_style()
+def draw(plt, models: list[str], records: list[dict]):
+    """The figure: two panels (loss above accuracy) per model, PER_ROW models per row."""
     ncols = min(PER_ROW, len(records))
     nrows = math.ceil(len(records) / ncols)
     fig, axes = plt.subplots(2 * nrows, ncols, figsize=(2.4 * ncols, 3.2 * nrows), squeeze=False)
-    for k, (model, record) in enumerate(zip(args.models, records, strict=True)):
+    for k, (model, record) in enumerate(zip(models, records, strict=True)):
         row, col = 2 * (k // ncols), k % ncols
         draw_model(axes[row][col], axes[row + 1][col], model, record)
     for k in range(len(records), nrows * ncols):  # unused cells of the last row
         axes[2 * (k // ncols)][k % ncols].set_visible(False)
         axes[2 * (k // ncols) + 1][k % ncols].set_visible(False)
-    fig.tight_layout(pad=0.3, h_pad=0.4)
+    # one legend for every panel, above them, so that it never covers a curve
+    handles = [plt.Line2D([], [], color="C1"), plt.Line2D([], [], color="C2", ls="--")]
+    fig.legend(handles, ["clean", NOISY], loc="upper center", ncols=2, frameon=False)
+    fig.tight_layout(pad=0.3, h_pad=0.4, rect=(0, 0, 1, 1 - LEGEND_IN / fig.get_figheight()))
+    return fig
+
+
+def build(args: argparse.Namespace) -> None:
+    records = [load_model(args.train_dir, model) for model in args.models]
+    plt = report.use_style()
+    fig = draw(plt, args.models, records)
     report.save_figure(fig, args.out)
     plt.close(fig)
 

@@ -101,10 +101,10 @@ CASES = [
     ("unknown-dataset", lambda p: _set(p, M + ["dataset"], "mnist"), "unknown dataset 'mnist'"),
     ("dot-in-model-id", lambda p: _rename(p, M, "synthetic.gauss"), "does not match"),
     ("dot-in-run-id", lambda p: _rename(p, C, "run.1"), "does not match"),
-    ("missing-model-key", lambda p: _delete(p, M + ["seed"]), "'seed' is a required property"),
-    ("extra-model-key", lambda p: _set(p, M + ["dropout"], 0.1), "'dropout' was unexpected"),
-    ("missing-section", lambda p: _delete(p, ["evaluate"]), "'evaluate' is a required property"),
-    ("extra-section", lambda p: _set(p, ["extra"], {}), "'extra' was unexpected"),
+    ("missing-model-key", lambda p: _delete(p, M + ["seed"]), "gauss-025.seed: required, missing"),
+    ("extra-model-key", lambda p: _set(p, M + ["dropout"], 0.1), "dropout: not expected here"),
+    ("missing-section", lambda p: _delete(p, ["evaluate"]), "evaluate: required, missing"),
+    ("extra-section", lambda p: _set(p, ["extra"], {}), "extra: not expected here"),
     ("models-not-a-map", lambda p: _set(p, ["models"], 5), "models: 5 is not of type 'object'"),
     ("n-negative", lambda p: _set(p, C + ["n"], -5), "n: -5 is less than the minimum of 1"),
     ("n0-greater-than-n", lambda p: _set(p, C + ["n0"], 5000), "n0 (5000) must not exceed n"),
@@ -360,3 +360,50 @@ def test_smoke_trains_three_seeds_of_every_model_under_test():
     for column in SMOKE["pag_metrics"]["columns"]:
         seeds = [SMOKE["models"][columns[r]["model"]]["seed"] for r in column.split("+")]
         assert sorted(seeds) == [0, 1, 2], column
+
+
+# One bad value per field of each dataset kind: the line names the field, the value's problem and
+# the kind whose schema applies (never another kind's complaint).
+GOOD = {
+    "cifar10": {"kind": "cifar10", "url": "https://x/y.tar.gz", "md5": "0" * 32, "archive": "none",
+                "n_train": 10, "n_test": 10},
+    "synthetic": {"kind": "synthetic", "seed": 0, "n_train": 10, "n_test": 10},
+    "imagenet": {"kind": "imagenet", "folder": "resources/imagenet", "n_train": 0, "n_test": 10},
+}  # fmt: skip
+BAD = {"url": "ftp://x", "md5": "xyz", "archive": "", "n_train": -5, "n_test": 0, "seed": 1.5,
+       "folder": ""}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind, field", [(k, f) for k, e in GOOD.items() for f in e if f != "kind"])
+def test_every_bad_dataset_field_names_itself(kind, field):
+    params = copy.deepcopy(SMOKE)
+    params["datasets"]["extra"] = GOOD[kind] | {field: BAD[field]}
+    with pytest.raises(config.ParamsError) as err:
+        config.check(params, SCHEMA, root=ROOT)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"datasets.extra.{field}: "), lines
+    assert lines[0].endswith(f"(a {kind} dataset)") and repr(BAD[field]) in lines[0]
+
+
+def test_a_bad_kind_and_a_bad_choice_name_themselves():
+    params = copy.deepcopy(SMOKE)
+    params["datasets"]["synthetic"]["kind"] = "mnist"
+    with pytest.raises(config.ParamsError, match=r"^datasets.synthetic.kind: 'mnist' is not one"):
+        config.check(params, SCHEMA, root=ROOT)
+    params = copy.deepcopy(SMOKE)
+    params["report"]["pag_figures"]["fig1"]["eps"] = "most"
+    with pytest.raises(config.ParamsError) as err:
+        config.check(params, SCHEMA, root=ROOT)
+    assert str(err.value) == "report.pag_figures.fig1.eps: 'most' is none of: a number > 0; 'all'"
+
+
+def test_a_bad_template_value_is_reported_once_with_its_entries():
+    params = copy.deepcopy(SMOKE)
+    for model in params["models"].values():
+        model["lr"] = -0.1  # as a bad value in the template they all merge
+    with pytest.raises(config.ParamsError) as err:
+        config.check(params, SCHEMA, root=ROOT)
+    (line,) = str(err.value).splitlines()
+    assert line.startswith("models.{") and line.endswith("}.lr: -0.1 is less than or equal to "
+                                                         "the minimum of 0")  # fmt: skip
+    assert all(model in line for model in params["models"])

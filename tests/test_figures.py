@@ -93,6 +93,34 @@ def test_certified_train_sigma_legend(results: Path, capsys) -> None:
     assert outputs(results / "c3", "fig")[0] != outputs(results / "c1", "fig")[0]  # other labels
 
 
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_legends_never_cover_data(results: Path) -> None:
+    """The certified-accuracy legend sits beside its axes, the training-curve legend above every
+    panel: neither overlaps a plotting area, whatever the curves do."""
+    from robust import report
+    from robust import results as records
+
+    plt = report.use_style()
+    certified = load_script("fig_certified")
+    reference = records.read_reference(results / "config/reference.tsv")
+    runs = [records.load_certify_run(results / "results/certify", r, reference) for r in RUNS]
+    fig = certified.draw(plt, runs, [0.0, 0.25, 0.5], "sigma")
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    assert not _overlaps(ax.get_legend().get_window_extent(), ax.get_window_extent())
+    plt.close(fig)
+    training = load_script("fig_training")
+    fig = training.draw(plt, MODELS, [training.load_model(results / "results/train", m)
+                                      for m in MODELS])  # fmt: skip
+    fig.canvas.draw()
+    legend = fig.legends[0].get_window_extent()
+    assert not any(_overlaps(legend, a.get_window_extent()) for a in fig.axes if a.get_visible())
+    plt.close(fig)
+
+
 def test_training_identical_bytes(results: Path, capsys) -> None:
     args = ["--models", "g025", "--train_dir", "results/train"]
     for out in ("t1/fig", "t2/fig"):

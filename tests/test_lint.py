@@ -83,3 +83,19 @@ def test_the_suite_order_names_existing_modules():
     missing = [name for name in conftest.FIRST + conftest.LAST
                if not (ROOT / "tests" / f"{name}.py").is_file()]  # fmt: skip
     assert missing == []
+
+
+def test_licence_and_citation():
+    """An MIT LICENSE that pyproject.toml declares, and a CITATION.cff that cites this software and
+    the paper it reproduces."""
+    import yaml
+
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    project = (ROOT / "pyproject.toml").read_text()  # tomllib needs Python 3.11
+    assert '\nlicense = "MIT"\nlicense-files = ["LICENSE"]\n' in project
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software" and cff["license"] == "MIT"
+    assert cff["title"] and cff["authors"] and f'\nversion = "{cff["version"]}"\n' in project
+    paper = cff["references"][0]
+    assert "Perceptually-Aligned Gradients" in paper["title"]
+    assert paper["identifiers"][0]["value"] == "arXiv:1910.08640"

@@ -159,6 +159,17 @@ def test_snakemake_builds_everything(smk):
         assert (smk / "paper/main.pdf").read_bytes().startswith(b"%PDF")
 
 
+@pytest.mark.skipif(not LATEX, reason="no latexmk: the PDF is not built")
+def test_the_paper_has_no_layout_defect(smk):
+    """No float too large for its page and no box overfull by more than a few points in the
+    LaTeX log of the smoke build."""
+    from pipeline_utils import load_script
+
+    log = (smk / "paper/build/main.log").read_text(errors="replace")
+    assert "Output written on" in log
+    assert load_script("build_paper").layout_problems(log) == []
+
+
 def test_pag_metrics_separate_standard_from_the_robust_columns_under_every_judge(smk):
     """At the largest generation eps, under every judge of the panel, the standard column's target
     share has a 95% interval (over 3 training runs and the pairs) that lies below, and does not

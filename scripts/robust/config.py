@@ -10,6 +10,7 @@ naming the key.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,15 +55,91 @@ def closed(schema: Any) -> Any:
         return [closed(node) for node in schema]
     if not isinstance(schema, dict):
         return schema
-    schema = {key: closed(node) for key, node in schema.items()}
+    # an `if` only tests a key; closing it would make it fail on every other key
+    schema = {key: node if key == "if" else closed(node) for key, node in schema.items()}
     if "properties" in schema:
         close = {"type": "object", "additionalProperties": False}
         schema = close | {"required": list(schema["properties"])} | schema
     return {"type": "object"} | schema if "propertyNames" in schema else schema
 
 
+def _describe(schema: dict) -> str:
+    """What a schema accepts, in words ('null', "a string matching '^[0-9a-f]{64}$'", ...)."""
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(map(repr, schema["enum"]))
+    words = {"null": "null", "string": "a string", "number": "a number", "integer": "an integer",
+             "boolean": "true or false", "array": "a list", "object": "a map"}  # fmt: skip
+    text = words.get(schema.get("type"), "a value")
+    if "pattern" in schema:
+        text += f" matching '{schema['pattern']}'"
+    for bound, word in (("minimum", ">="), ("exclusiveMinimum", ">")):
+        if bound in schema:
+            text += f" {word} {schema[bound]}"
+    return text
+
+
+def _lines(error, root: dict) -> list[tuple[list, str]]:
+    """(key path, reason) of one schema error: a missing or unexpected key is named in the path
+    (with the keys expected there), a choice of schemas (oneOf, anyOf) lists its alternatives."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        expected = ", ".join(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
+        return [([*path, k], f"not expected here (expected: {expected})") for k in extra]
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return [([*path, k], "required, missing") for k in missing]
+    if error.validator in ("oneOf", "anyOf"):
+        options = [_describe(_resolve(option, root)) for option in error.validator_value]
+        return [(path, f"{error.instance!r} is none of: {'; '.join(options)}")]
+    return [(path, error.message)]
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    """``schema`` with a local ``$ref`` (``#/$defs/name``) looked up in ``root``."""
+    while "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].split("/")[-1]] | {
+            k: v for k, v in schema.items() if k != "$ref"
+        }
+    return schema
+
+
+# Maps keyed by ids: an error repeated by several of their entries (a value merged from one
+# template) is reported once, naming the entries.
+ID_MAPS = (("models",), ("pretrained",), ("certify",), ("predict",), ("datasets",),
+           ("pag", "columns"), ("report", "pag_figures"),
+           ("report", "train_vs_certify"))  # fmt: skip
+
+
+def grouped(lines: list[str]) -> list[str]:
+    """``lines`` (``<key>: <reason>``) with the lines that differ only in the entry id of an id map
+    merged into one: ``models.{a,b,c}.lr: <reason>``. Order of first appearance."""
+    groups: dict[tuple, list[str]] = {}
+    for line in lines:
+        key, _, reason = line.partition(": ")
+        parts = key.split(".")
+        prefix = next((p for p in ID_MAPS if tuple(parts[: len(p)]) == p), None)
+        if prefix is None or len(parts) <= len(prefix):
+            groups.setdefault((line,), [])
+            continue
+        at = len(prefix)
+        groups.setdefault((prefix, tuple(parts[at + 1 :]), reason), []).append(parts[at])
+    out = []
+    for group, ids in groups.items():
+        if not ids:
+            out.append(group[0])
+            continue
+        prefix, rest, reason = group
+        entry = ids[0] if len(ids) == 1 else "{" + ",".join(ids) + "}"
+        out.append(f"{'.'.join([*prefix, entry, *rest])}: {reason}")
+    return out
+
+
 def schema_errors(params: dict, schema: dict) -> list[str]:
-    """One line per schema violation, ``<key>: <reason>``, sorted by key."""
+    """One line per schema violation, ``<key>: <reason>``, sorted by key; a dataset's line names
+    its kind (whose schema applies)."""
     import jsonschema  # installed with snakemake, which validates with it too
 
     validator = jsonschema.Draft202012Validator(closed(schema))
@@ -70,7 +147,11 @@ def schema_errors(params: dict, schema: dict) -> list[str]:
     for error in validator.iter_errors(params):
         leaf = jsonschema.exceptions.best_match([error])
         deepest = max([leaf, *error.context], key=lambda e: len(e.absolute_path))
-        lines.append(f"{_key(deepest.absolute_path)}: {deepest.message}")
+        for path, reason in _lines(deepest, schema):
+            entry = params.get("datasets", {}).get(path[1]) if path[:1] == ["datasets"] else None
+            if len(path) > 2 and isinstance(entry, dict) and path[2] != "kind":
+                reason += f" (a {entry.get('kind')} dataset)"
+            lines.append(f"{_key(path)}: {reason}")
     return sorted(set(lines))
 
 
@@ -351,7 +432,7 @@ def attribute(message: str, sources: list[tuple[Path, dict]]) -> str:
 
     lines = []
     for line in message.splitlines():
-        key = line.split(": ", 1)[0]
+        key = re.sub(r"\{([^,}]+)[^}]*\}", r"\1", line.split(": ", 1)[0])  # models.{a,b} -> a
         path, _ = max(reversed(sources), key=lambda source: depth(source[1], key))
         lines.append(f"{path}: {line}")
     return "\n".join(lines)
@@ -364,4 +445,4 @@ def check(params: dict, schema_path: Path, root: Path = Path(".")) -> None:
     if not errors:
         errors = semantic_errors(params, root)
     if errors:
-        raise ParamsError("\n".join(errors))
+        raise ParamsError("\n".join(grouped(errors)))
