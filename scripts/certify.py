@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     device = cli.resolve_device(args.device)
     model, ckpt = checkpoint.load_checkpoint(args.checkpoint, map_location=device)
     fingerprint = {k: v for k, v in vars(args).items() if k not in NOT_IN_FINGERPRINT}
-    split = data.open_split(args.dataset, args.data, "test")
+    split = data.open_split(args.data, "test")
     smooth = smoothed_classifier(args, split, model)
     rows = RowLog(args.state, HEADER, fingerprint | {"weights": ckpt["sha256"]})
     subset = cli.subset_indices(len(split), args.skip, args.max_images)

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = cli.resolve_device(args.device)
     model, ckpt = checkpoint.load_checkpoint(args.checkpoint, map_location=device)
-    split = data.open_split(ckpt["dataset"], args.data, "test")
+    split = data.open_split(args.data, "test")
     idx = cli.subset_indices(len(split), args.skip, args.max_images)
     x, y = split.get(idx)
     x, y = x.to(device), y.to(device)

@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.add_argument(f"--{flag}", required=True)  # sha256: None = unpinned; member: none
     for flag in ("sigma", "eps"):
         p.add_argument(f"--{flag}", type=float, required=True)
-    for flag in ("cache_dir", "out", "record", "log"):  # record: provenance (JSON)
+    for flag in ("data", "cache_dir", "out", "record", "log"):  # record: provenance (JSON)
         p.add_argument(f"--{flag}", type=Path, required=True)
     args = p.parse_args(argv)
     args.sha256 = None if args.sha256 in UNPINNED else args.sha256
@@ -45,7 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log)
-    from robust import checkpoint, pretrained
+    from robust import checkpoint, data, pretrained
+
+    kind = data.kind_of(args.data)  # the dataset's kind: classes and default normalisation
 
     cli.LOG.info("%s: fetching %s (cached in %s)", args.model_id, args.url, args.cache_dir)
     source, digest = pretrained.fetch_source(
@@ -53,16 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.sha256 is None:
         cli.LOG.warning("%s: sha256 not pinned; the download has sha256 %s", args.model_id, digest)
-    model, info = pretrained.convert(source, args.format, args.arch, args.dataset)
+    model, info = pretrained.convert(source, args.format, args.arch, kind)
     params = {"kind": args.kind, "sigma": args.sigma, "norm": args.norm, "eps": args.eps}
     if info["source_epoch"] is not None:
         params["epochs"] = info["source_epoch"]
     provenance = {"url": args.url, "sha256": digest, "sha256_pinned": args.sha256 is not None,
                   "member": args.member, **info}  # fmt: skip
     checkpoint.save_checkpoint(args.out, model, model_id=args.model_id, arch=args.arch,
-                               dataset=args.dataset, params=params,
+                               dataset=args.dataset, dataset_kind=kind, params=params,
                                extra={"pretrained": provenance})  # fmt: skip
-    record = {"model_id": args.model_id, "arch": args.arch, "dataset": args.dataset}
+    record = {"model_id": args.model_id, "arch": args.arch, "dataset": args.dataset,
+              "dataset_kind": kind}  # fmt: skip
     record |= {"kind": args.kind, "params": params, "epochs": [], "final": {}, "seconds": 0.0}
     cli.write_json(args.record, {**record, "pretrained": provenance})
     cli.LOG.info("wrote %s from %s (%s format)", args.out, args.url, args.format)

@@ -118,7 +118,8 @@ def arch_tt(record: dict) -> str:
 def training_setup(train: list[dict], m: dict) -> None:
     params = [t.get("params", {}) for t in train]
     dataset = str(train[0].get("dataset", NA))
-    m[r"\Dataset"] = DATASET_NAMES.get(dataset, latex.tex_escape(dataset))
+    kind = str(train[0].get("dataset_kind", dataset))  # its kind names it, whatever its id
+    m[r"\Dataset"] = DATASET_NAMES.get(kind, latex.tex_escape(dataset))
     m[r"\NumModels"] = str(len(train))
     m[r"\TrainArch"] = distinct(arch_tt(t) for t in train)
     for name, key in (("Epochs", "epochs"), ("Batch", "batch_size"), ("Lr", "lr")):

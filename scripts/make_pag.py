@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     model, ckpt = checkpoint.load_checkpoint(args.checkpoint, map_location=device)
     for param in model.parameters():
         param.requires_grad_(False)  # only input gradients are needed
-    split = data.open_split(args.dataset, args.data, "test")
+    split = data.open_split(args.data, "test")
     idx, targets = pag.pairs(
         split.labels, split.num_classes, args.pairs, args.pair_skip, args.pair_seed, args.idx,
         args.targets,

@@ -79,12 +79,12 @@ def judges_apart(records: dict, judges: dict) -> dict[str, bool]:
     }
 
 
-def references(kind: str, path: Path, dataset: str) -> dict:
+def references(kind: str, path: Path) -> dict:
     """name -> reference image per class, float32 [K, C, H, W] in [0, 1]: the chosen one first,
     class means beside prototypes where the dataset has them (to check that they agree)."""
     from robust import data
 
-    means = data.class_means(data.open_split(dataset, path, "train"))
+    means = data.class_means(data.open_split(path, "train"))
     if kind == "class_means":
         return {"class_means": means}
     return {"prototypes": data.prototypes(path), "class_means": means}
@@ -128,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {column: column.split("+") for column in args.columns}
     records = load_columns(args.pag_dir, runs)
     judges = load_judges(args, records, device)
-    dataset = str(next(iter(judges.values()))[1]["dataset"])
-    refs = references(args.reference, args.data, dataset)
+    refs = references(args.reference, args.data)
     specs = alignment.metric_specs(list(judges))
     metrics, controls = evaluate(args, records, judges, refs[args.reference], device)
     summary = pag_summary.summarize(metrics, controls, args.bootstrap, args.seed)

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     model, ckpt = checkpoint.load_checkpoint(args.checkpoint, map_location=device)
     where = {"log", "device", "out", "summary", "record_time"}  # not in the rows' fingerprint
     fingerprint = {k: v for k, v in vars(args).items() if k not in where}
-    split = data.open_split(args.dataset, args.data, "test")
+    split = data.open_split(args.data, "test")
     smooth = Smooth(model, split.num_classes, args.sigma, args.chunk, args.seed)
     rows = RowLog(args.state, HEADER, fingerprint | {"weights": ckpt["sha256"]})
     subset = cli.subset_indices(len(split), args.skip, args.max_images)

@@ -65,7 +65,7 @@ def load_inputs(args: argparse.Namespace, device) -> tuple:
 
     from robust import checkpoint, data, lpips, score
 
-    split = data.open_split(args.dataset, args.data, "test")
+    split = data.open_split(args.data, "test")
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(args.seed))
     idx = order[: args.n_images].sort().values
     x, y = split.get(idx)

@@ -65,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     from robust import checkpoint, data, models, perturbation, training
 
     device = cli.resolve_device(args.device)
-    train_split = data.open_split(args.dataset, args.data, "train")
-    test_split = data.open_split(args.dataset, args.data, "test")
-    model = models.build_model(args.arch, args.dataset, seed=args.seed).to(device)
+    train_split = data.open_split(args.data, "train")
+    test_split = data.open_split(args.data, "test")
+    kind = train_split.kind  # chooses classes and normalisation, whatever the dataset's id
+    model = models.build_model(args.arch, kind, seed=args.seed).to(device)
     perturb = perturbation.make_perturbation(
         args.kind, sigma=args.sigma, norm=args.norm, eps=args.eps, steps=args.attack_steps,
         step_size=args.attack_step_size, random_start=True,
@@ -89,14 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.record_time:
         history = [{**row, "seconds": 0.0} for row in history]
     checkpoint.save_checkpoint(
-        args.out, model, model_id=args.model_id, arch=args.arch, dataset=args.dataset, params=params
-    )
+        args.out, model, model_id=args.model_id, arch=args.arch, dataset=args.dataset,
+        dataset_kind=kind, params=params,
+    )  # fmt: skip
     cli.write_json(
         args.metrics,
         {
             "model_id": args.model_id,
             "arch": args.arch,
             "dataset": args.dataset,
+            "dataset_kind": kind,
             "kind": args.kind,
             "params": params,
             "epochs": history,

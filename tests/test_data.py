@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from robust import data
-from robust.data import DataError, Split, class_means, dataset_info, open_split, prototypes
+from robust.data import (
+    DataError,
+    Split,
+    class_means,
+    dataset_info,
+    kind_of,
+    open_split,
+    prototypes,
+)
 
 
 def _prepared(path, name="cifar10", n_train=30, n_test=12, with_prototypes=False):
@@ -44,14 +52,14 @@ def test_registry():
         ValueError, match="unknown dataset 'mnist'; valid: cifar10, synthetic, imagenet"
     ):
         dataset_info("mnist")
-    with pytest.raises(ValueError, match="unknown dataset"):
-        open_split("mnist", "x.pt", "train")
+    with pytest.raises(DataError, match="x.pt: prepared dataset not found"):
+        open_split("x.pt", "train")
 
 
 def test_open_split_of_a_prepared_file(tmp_path):
     path = tmp_path / "c.pt"
     content = _prepared(path)
-    split = open_split("cifar10", path, "test")
+    split = open_split(path, "test")
     assert len(split) == 12 and split.num_classes == 10 and split.class_names[0] == "c0"
     x, y = split.get([3, 0])
     assert x.dtype == torch.float32 and x.shape == (2, 3, 32, 32)
@@ -63,25 +71,32 @@ def test_open_split_of_a_prepared_file(tmp_path):
     with pytest.raises(ValueError, match="out of range"):
         split.get([12])
     with pytest.raises(ValueError, match="unknown split 'val'; valid: train, test"):
-        open_split("cifar10", path, "val")
-    with pytest.raises(DataError, match="holds dataset 'cifar10', not 'synthetic'"):
-        open_split("synthetic", path, "train")
+        open_split(path, "val")
+    assert split.kind == kind_of(path) == "cifar10"  # the file names its kind, not its id
+
+
+def test_a_dataset_of_unknown_kind_is_refused(tmp_path):
+    path = tmp_path / "m.pt"
+    content = _prepared(path)
+    torch.save(content | {"dataset": "mnist"}, path)
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'; valid: cifar10, synthetic"):
+        open_split(path, "train")
 
 
 def test_missing_and_corrupt_prepared_files_are_one_line_errors(tmp_path):
     with pytest.raises(DataError, match="not found"):
-        open_split("cifar10", tmp_path / "absent.pt", "train")
+        open_split(tmp_path / "absent.pt", "train")
     path = tmp_path / "c.pt"
     _prepared(path)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(DataError, match="unreadable") as err:
-        open_split("cifar10", truncated, "train")
+        open_split(truncated, "train")
     assert "\n" not in str(err.value)
     other = tmp_path / "other.pt"
     torch.save({"dataset": "cifar10", "x_train": torch.zeros(1)}, other)
     with pytest.raises(DataError, match="missing y_train, x_test, y_test, class_names"):
-        open_split("cifar10", other, "train")
+        open_split(other, "train")
 
 
 def test_prototypes(tmp_path):
@@ -100,7 +115,7 @@ def test_class_means(tmp_path, monkeypatch):
     path = tmp_path / "c.pt"
     content = _prepared(path, n_train=35)
     monkeypatch.setattr(data, "_CHUNK", 8)  # several chunks
-    means = class_means(open_split("cifar10", path, "train"))
+    means = class_means(open_split(path, "train"))
     assert means.dtype == torch.float32 and means.shape == (10, 3, 32, 32)
     x, y = content["x_train"].double() / 255, content["y_train"]
     for k in (0, 4, 9):
@@ -135,7 +150,7 @@ def test_imagenet_image_folder(tmp_path):
         "n01": [(256, 256, "RGB")],
     }
     _image_folder(tmp_path / "val", sizes)
-    split = open_split("imagenet", tmp_path, "val")
+    split = open_split(tmp_path, "val")
     assert split.class_names == ("n01", "n02") and split.num_classes == 2  # sorted, as ImageFolder
     assert split.labels.tolist() == [0, 1, 1]
     x, y = split.get(torch.tensor([2, 0]))
@@ -148,8 +163,8 @@ def test_imagenet_image_folder(tmp_path):
         split.tensors()
 
     # The root itself may hold the class folders; anything else is a one-line DataError.
-    assert open_split("imagenet", tmp_path / "val", "val").class_names == ("n01", "n02")
+    assert open_split(tmp_path / "val", "val").class_names == ("n01", "n02")
     with pytest.raises(DataError, match="no image folder for split 'train'"):
-        open_split("imagenet", tmp_path, "train")
-    with pytest.raises(DataError, match="no image folder"):
-        open_split("imagenet", tmp_path / "absent", "val")
+        open_split(tmp_path, "train")
+    with pytest.raises(DataError, match="absent: prepared dataset not found"):
+        open_split(tmp_path / "absent", "val")

@@ -57,13 +57,13 @@ def _prepare(root: Path, out: Path, n_train: int, n_test: int) -> int:
 def test_manifest_keeps_imagefolder_order_and_loads_lazily(root, tmp_path):
     out = tmp_path / "imagenet.pt"
     assert _prepare(root, out, n_train=3, n_test=6) == 0
-    test = data.open_split("imagenet", out, "test")
+    test = data.open_split(out, "test")
     assert len(test) == 6 and test.num_classes == 1000
     assert test.labels.tolist() == [0, 0, 5, 5, 5, 999]  # sorted folders, sorted files
     x, y = test.get([2, 5])
     assert x.shape == (2, 3, 224, 224) and x.dtype == torch.float32 and y.tolist() == [5, 999]
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
-    train = data.open_split("imagenet", out, "train")
+    train = data.open_split(out, "train")
     assert train.labels.tolist() == [0, 5, 5]  # 3 of 6, evenly spaced: 0, 2, 4
 
 
@@ -78,7 +78,7 @@ def test_missing_folder_and_short_splits_are_one_line_errors(root, tmp_path, cap
     assert _prepare(root / "val", out, 0, 1) == 2  # a root without val/
     assert _prepare(root, out, 0, 6) == 0
     with pytest.raises(data.DataError, match="no 'train' split"):
-        data.open_split("imagenet", out, "train")
+        data.open_split(out, "train")
 
 
 def test_evenly_spaced_keeps_all_when_asked_for_all():

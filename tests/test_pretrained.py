@@ -387,6 +387,7 @@ def _fetch_argv(url: str, sha256: str, tmp_path: Path, name: str = "cohen-025") 
         *("--model_id", name, "--url", url, "--sha256", sha256, "--format", "cohen"),
         *("--member", MEMBER, "--arch", "cifar_resnet20", "--dataset", "cifar10"),
         *("--kind", "gaussian", "--sigma", "0.25", "--norm", "l2", "--eps", "0.0"),
+        *("--data", str(_prepared_cifar(tmp_path / "cifar10.pt"))),
         *("--cache_dir", str(tmp_path / "cache"), "--out", str(tmp_path / f"{name}.pt")),
         *("--record", str(tmp_path / f"{name}.json"), "--log", str(tmp_path / f"{name}.log")),
     ]

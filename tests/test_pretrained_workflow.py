@@ -123,7 +123,8 @@ def test_snakemake_fetches_pretrained_models_and_trains_the_others(repo, tmp_pat
         "'https://example.org/download?id=1&export=download&confirm=t' --sha256 None "
         "--format cohen --member models/synthetic/tiny/noise_0.25/checkpoint.pth.tar "
         "--arch tiny_cnn --dataset synthetic --kind gaussian --sigma 0.25 --norm l2 --eps 0.0 "
-        "--cache_dir resources/downloads/pretrained --out results/models/ext-gauss-025.pt "
+        "--data resources/data/synthetic.pt --cache_dir resources/downloads/pretrained "
+        "--out results/models/ext-gauss-025.pt "
         "--record results/train/ext-gauss-025.json --log logs/pretrained/ext-gauss-025.log"
     ) in fetch
 

@@ -128,5 +128,5 @@ def test_prepare_synthetic_writes_one_loadable_file(tmp_path):
     assert torch.equal(data["x_train"], synthetic.generate(50, seed=5)[0])
     assert data["meta"] == {"seed": 5, "n_train": 50, "n_test": 20}
     assert [p.name for p in tmp_path.iterdir()] == ["synthetic.pt"]  # no temporary left
-    assert len(open_split("synthetic", out, "test")) == 20
+    assert len(open_split(out, "test")) == 20
     assert prototypes(out).shape == (10, 3, 32, 32)

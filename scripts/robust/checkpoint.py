@@ -6,7 +6,8 @@ A checkpoint holds what is needed to rebuild and audit a model, and no pickled c
     sha256      digest of the state dict's names, dtypes, shapes and bytes (catches corruption)
     model_id    the run's readable id, e.g. "cifar10-gauss-s025"
     arch        key of ``robust.models.ARCHITECTURES``
-    dataset     dataset name (gives num_classes, mean and std)
+    dataset     the id of the dataset in the parameters
+    dataset_kind  its kind, a key of ``robust.data.DATASETS`` (gives num_classes, mean and std)
     params      the parameters that produced the model (plain types only)
     versions    {"torch", "torchvision", "python", "robust"}
     extra       anything else the caller wants to keep (plain types or tensors)
@@ -31,7 +32,8 @@ from robust.io import torch_save
 from robust.models import build_model
 
 _PLAIN = (str, int, float, bool, type(None))
-_REQUIRED = ("state_dict", "sha256", "model_id", "arch", "dataset", "params", "versions", "extra")
+_REQUIRED = ("state_dict", "sha256", "model_id", "arch", "dataset", "dataset_kind", "params",
+             "versions", "extra")  # fmt: skip
 
 
 class CheckpointError(RuntimeError):
@@ -87,9 +89,12 @@ def save_checkpoint(
     arch: str,
     dataset: str,
     params: dict,
+    dataset_kind: str | None = None,
     extra: dict | None = None,
 ) -> None:
     """Write ``model``'s weights and provenance to ``path`` atomically (see the module docstring).
+
+    ``dataset_kind`` defaults to ``dataset`` (an id that is also the name of its kind).
 
     Raises:
         ValueError: ``params`` or ``extra`` holds a non-plain value (numpy, dataclass, Path, ...).
@@ -104,6 +109,7 @@ def save_checkpoint(
         "model_id": model_id,
         "arch": arch,
         "dataset": dataset,
+        "dataset_kind": dataset if dataset_kind is None else dataset_kind,
         "params": params,
         "versions": _versions(),
         "extra": extra,
@@ -158,13 +164,13 @@ def load_checkpoint(
     if state_dict_digest(checkpoint["state_dict"]) != checkpoint["sha256"]:
         raise CheckpointError(f"checkpoint {path} is corrupt: weights do not match their sha256")
     try:
-        model = build_model(checkpoint["arch"], checkpoint["dataset"])
+        model = build_model(checkpoint["arch"], checkpoint["dataset_kind"])
         model.load_state_dict(checkpoint["state_dict"])
     except (ValueError, RuntimeError) as err:
         reason = " ".join(str(err).split())[:300]  # torch's message spans lines
         raise CheckpointError(
             f"checkpoint {path} does not fit arch '{checkpoint['arch']}' on "
-            f"'{checkpoint['dataset']}': {reason}"
+            f"'{checkpoint['dataset_kind']}': {reason}"
         ) from err
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)

@@ -24,7 +24,7 @@ from robust.download import CIFAR10_CLASSES, DataError
 from robust.synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
 
 __all__ = ["DATASETS", "DataError", "DatasetInfo", "Split", "class_means", "dataset_info",
-           "open_split", "prototypes"]  # fmt: skip
+           "kind_of", "open_split", "prototypes"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class Split:
         labels: int64 [N].
         class_names: one name per class; ``num_classes`` is their number.
         loader: for image folders, index -> float32 [C, H, W] in [0, 1], called lazily by ``get``.
+        kind: the dataset kind (a key of ``DATASETS``: its shape and normalisation).
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class Split:
         labels: torch.Tensor,
         class_names: Sequence[str],
         loader: Callable[[int], torch.Tensor] | None = None,
+        kind: str = "",
     ) -> None:
         if (x is None) == (loader is None):
             raise ValueError(
@@ -93,6 +95,7 @@ class Split:
         self.labels = labels
         self.class_names = tuple(class_names)
         self.num_classes = len(self.class_names)
+        self.kind = kind
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -119,7 +122,8 @@ class Split:
 
 
 def _load_prepared(path: Path) -> dict:
-    """The dict of a prepared file; one-line DataError if missing, unreadable or incomplete."""
+    """The dict of a prepared file or ImageNet manifest; one-line DataError if missing,
+    unreadable or incomplete."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -129,11 +133,22 @@ def _load_prepared(path: Path) -> dict:
         raise DataError(
             f"{path}: prepared dataset is unreadable ({type(err).__name__}: {reason})"
         ) from None
-    required = ("dataset", "x_train", "y_train", "x_test", "y_test", "class_names")
+    kind = data.get("dataset") if isinstance(data, dict) else None
+    tensors = ("x_train", "y_train", "x_test", "y_test", "class_names")
+    required = ("dataset", *(("splits",) if kind == "imagenet" else tensors))
     missing = [key for key in required if not isinstance(data, dict) or key not in data]
     if missing:
         raise DataError(f"{path}: not a prepared dataset file (missing {', '.join(missing)})")
+    dataset_info(str(kind))  # a kind we know
     return data
+
+
+def kind_of(path: Path) -> str:
+    """The dataset kind of a prepared file or ImageNet manifest (it names its kind), or
+    ``"imagenet"`` for an image-folder root: what chooses the loader, classes and normalisation,
+    whatever id the parameters give the dataset."""
+    path = Path(path)
+    return "imagenet" if path.is_dir() else str(_load_prepared(path)["dataset"])
 
 
 def _image_folder(root: Path, split: str) -> Path:
@@ -161,11 +176,10 @@ def _imagenet_split(root: Path, split: str) -> Split:
     return Split(None, labels, images.classes, loader=lambda i: images[i][0])
 
 
-def open_split(name: str, path: Path, split: str) -> Split:
-    """Open ``split`` of dataset ``name``.
+def open_split(path: Path, split: str) -> Split:
+    """Open ``split`` of the dataset at ``path``; its kind (:func:`kind_of`) chooses the loader.
 
     Args:
-        name: a key of ``DATASETS``.
         path: the prepared ``.pt`` file (cifar10, synthetic; imagenet: the manifest of
             ``robust.imagenet``, splits ``"test"`` and ``"train"``) or an image-folder root
             (imagenet: split ``"val"`` is ``path/"val"``, or ``path`` itself when it holds the
@@ -174,26 +188,26 @@ def open_split(name: str, path: Path, split: str) -> Split:
             imagenet.
 
     Raises:
-        ValueError: unknown dataset or split. DataError: missing, corrupt or mismatched data.
+        ValueError: unknown split or kind. DataError: missing, corrupt or mismatched data.
     """
-    info = dataset_info(name)
     path = Path(path)
-    if name == "imagenet":
-        if path.is_file():  # a manifest written by the prepare stage
-            from robust.imagenet import open_manifest
+    if path.is_dir():
+        split_ = _imagenet_split(path, split)
+        split_.kind = "imagenet"
+        return split_
+    data = _load_prepared(path)
+    kind = str(data["dataset"])
+    if kind == "imagenet":
+        from robust.imagenet import open_manifest
 
-            labels, class_names, loader = open_manifest(path, split)
-            return Split(None, labels, class_names, loader=loader)
-        return _imagenet_split(path, split)
+        labels, class_names, loader = open_manifest(path, split)
+        return Split(None, labels, class_names, loader=loader, kind=kind)
     if split not in _TENSOR_SPLITS:
         raise ValueError(f"unknown split '{split}'; valid: {', '.join(_TENSOR_SPLITS)}")
-    data = _load_prepared(path)
-    if data["dataset"] != name:
-        raise DataError(f"{path}: holds dataset '{data['dataset']}', not '{name}'")
     x, y = data[f"x_{split}"], data[f"y_{split}"]
-    if x.dtype != torch.uint8 or tuple(x.shape[1:]) != info.shape or len(x) != len(y):
-        raise DataError(f"{path}: x_{split} {tuple(x.shape)} {x.dtype} does not fit {name}")
-    return Split(x, y.long(), data["class_names"])
+    if x.dtype != torch.uint8 or tuple(x.shape[1:]) != dataset_info(kind).shape or len(x) != len(y):
+        raise DataError(f"{path}: x_{split} {tuple(x.shape)} {x.dtype} does not fit {kind}")
+    return Split(x, y.long(), data["class_names"], kind=kind)
 
 
 def prototypes(path: Path) -> torch.Tensor:

@@ -6,6 +6,7 @@
 rule fetch_pretrained:
     input:
         code("scripts/fetch_pretrained.py"),
+        data=model_dataset,
     output:
         ckpt="results/models/{model}.pt",
         record="results/train/{model}.json",
@@ -19,5 +20,5 @@ rule fetch_pretrained:
         args=lambda wc: cli(config["pretrained"][wc.model]),
     shell:
         "python scripts/fetch_pretrained.py --model_id {wildcards.model} {params.args} "
-        "--cache_dir resources/downloads/pretrained --out {output.ckpt} --record {output.record} "
-        "--log {log}"
+        "--data {input.data} --cache_dir resources/downloads/pretrained --out {output.ckpt} "
+        "--record {output.record} --log {log}"
