@@ -42,13 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     x, y = x.to(device), y.to(device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     robust = {}
+    bar = cli.progress(f"evaluate {args.model_id}", len(idx) * len(args.eps), "image")
     for eps in args.eps:
         robust[str(eps)] = attacks.robust_accuracy(
             model, x, y, norm=args.norm, eps=eps, steps=args.steps, batch_size=args.batch,
             step_size=args.step_factor * eps / args.steps, random_start=args.random_start,
-            generator=generator,
+            generator=generator, progress=bar.update,
         )  # fmt: skip
         cli.LOG.info("eps %s: robust accuracy %.4f", eps, robust[str(eps)])
+    bar.close()
     params = ckpt["params"]
     cli.write_json(args.out, {
         "model_id": args.model_id, "arch": ckpt["arch"], "kind": params.get("kind"),

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     x0, labels = split.get(idx)
     x0, targets_dev = x0.to(device), targets.to(device)
     images, target_prob = [], []
+    batches = -(-len(idx) // args.batch)  # ceil
+    bar = cli.progress(f"pag {args.column}", len(args.eps) * batches * args.steps, "step")
     for eps in args.eps:
         generator = torch.Generator(device=device).manual_seed(args.seed)
         if args.sigma > 0:
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             scorer = pag.PlainScorer(model)
         step_size = args.step_factor * eps / args.steps
         x = pag.generate_pag(scorer, x0, targets_dev, eps=eps, steps=args.steps,
-                             step_size=step_size, batch_size=args.batch)  # fmt: skip
+                             step_size=step_size, batch_size=args.batch,
+                             progress=bar.update)  # fmt: skip
         if args.sigma > 0:
             check = torch.Generator(device=device).manual_seed(args.seed + 1)
             prob = pag.smoothed_probability(
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.LOG.info("eps %s: mean target probability %.4f", eps, float(prob.mean()))
         images.append(x.cpu())
         target_prob.append(prob.cpu())
+    bar.close()
     params = ckpt["params"]
     record = {k: getattr(args, k) for k in ("column", "sigma", "m", "fixed_noise", "steps",
                                             "step_factor")}  # fmt: skip

@@ -40,7 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {"n_train": args.n_train, "n_test": args.n_test}
     if args.kind == "cifar10":
         archive = None if args.archive == "none" else Path(args.archive)
-        download.prepare_cifar10(args.out, args.work_dir, args.url, args.md5, archive, **sizes)
+        bar = cli.progress(f"download {args.dataset}", None, "B")
+
+        def show(received: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(received - bar.n)
+
+        download.prepare_cifar10(args.out, args.work_dir, args.url, args.md5, archive, **sizes,
+                                 progress=show)  # fmt: skip
+        bar.close()
     elif args.kind == "imagenet":
         imagenet.prepare_imagenet(args.out, args.folder, **sizes)
     else:

@@ -58,6 +58,15 @@ def state_path(args: argparse.Namespace, params: dict) -> Path:
     return path
 
 
+def epoch_line(row: dict, epochs: int) -> str:
+    """One readable log line per epoch."""
+    noisy = row["test_noise_accuracy"]
+    text = f"epoch {row['epoch']}/{epochs}: loss {row['loss']:.4f}, train accuracy "
+    text += f"{row['train_accuracy']:.4f}, test accuracy {row['test_accuracy']:.4f}"
+    text += "" if noisy == row["test_accuracy"] else f" ({noisy:.4f} under noise)"
+    return text + f", lr {row['lr']:.4g}, {row['seconds']:.1f} s"
+
+
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -77,6 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     config = training.TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     params = training_params(args)
     timer = cli.Timer()
+    bars = []  # one bar per epoch, counting its batches
+
+    def show(epoch: int, done: int, batches: int) -> None:
+        if done == 1:
+            label = f"train {args.model_id} epoch {epoch + 1}/{args.epochs}"
+            bars.append(cli.progress(label, batches, "batch"))
+        bars[-1].update(1)
+        if done == batches:
+            bars[-1].close()  # its final state stays, above the epoch's log line
+
     history = training.train(
         model,
         train_split,
@@ -84,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         perturb,
         config,
         state_path=state_path(args, params),
-        log=lambda row: cli.LOG.info("epoch %s", row),
+        log=lambda row: cli.LOG.info(epoch_line(row, args.epochs)),
         eval_size=args.eval_size,
+        progress=show,
     )
     if not args.record_time:
         history = [{**row, "seconds": 0.0} for row in history]

@@ -13,6 +13,8 @@ Images are float tensors in [0, 1] of shape [B, C, H, W]; eps and step sizes are
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -187,6 +189,7 @@ def robust_accuracy(
     batch_size: int,
     random_start: bool = False,
     generator: torch.Generator | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> float:
     """Share of examples still classified correctly after an untargeted PGD attack.
 
@@ -196,6 +199,7 @@ def robust_accuracy(
         norm, eps, steps, step_size, random_start, generator: as in :func:`pgd`.
         batch_size: images per attack batch. With a random start the generator is consumed batch
             after batch, so the random starts depend on batch_size.
+        progress: called with the number of images of each finished batch (a progress bar).
 
     Returns:
         Accuracy in [0, 1]. With eps == 0 or steps == 0 (and no random start) this is the clean
@@ -217,4 +221,6 @@ def robust_accuracy(
             )  # fmt: skip
         with torch.no_grad():
             correct += int((model(xb).argmax(dim=1) == yb).sum())
+        if progress is not None:
+            progress(len(yb))
     return correct / x.shape[0]

@@ -95,7 +95,8 @@ FILE_ONLY = {"file_only": True}
 
 class _CurrentStderr(logging.StreamHandler):
     """A stderr handler that writes to whatever ``sys.stderr`` is at emit time (it may be replaced,
-    e.g. by a test harness, after logging was set up)."""
+    e.g. by a test harness, after logging was set up), around a progress bar being drawn there
+    (tqdm clears it, prints the line and draws it again below)."""
 
     @property
     def stream(self):  # noqa: D102
@@ -104,6 +105,14 @@ class _CurrentStderr(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
 
 
 def setup_logging(path: Path | None) -> None:
@@ -166,18 +175,27 @@ class Timer:
         return time.perf_counter() - self.start
 
 
+def progress(label: str, total: int | None, unit: str = "it", initial: int = 0):
+    """A progress bar on stderr, labelled (``train cifar10-gauss-025``) so that the bars of
+    parallel jobs stay apart: each redraw is one whole labelled line, at most every 2 s, and the
+    final state stays on its own line; log lines print above it. Quiet when stderr is not a
+    terminal (logs, CI)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=label, unit=unit, disable=None, mininterval=2.0,
+                unit_scale=unit == "B", dynamic_ncols=True, file=sys.stderr)  # fmt: skip
+
+
 def blocks(items: list[int], size: int, done: set[str], label: str) -> Iterator[list[int]]:
     """The ``items`` not yet in ``done`` (keys as text), in order, in lists of at most ``size``,
     with a progress bar on stderr that counts items."""
-    from tqdm import tqdm
-
     if size < 1:
         raise ValueError(f"block size must be >= 1, got {size}")
     todo = [i for i in items if str(i) not in done]
     if len(todo) < len(items):
         LOG.info("resuming: %d of %d already done", len(items) - len(todo), len(items))
-    bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=label, disable=None)
-    with bar:  # quiet when stderr is not a terminal
+    bar = progress(label, len(items), "image", initial=len(items) - len(todo))
+    with bar:
         for start in range(0, len(todo), size):
             yield todo[start : start + size]
             bar.update(len(todo[start : start + size]))

@@ -19,7 +19,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -77,7 +77,7 @@ def _open_source(url: str, archive: Path | None, timeout: float) -> IO[bytes]:
 
 def fetch(
     url: str, dest: Path, expected: str | None, algorithm: str = "md5", archive: Path | None = None,
-    timeout: float = 60.0,
+    timeout: float = 60.0, progress: Callable[[int, int | None], None] | None = None,
 ) -> str:  # fmt: skip
     """Put a verified copy of ``url`` at ``dest``, atomically, and return its hex digest.
 
@@ -88,6 +88,7 @@ def fetch(
             accepted, and its digest returned so that the caller can report it for pinning.
         archive: a local copy that replaces the download (``url`` is then only named in messages).
         timeout: seconds before an unreachable host fails.
+        progress: called as ``progress(bytes received, total bytes or None)`` after each block.
 
     Raises:
         DataError: unreachable host, missing file, short read or checksum mismatch, in one line
@@ -100,10 +101,14 @@ def fetch(
     digest, received = hashlib.new(algorithm), 0
     try:
         with io.atomic_open(dest, "wb") as target, _open_source(url, archive, timeout) as response:
+            length = getattr(response, "headers", {}).get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
             while block := response.read(_BLOCK):
                 digest.update(block)
                 target.write(block)
                 received += len(block)
+                if progress is not None:
+                    progress(received, total)
             if expected is not None and digest.hexdigest() != expected:
                 raise DataError(
                     f"{dest.name}: checksum mismatch for {source}: expected {algorithm} "
@@ -210,8 +215,10 @@ def prepare_cifar10(
     archive: Path | None = None,
     n_train: int | None = None,
     n_test: int | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> None:
-    """Fetch, verify and extract CIFAR-10 under ``work_dir``; write the prepared file ``out``.
+    """Fetch, verify and extract CIFAR-10 under ``work_dir``; write the prepared file ``out``
+    (``progress``: as for :func:`fetch`, for the download).
 
     ``out`` (written atomically) holds a plain dict (``torch.load(out, weights_only=True)``):
     ``x_train`` uint8 [N, 3, 32, 32], ``y_train`` int64 [N], ``x_test``, ``y_test``, ``class_names``
@@ -229,7 +236,7 @@ def prepare_cifar10(
     work_dir = Path(work_dir)
     tarball = work_dir / "cifar-10-python.tar.gz"
     had_tarball = tarball.exists()
-    fetch(url, tarball, md5, archive=archive)
+    fetch(url, tarball, md5, archive=archive, progress=progress)
     extracted = work_dir / "extracted"
     try:
         folder = extract_tar(tarball, extracted) / _CIFAR_FOLDER

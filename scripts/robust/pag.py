@@ -19,6 +19,7 @@ Images are float32 [B, C, H, W] in [0, 1]; eps, step_size and sigma are in [0, 1
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -139,7 +140,13 @@ class SmoothedScorer:
 
 
 def _pag_batch(
-    scorer: Scorer, x0: Tensor, target: Tensor, threat: L2, steps: int, use_best: bool
+    scorer: Scorer,
+    x0: Tensor,
+    target: Tensor,
+    threat: L2,
+    steps: int,
+    use_best: bool,
+    progress: Callable[[int], None] | None = None,
 ) -> Tensor:
     """Targeted L2 PGD ascent on scorer.log_prob for one batch of start images x0 [B, C, H, W]."""
     scorer.reset(x0)
@@ -155,6 +162,8 @@ def _pag_batch(
             better = score.detach() > best_score
             best[better], best_score[better] = x[better], score.detach()[better]
         x = threat.project(threat.step(x, grad), x0)
+        if progress is not None:
+            progress(1)
     if not use_best:
         return x
     with torch.no_grad():
@@ -173,6 +182,7 @@ def generate_pag(
     step_size: float,
     batch_size: int | None = None,
     use_best: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> Tensor:
     """Perceptually aligned image: maximise scorer.log_prob(x, target) over the L2 eps-ball.
 
@@ -191,6 +201,7 @@ def generate_pag(
         use_best: return, per image, the iterate with the highest log_prob seen (as the
             ``robustness`` library does) instead of the last one; costs one extra forward pass.
             With fresh noise "highest" is judged on a noisy estimate.
+        progress: called with 1 after each step of each batch (a progress bar).
 
     Returns:
         Detached images [B, C, H, W] inside the eps-ball around x0 and [0, 1].
@@ -204,7 +215,7 @@ def generate_pag(
     if size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     chunks = [
-        _pag_batch(scorer, x0[i : i + size], t[i : i + size], threat, steps, use_best)
+        _pag_batch(scorer, x0[i : i + size], t[i : i + size], threat, steps, use_best, progress)
         for i in range(0, x0.shape[0], size)
     ]
     return torch.cat(chunks).detach()

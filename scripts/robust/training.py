@@ -169,8 +169,10 @@ def _train_epoch(
     config: TrainConfig,
     generators: Generators,
     epoch: int,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> dict[str, float]:
-    """One pass over the shuffled training set (uint8 x and y already on the model's device)."""
+    """One pass over the shuffled training set (uint8 x and y already on the model's device);
+    ``progress(epoch, batches done, batches)`` after each batch."""
     x_all, y_all = data
     device, n, batch = x_all.device, len(y_all), config.batch_size
     steps = math.ceil(n / batch)
@@ -193,6 +195,8 @@ def _train_epoch(
         optimizer.step()
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(dim=1) == y).sum()
+        if progress is not None:
+            progress(epoch, step + 1, steps)
     loss = loss_sum.item() / n
     if not math.isfinite(loss):
         raise RuntimeError(f"training diverged: mean loss {loss} in epoch {epoch + 1}")
@@ -262,6 +266,7 @@ def train(
     state_path: str | os.PathLike | None = None,
     log: Callable[[dict], None] | None = None,
     eval_size: int | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> list[dict]:
     """Train ``model`` in place on the device of its parameters; it is left in eval mode.
 
@@ -275,6 +280,8 @@ def train(
             present (it must come from the same config, perturbation, data size and device type).
         log: called with each epoch's metrics, after the state is saved.
         eval_size: evaluate on the first ``eval_size`` test images only (all if None).
+        progress: called as ``progress(epoch, batches done, batches per epoch)`` after each
+            training batch (epoch 0-based): for a progress bar.
 
     Returns:
         Per-epoch metrics: "epoch" (1-based); "loss" and "train_accuracy" on the perturbed
@@ -305,7 +312,7 @@ def train(
             raise ValueError(f"training state {state_path} is past epoch {config.epochs}")
     for epoch in range(len(history), config.epochs):
         start = time.perf_counter()
-        metrics = _train_epoch(model, optimizer, data, perturb, config, generators, epoch)
+        metrics = _train_epoch(model, optimizer, data, perturb, config, generators, epoch, progress)
         model.eval()
         metrics.update(_evaluate(model, (x_test[:eval_size], y_test[:eval_size]), config))
         history.append({"epoch": epoch + 1, **metrics, "seconds": time.perf_counter() - start})
