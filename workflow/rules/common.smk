@@ -48,8 +48,13 @@ def visible_gpus():
 
 
 # GPU jobs at once on this machine, unless `--resources gpu=N` says otherwise: one per visible GPU; on a
-# machine without one they run on the CPU, as many as there are cores. A cluster schedules its own.
-if workflow.local_exec and "gpu" not in workflow.global_resources:
+# machine without one they run on the CPU, as many as there are cores. A cluster schedules its own (and
+# a job that a cluster or storage executor started runs alone).
+if (
+    workflow.is_main_process
+    and workflow.nodes is None  # --jobs N: jobs go to a cluster or cloud executor
+    and "gpu" not in workflow.global_resources
+):
     GPU_CAP = visible_gpus() or workflow.cores
     workflow.register_resource("gpu", GPU_CAP)
     print(
