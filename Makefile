@@ -3,6 +3,7 @@
 #   make paper   the paper's configuration (params.yaml; a GPU is strongly advised)
 #   make test    the test suite
 #   make handover  record a Snakemake build in dvc.lock (DVC then sees it as its own)
+#   make docs    the smoke results shown in the README (docs/smoke/)
 #   make bench-cpu  benchmarks/results-cpu.json (BENCHMARKS.md), no-op figures included
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +16,7 @@ STAMP  := $(VENV)/.installed-$(shell (cat pyproject.toml; echo '$(PINS)') | cksu
 CORES  ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install smoke paper test lint report handover bench-cpu clean-smoke
+.PHONY: install smoke paper test lint report handover docs bench-cpu clean-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +42,13 @@ lint: $(STAMP)
 
 report: $(STAMP)
 	snakemake --report report.html
+
+# The README's "What you get": the smoke build's Figure 1, certified-accuracy figure and table (a test
+# checks that the committed copies equal the smoke build's).
+DOCS := docs/smoke
+docs: smoke
+	mkdir -p $(DOCS) && cp paper/figures/fig1.png paper/figures/certified_accuracy.png \
+		paper/tables/certified_accuracy.md $(DOCS)/
 
 # Hand a Snakemake build over to DVC: record it in dvc.lock without running anything. Only a build of
 # the current params.yaml qualifies (`snakemake -n` must have nothing to do), since `dvc commit -f`

@@ -4,7 +4,8 @@ certified_accuracy.tex: three blocks over the same radius columns: ours (certifi
 run), Cohen et al. (2019) (published, matched by sigma) and the difference ours - published
 (computed from the two-decimal values shown). The column maximum of each of the first two blocks
 is bold. accuracy.tex: clean and L2-PGD robust accuracy (%) per model, column maxima bold.
-Both are complete booktabs tabulars without a float wrapper.
+Both are complete booktabs tabulars without a float wrapper; certified_accuracy.md is the first
+table in Markdown (ours and published, per run), for the README.
 
 The short summaries that `dvc metrics show` lists go to --summary_dir: models/<id>.json per model
 of the accuracy table (clean and PGD accuracy of its evaluation; final test accuracy under its
@@ -63,6 +64,25 @@ def difference(ours: list[str], published: list[str]) -> list[str]:
     """Signed differences of the displayed two-decimal values ('--' without a published value)."""
     pairs = zip(ours, published, strict=True)
     return ["--" if p == "--" else latex.format_signed(float(o) - float(p)) for o, p in pairs]
+
+
+def certified_markdown(
+    certify_dir: Path, runs: list[str], radii: list[float], ref_path: Path
+) -> str:
+    """The certified-accuracy table as Markdown (the README's copy): per run a line of ours and,
+    below it, Cohen et al.'s published values ('--' where none)."""
+    reference = results.read_reference(ref_path)
+    _, ours, published = certified_rows(certify_dir, runs, radii, reference)
+    header = ["", *(f"r = {latex.format_float(r)}" for r in radii)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run, mine, theirs in zip(runs, ours, published, strict=True):
+        record = results.load_certify_run(certify_dir, run, {})
+        label = f"σ = {latex.format_float(record['sigma'])}"
+        if not math.isclose(record["sigma"], record["train_sigma"]):
+            label += f" (train {latex.format_float(record['train_sigma'])})"
+        lines.append(f"| {label}, ours | " + " | ".join(mine) + " |")
+        lines.append("| Cohen et al. (2019) | " + " | ".join(theirs) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def certified_table(certify_dir: Path, runs: list[str], radii: list[float], ref_path: Path) -> str:
@@ -160,8 +180,10 @@ def build(args: argparse.Namespace) -> None:
     # Everything is computed before anything is written, so bad input leaves no partial output.
     certified = certified_table(args.certify_dir, args.runs, args.radii, args.reference)
     accuracy = accuracy_table(args.eval_dir, args.models)
+    markdown = certified_markdown(args.certify_dir, args.runs, args.radii, args.reference)
     summary = summaries(args)
     write_text(args.out_dir / "certified_accuracy.tex", certified)
+    write_text(args.out_dir / "certified_accuracy.md", markdown)
     write_text(args.out_dir / "accuracy.tex", accuracy)
     for path, content in summary.items():
         cli.write_json(path, content)

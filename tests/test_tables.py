@@ -270,6 +270,23 @@ def test_tables_match_hand_computed_snapshots(results: Path) -> None:
     assert (tables / "accuracy.tex").read_text(encoding="utf-8") == EXPECTED_ACCURACY
 
 
+EXPECTED_MARKDOWN = """|  | r = 0 | r = 0.25 | r = 0.5 |
+|---|---|---|---|
+| σ = 0.25, ours | 0.75 | 0.50 | 0.25 |
+| Cohen et al. (2019) | 0.75 | 0.40 | 0.43 |
+| σ = 0.5, ours | 0.50 | 0.25 | 0.25 |
+| Cohen et al. (2019) | 0.65 | 0.55 | 0.21 |
+| σ = 0.5 (train 0.25), ours | 0.50 | 0.25 | 0.00 |
+| Cohen et al. (2019) | -- | -- | -- |
+"""
+
+
+def test_markdown_copy_of_the_certified_table(results: Path) -> None:
+    proc = run_script("make_tables.py", tables_args("md"), results)
+    assert proc.returncode == 0, proc.stderr
+    assert (results / "md/certified_accuracy.md").read_text(encoding="utf-8") == EXPECTED_MARKDOWN
+
+
 def test_summaries_for_dvc_metrics_show(results: Path) -> None:
     """A short line per model and certify run: hand-checked against the snapshots above."""
     proc = run_script("make_tables.py", tables_args("summaries"), results)
@@ -362,3 +379,43 @@ def test_bad_input_one_line_exit_2_no_output(
     code, err = call(script, args, root, capsys)
     assert (code, err) == (2, message + "\n")
     assert not (root / "paper").exists()
+
+
+HEADER = "idx\tlabel\tpredict\tradius\tcorrect\ttime\n"
+ROW = "0\t1\t1\t{}\t1\t0:00:01\n"
+# A damaged certify TSV of run g025 (whose summary says 4 images): its bytes, the message
+BROKEN = [
+    ("empty", b"", "no column idx, label, predict, radius, correct"),
+    ("header-only", HEADER.encode(), "0 rows, but its summary says 4 images"),
+    ("nan", (HEADER + ROW.format("nan") * 4).encode(), "row 1 has radius nan, outside"),
+    ("out-of-range", (HEADER + ROW.format("99") * 4).encode(), "row 1 has radius 99.0, outside"),
+    ("negative", (HEADER + ROW.format("-0.1") * 4).encode(), "row 1 has radius -0.1, outside"),
+    ("binary", bytes(range(256)) * 4, "not a certify TSV (binary or not UTF-8)"),
+    ("missing-column", b"idx\tradius\n0\t0.1\n", "no column label, predict, correct"),
+]
+
+
+@pytest.mark.parametrize("case, content, message", BROKEN, ids=[c[0] for c in BROKEN])
+@pytest.mark.parametrize("script", ["make_tables.py", "make_numbers.py", "fig_certified.py"])
+def test_a_damaged_certify_file_stops_the_report_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, script: str, case: str, content: bytes,
+    message: str,
+) -> None:  # fmt: skip
+    root = make_results(tmp_path)
+    (root / "results/certify/g025.tsv").write_bytes(content)
+    args = {"make_tables.py": tables_args(), "make_numbers.py": numbers_args()}.get(script)
+    if args is None:
+        args = ["--runs", *RUNS, "--radii", *RADII, "--reference", "config/reference.tsv",
+                "--certify_dir", "results/certify", "--out", "paper/figures/c"]  # fmt: skip
+    code, err = call(script, args, root, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: results/certify/g025.tsv: ") and message in err, err
+    assert not (root / "paper").exists()
+
+
+def test_a_binary_summary_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = make_results(tmp_path)
+    (root / "results/eval/std.json").write_bytes(bytes(range(256)))
+    code, err = call("make_tables.py", tables_args(), root, capsys)
+    assert (code, err) == (2, "error: results/eval/std.json: not a JSON text file (binary or not "
+                              "UTF-8)\n")  # fmt: skip

@@ -52,3 +52,13 @@ def test_a_new_model_and_column_plan_the_same_jobs_in_both_tools(smk, dvc, tmp_p
         "check_params", "evaluate@synthetic-gauss-075", "pag@smooth-075",
         "train@synthetic-gauss-075",
     ]  # fmt: skip
+
+
+def test_dvc_trains_the_same_weights_whatever_the_thread_settings(smk, dvc, tmp_path):
+    """Every stage fixes its CPU threads itself: retrained by DVC with OMP_NUM_THREADS=2 in the
+    environment, a smoke model has the bytes of Snakemake's build (one thread per job)."""
+    repo = workspace(dvc, tmp_path / "repo")
+    model = "results/models/synthetic-gauss-050.pt"
+    cmd = ["dvc", "repro", "-f", "-s", "--no-run-cache", "train@synthetic-gauss-050"]
+    run(cmd, repo, env={"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"})
+    assert (repo / model).read_bytes() == (smk / model).read_bytes()

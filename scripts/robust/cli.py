@@ -134,8 +134,15 @@ def setup_logging(path: Path | None) -> None:
     LOG.info("command: %s", " ".join(sys.argv), extra=FILE_ONLY)
 
 
+# CPU threads of every stage: CPU results depend on the thread count (sums split differently), so
+# every stage fixes it, whichever tool starts it and whatever OMP_NUM_THREADS says; CPU parallelism
+# comes from running jobs side by side (snakemake --cores N).
+CPU_THREADS = 1
+
+
 def resolve_device(name: str) -> Any:
-    """The torch device for a ``--device`` value; ``auto`` picks cuda when one is visible.
+    """The torch device for a ``--device`` value; ``auto`` picks cuda when one is visible. Sets
+    torch's CPU threads to :data:`CPU_THREADS`.
 
     On cuda it also turns on cuDNN autotuning: certification, PAG and training repeat a few batch
     shapes many times, so timing the convolution algorithms once per shape pays for itself (the
@@ -144,6 +151,7 @@ def resolve_device(name: str) -> Any:
     samples of the classifier the run computes."""
     import torch
 
+    torch.set_num_threads(CPU_THREADS)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():

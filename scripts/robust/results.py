@@ -19,14 +19,19 @@ from robust.report import ReportError
 
 # ------------------------------------------------------------------------------- readers
 def load_json(path: Path) -> dict:
-    """A result JSON as a dict; missing or malformed file -> one-line error."""
+    """A result JSON as a dict; a missing, binary or malformed file -> one-line error."""
     path = Path(path)
     if not path.is_file():
         raise ReportError(f"missing result file {path}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ReportError(f"{path}: not a JSON text file (binary or not UTF-8)") from None
     except json.JSONDecodeError as err:
         raise ReportError(f"malformed JSON in {path}: {err.msg} (line {err.lineno})") from None
+    if not isinstance(record, dict):
+        raise ReportError(f"{path}: a JSON object was expected, found {type(record).__name__}")
+    return record
 
 
 def require(record: dict, key: str, path: Path) -> Any:
@@ -36,21 +41,45 @@ def require(record: dict, key: str, path: Path) -> Any:
     return record[key]
 
 
-def read_certify(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(radius float64 [N], correct bool [N]) from a certify TSV (Cohen et al.'s columns)."""
+CERTIFY_COLUMNS = ("idx", "label", "predict", "radius", "correct")
+
+
+def read_certify(
+    path: Path, rows: int | None = None, max_radius: float = math.inf
+) -> tuple[np.ndarray, np.ndarray]:
+    """(radius float64 [N], correct bool [N]) from a certify TSV (Cohen et al.'s columns), checked:
+    the columns, ``rows`` rows when given (what the run's summary says), finite radii in
+    [0, ``max_radius``], correct 0 or 1. Anything else: a one-line error naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ReportError(f"missing result file {path}")
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    if rows and not {"radius", "correct"} <= set(rows[0]):
-        raise ReportError(f"{path}: expected columns 'radius' and 'correct'")
     try:
-        radius = np.array([float(r["radius"]) for r in rows], dtype=np.float64)
-        correct = np.array([int(r["correct"]) == 1 for r in rows], dtype=bool)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = "\x00"
+    if "\x00" in text:
+        raise ReportError(f"{path}: not a certify TSV (binary or not UTF-8)")
+    reader = csv.DictReader(text.splitlines(), delimiter="\t")
+    missing = [c for c in CERTIFY_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ReportError(f"{path}: no column {', '.join(missing)} (expected a header "
+                          f"{' '.join(CERTIFY_COLUMNS)} time)")  # fmt: skip
+    table = list(reader)
+    if rows is not None and len(table) != rows:
+        raise ReportError(f"{path}: {len(table)} rows, but its summary says {rows} images")
+    try:
+        radius = np.array([float(r["radius"]) for r in table], dtype=np.float64)
+        flags = [int(r["correct"]) for r in table]
     except (TypeError, ValueError):
-        raise ReportError(f"{path}: non-numeric radius or correct value") from None
-    return radius, correct
+        raise ReportError(f"{path}: a radius or correct value is not a number") from None
+    bad = ~np.isfinite(radius) | (radius < 0) | (radius > max_radius + 1e-9)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ReportError(f"{path}: row {i + 1} has radius {radius[i]}, outside "
+                          f"[0, {max_radius:.4g}] (the largest this run can certify)")  # fmt: skip
+    if any(flag not in (0, 1) for flag in flags):
+        raise ReportError(f"{path}: a correct value is neither 0 nor 1")
+    return radius, np.array(flags, dtype=bool)
 
 
 def read_reference(path: Path) -> dict[float, dict[float, float]]:
@@ -76,11 +105,16 @@ def load_certify_run(certify_dir: Path, run: str, reference: dict) -> dict:
     (floats), ``radius`` and ``correct`` (arrays of the TSV) and ``published``, Cohen et al.'s
     certified accuracy {radius: value} at its sigma ({} for a model certified at another sigma
     than its training sigma: nothing was published for those)."""
+    from robust.stats import norm_ppf
+
     path = Path(certify_dir) / f"{run}.json"
     meta = load_json(path)
     sigma = float(require(meta, "sigma", path))
     train_sigma = float(meta.get("train_sigma", sigma))
-    radius, correct = read_certify(Path(certify_dir) / f"{run}.tsv")
+    n, alpha, images = (require(meta, key, path) for key in ("n", "alpha", "n_images"))
+    # the largest radius n samples can certify: p_A's lower bound is at most alpha ** (1 / n)
+    largest = sigma * norm_ppf(float(alpha) ** (1.0 / float(n)))
+    radius, correct = read_certify(Path(certify_dir) / f"{run}.tsv", int(images), largest)
     published = (lookup(reference, sigma) if math.isclose(sigma, train_sigma) else None) or {}
     return meta | {"sigma": sigma, "train_sigma": train_sigma, "radius": radius,
                    "correct": correct, "published": published}  # fmt: skip

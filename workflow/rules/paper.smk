@@ -137,6 +137,7 @@ rule tables:
     output:
         "paper/tables/certified_accuracy.tex",
         "paper/tables/accuracy.tex",
+        "paper/tables/certified_accuracy.md",
         summaries=RESULT_OUTPUTS["tables"],
     log:
         "logs/tables.log",
