@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if not report.latex_available():
         print(INSTALL, file=sys.stderr)
         return 2
-    cli.setup_logging(args.log)
+    cli.setup_logging(args.log, outputs=args)
     build(args)
     return 0
 

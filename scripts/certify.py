@@ -70,7 +70,7 @@ def write_curve(path: Path, radius, correct) -> None:
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cli.setup_logging(args.log)
+    cli.setup_logging(args.log, outputs=args)
     from robust import checkpoint, data, metrics
     from robust.rowlog import RowLog
 

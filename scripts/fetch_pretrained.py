@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cli.setup_logging(args.log)
+    cli.setup_logging(args.log, outputs=args)
     from robust import checkpoint, data, pretrained
 
     kind = data.kind_of(args.data)  # the dataset's kind: classes and default normalisation

@@ -128,7 +128,7 @@ def build(summary: dict, out: Path) -> None:
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cli.setup_logging(args.log)
+    cli.setup_logging(args.log, outputs=args)
     from robust import results
 
     summary = results.load_json(args.metrics)

@@ -312,7 +312,7 @@ def build(args: argparse.Namespace) -> None:
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cli.setup_logging(args.log)
+    cli.setup_logging(args.log, outputs=args)
     build(args)
     return 0
 

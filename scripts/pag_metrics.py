@@ -121,7 +121,7 @@ def evaluate(args, records: dict, judges: dict, reference, device) -> tuple[dict
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cli.setup_logging(args.log)
+    cli.setup_logging(args.log, outputs=args)
     from robust import alignment, deps, io, pag_summary, results
 
     device = cli.resolve_device(args.device)

@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> cli.argparse.Namespace:
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cli.setup_logging(args.log)
+    cli.setup_logging(args.log, outputs=args)
     from robust import download, imagenet, synthetic
 
     sizes = {"n_train": args.n_train, "n_test": args.n_test}

@@ -134,7 +134,7 @@ def tsv_text(ids, args, idx, labels, values) -> str:
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cli.setup_logging(args.log)
+    cli.setup_logging(args.log, outputs=args)
     ids = column_ids(args.models, args.sigmas)
     missing = [k for k in WEIGHTS if not getattr(args, k).is_file()]
     if missing:

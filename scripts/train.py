@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from pathlib import Path
 
 from robust import cli
@@ -43,19 +44,24 @@ def state_path(args: argparse.Namespace, params: dict) -> Path:
     """The resumable state of exactly this run: --state with a fingerprint of the parameters and
     data.
 
-    A run with other parameters or data never resumes from it (it starts afresh); states of earlier
-    parameter sets of this model are removed.
+    A run with other parameters or data never resumes from it (it starts afresh).
     """
     from robust.download import digest_of
     from robust.rowlog import fingerprint_of
 
     tag = fingerprint_of({**params, "data_md5": digest_of(args.data)})[:16]
-    path = args.state.with_name(f"{args.state.stem}.{tag}{args.state.suffix}")
+    return args.state.with_name(f"{args.state.stem}.{tag}{args.state.suffix}")
+
+
+def remove_stale_states(args: argparse.Namespace, kept: Path) -> None:
+    """After a successful run: the states of this model's earlier parameter sets (exactly
+    ``<state stem>.<16 hex digits><suffix>``), never another model's, never on failure."""
+    stem, suffix = re.escape(args.state.stem), re.escape(args.state.suffix)
+    pattern = re.compile(rf"{stem}\.[0-9a-f]{{16}}{suffix}")
     for stale in args.state.parent.glob(f"{args.state.stem}.*{args.state.suffix}"):
-        if stale != path:
+        if stale != kept and pattern.fullmatch(stale.name):
             cli.LOG.info("removing the state of other parameters: %s", stale)
             stale.unlink()
-    return path
 
 
 def epoch_line(row: dict, epochs: int) -> str:
@@ -70,7 +76,7 @@ def epoch_line(row: dict, epochs: int) -> str:
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cli.setup_logging(args.log)
+    cli.setup_logging(args.log, outputs=args)
     from robust import checkpoint, data, models, perturbation, training
 
     device = cli.resolve_device(args.device)
@@ -86,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     config = training.TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     params = training_params(args)
     timer = cli.Timer()
+    state = state_path(args, params)
     bars = []  # one bar per epoch, counting its batches
 
     def show(epoch: int, done: int, batches: int) -> None:
@@ -102,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         test_split,
         perturb,
         config,
-        state_path=state_path(args, params),
+        state_path=state,
         log=lambda row: cli.LOG.info(epoch_line(row, args.epochs)),
         eval_size=args.eval_size,
         progress=show,
@@ -113,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out, model, model_id=args.model_id, arch=args.arch, dataset=args.dataset,
         dataset_kind=kind, params=params,
     )  # fmt: skip
+    remove_stale_states(args, state)
     cli.write_json(
         args.metrics,
         {

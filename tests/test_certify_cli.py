@@ -12,7 +12,7 @@ import torch
 from pipeline_utils import certify_argv, load_script
 from robust import synthetic
 from robust.checkpoint import load_checkpoint, save_checkpoint
-from robust.io import torch_save
+from robust.io import sealed, torch_save
 from robust.models import build_model
 from robust.smoothing import Smooth
 
@@ -25,9 +25,9 @@ def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("certify_cli")
     x_train, y_train = synthetic.generate(20, seed=0, split="train")
     x_test, y_test = synthetic.generate(10, seed=0, split="test")
-    torch_save({"dataset": "synthetic", "x_train": x_train, "y_train": y_train,
+    torch_save(sealed({"dataset": "synthetic", "x_train": x_train, "y_train": y_train,
                 "x_test": x_test, "y_test": y_test, "class_names": list(synthetic.CLASS_NAMES),
-                "prototypes": synthetic.prototypes(), "meta": {"seed": 0}},
+                "prototypes": synthetic.prototypes(), "meta": {"seed": 0}}),
                root / "synthetic.pt")  # fmt: skip
     model = build_model("tiny_cnn", "synthetic", seed=1)
     save_checkpoint(root / "model.pt", model, model_id="m", arch="tiny_cnn", dataset="synthetic",
@@ -108,3 +108,33 @@ def test_curve_is_the_certified_accuracy_on_a_radius_grid(workdir):
         assert float(accuracy) == pytest.approx(share / len(radius), abs=1e-6)
     assert float(curve[1][1]) == pytest.approx(summary["clean_accuracy"])
     assert float(curve[-1][0]) >= max(radius)
+
+
+def test_an_unwritable_output_folder_fails_in_one_line_first(workdir, capsys, monkeypatch):
+    """A path under a file (like a read-only folder or a typo, and root obeys it too) stops the
+    job before the checkpoint is even read, in one line naming the path, also in the log; a full
+    disk at the end is one line too."""
+    (workdir / "blocker").write_text("a file, not a folder")
+    argv = certify_argv(
+        workdir / "model.pt", workdir / "synthetic.pt", workdir / "full", n=N, n0=N0,
+        max_images=MAX_IMAGES,
+    )  # fmt: skip
+    bad = [*argv, "--summary", str(workdir / "blocker" / "sub" / "cert.json")]
+    module = load_script("certify")
+    monkeypatch.setattr("robust.checkpoint.load_checkpoint", lambda *a, **k: pytest.fail("work"))
+    assert module.main(bad) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "blocker" in err and len(err.splitlines()) == 1
+    assert err.removeprefix("error: ") in (workdir / "full" / "cert.log").read_text()
+    monkeypatch.undo()
+
+    def full(*_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("robust.io.os.fsync", full)
+    assert module.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("error: [Errno 28] No space left on device: ") and len(err.splitlines()) == 1
+    )
+    assert "full/" in err and not (workdir / "full/cert.tsv").exists()

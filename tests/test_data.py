@@ -18,6 +18,7 @@ from robust.data import (
     open_split,
     prototypes,
 )
+from robust.io import sealed
 
 
 def _prepared(path, name="cifar10", n_train=30, n_test=12, with_prototypes=False):
@@ -33,6 +34,7 @@ def _prepared(path, name="cifar10", n_train=30, n_test=12, with_prototypes=False
     }
     if with_prototypes:
         content["prototypes"] = torch.full((10, 3, 32, 32), 255, dtype=torch.uint8)
+    content = sealed(content)
     torch.save(content, path)
     return content
 
@@ -78,7 +80,7 @@ def test_open_split_of_a_prepared_file(tmp_path):
 def test_a_dataset_of_unknown_kind_is_refused(tmp_path):
     path = tmp_path / "m.pt"
     content = _prepared(path)
-    torch.save(content | {"dataset": "mnist"}, path)
+    torch.save(sealed(content | {"dataset": "mnist"}), path)
     with pytest.raises(ValueError, match="unknown dataset 'mnist'; valid: cifar10, synthetic"):
         open_split(path, "train")
 
@@ -168,3 +170,24 @@ def test_imagenet_image_folder(tmp_path):
         open_split(tmp_path, "train")
     with pytest.raises(DataError, match="absent: prepared dataset not found"):
         open_split(tmp_path / "absent", "val")
+
+
+def test_a_damaged_prepared_file_is_refused_in_one_line(tmp_path):
+    """The prepared file carries the digest of its tensors: a flipped pixel byte or a label outside
+    the classes is named before any job computes with it."""
+    path = tmp_path / "c.pt"
+    content = _prepared(path)
+    flipped = content["x_train"].clone()
+    flipped[0, 0, 0, 0] ^= 1
+    torch.save(content | {"x_train": flipped}, path)
+    with pytest.raises(DataError, match="c.pt: prepared dataset is corrupt: its tensors do not"):
+        open_split(path, "test")
+    labels = content["y_test"].clone()
+    labels[0] = 10
+    torch.save(sealed(content | {"y_test": labels}), path)  # a consistent digest, a bad label
+    with pytest.raises(DataError, match=r"c.pt: y_test holds labels outside 0..9"):
+        open_split(path, "train")
+    unsealed = {k: v for k, v in content.items() if k != "sha256"}
+    torch.save(unsealed, path)
+    with pytest.raises(DataError, match="missing sha256"):
+        open_split(path, "train")

@@ -18,7 +18,7 @@ import torch
 from pipeline_utils import load_script
 from robust import synthetic
 from robust.checkpoint import save_checkpoint
-from robust.io import torch_save
+from robust.io import sealed, torch_save
 from robust.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +46,9 @@ def workdir(tmp_path_factory) -> Path:
     x_train, y_train = synthetic.generate(40, seed=0, split="train")
     x_test, y_test = synthetic.generate(N_PAIRS, seed=0, split="test")
     protos = synthetic.prototypes()
-    torch_save({"dataset": "synthetic", "x_train": x_train, "y_train": y_train,
+    torch_save(sealed({"dataset": "synthetic", "x_train": x_train, "y_train": y_train,
                 "x_test": x_test, "y_test": y_test, "class_names": list(synthetic.CLASS_NAMES),
-                "prototypes": protos, "meta": {"seed": 0}}, root / "synthetic.pt")  # fmt: skip
+                "prototypes": protos, "meta": {"seed": 0}}), root / "synthetic.pt")  # fmt: skip
     others = {"judge-std2": "standard", "m-std": "standard", "m-gauss": "gaussian"}
     for seed, (judge, kind) in enumerate((JUDGES | others).items()):
         model = build_model("tiny_cnn", "synthetic", seed=seed)

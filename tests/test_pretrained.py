@@ -24,6 +24,7 @@ from pipeline_utils import load_script
 from robust import checkpoint, pretrained
 from robust.download import DataError
 from robust.download_cache import cache_path, cached_fetch, extract_member
+from robust.io import sealed
 from robust.models import build_model
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
@@ -398,7 +399,7 @@ def _prepared_cifar(path: Path) -> Path:
     x = torch.randint(0, 256, (8, 3, 32, 32), generator=g, dtype=torch.uint8)
     data = {"dataset": "cifar10", "x_train": x, "y_train": torch.arange(8) % 10, "x_test": x}
     data |= {"y_test": torch.arange(8) % 10, "class_names": [str(i) for i in range(10)]}
-    torch.save(data, path)
+    torch.save(sealed(data), path)
     return path
 
 

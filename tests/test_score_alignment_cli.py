@@ -13,7 +13,7 @@ import torch
 
 from robust import lpips, report, synthetic
 from robust.checkpoint import save_checkpoint
-from robust.io import torch_save
+from robust.io import sealed, torch_save
 from robust.models import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,9 +41,9 @@ def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("score_alignment")
     x_train, y_train = synthetic.generate(20, seed=0, split="train")
     x_test, y_test = synthetic.generate(N_TEST, seed=0, split="test")
-    torch_save({"dataset": "synthetic", "x_train": x_train, "y_train": y_train,
+    torch_save(sealed({"dataset": "synthetic", "x_train": x_train, "y_train": y_train,
                 "x_test": x_test, "y_test": y_test, "class_names": list(synthetic.CLASS_NAMES),
-                "meta": {"seed": 0}}, root / "synthetic.pt")  # fmt: skip
+                "meta": {"seed": 0}}), root / "synthetic.pt")  # fmt: skip
     for seed, (model_id, (kind, sigma)) in enumerate(MODELS.items()):
         params = {"kind": kind, "sigma": sigma, "eps": 0.0, "seed": seed}
         save_checkpoint(root / "models" / f"{model_id}.pt", build_model("tiny_cnn", "synthetic",

@@ -15,7 +15,6 @@ A checkpoint holds what is needed to rebuild and audit a model, and no pickled c
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import platform
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 import robust
-from robust.io import torch_save
+from robust.io import tensor_digest, torch_save
 from robust.models import build_model
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -60,12 +59,7 @@ def _check_plain(value: Any, where: str) -> None:
 
 def state_dict_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 over the sorted names, dtypes, shapes and raw bytes of a state dict's tensors."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    return tensor_digest(state_dict)
 
 
 def _versions() -> dict[str, str | None]:

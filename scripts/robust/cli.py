@@ -22,7 +22,8 @@ LOG = logging.getLogger("robust")
 
 # Errors that mean "bad input", reported as one line. Anything else is a bug and keeps its
 # traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)
+# OSError: a read-only folder, a full disk, a missing file; its message names the path.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
 
 
 class UsageError(ValueError):
@@ -115,9 +116,34 @@ class _CurrentStderr(logging.StreamHandler):
             self.handleError(record)
 
 
-def setup_logging(path: Path | None) -> None:
+# The flags that name a script's outputs: files, and folders it writes into.
+OUTPUT_FILES = ("out", "summary", "curve", "state", "metrics", "per_image", "table", "record")
+OUTPUT_FOLDERS = ("out_dir", "summary_dir", "work_dir", "cache_dir")
+
+
+def check_writable(args: argparse.Namespace) -> None:
+    """Before any work: the folder of every output flag of ``args``, or the nearest existing folder
+    above it (nothing is created), takes a new file. Raises the ``OSError`` naming the path (a
+    read-only folder, a file where a folder should be)."""
+    import errno
+    import tempfile
+
+    named = {name: getattr(args, name, None) for name in OUTPUT_FILES + OUTPUT_FOLDERS}
+    for name, path in named.items():
+        if path is not None:
+            folder = Path(path) if name in OUTPUT_FOLDERS else Path(path).parent
+            while not folder.exists() and folder != folder.parent:
+                folder = folder.parent
+            if not folder.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(folder))
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+
+
+def setup_logging(path: Path | None, outputs: argparse.Namespace | None = None) -> None:
     """Log to ``path`` (overwritten; None: no file) and to stderr; records logged with
-    ``extra=FILE_ONLY`` skip stderr."""
+    ``extra=FILE_ONLY`` skip stderr. With ``outputs`` (the parsed flags), then check that every
+    output can be written (:func:`check_writable`): a bad folder fails in the log at once."""
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     LOG.handlers.clear()
     LOG.setLevel(logging.INFO)
@@ -132,6 +158,8 @@ def setup_logging(path: Path | None) -> None:
         handler.setFormatter(fmt)
         LOG.addHandler(handler)
     LOG.info("command: %s", " ".join(sys.argv), extra=FILE_ONLY)
+    if outputs is not None:
+        check_writable(outputs)
 
 
 # CPU threads of every stage: CPU results depend on the thread count (sums split differently), so

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from robust.download import CIFAR10_CLASSES, DataError
+from robust.io import sealed
 from robust.synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
 
 __all__ = ["DATASETS", "DataError", "DatasetInfo", "Split", "class_means", "dataset_info",
@@ -134,12 +135,22 @@ def _load_prepared(path: Path) -> dict:
             f"{path}: prepared dataset is unreadable ({type(err).__name__}: {reason})"
         ) from None
     kind = data.get("dataset") if isinstance(data, dict) else None
-    tensors = ("x_train", "y_train", "x_test", "y_test", "class_names")
+    tensors = ("x_train", "y_train", "x_test", "y_test", "class_names", "sha256")
     required = ("dataset", *(("splits",) if kind == "imagenet" else tensors))
     missing = [key for key in required if not isinstance(data, dict) or key not in data]
     if missing:
-        raise DataError(f"{path}: not a prepared dataset file (missing {', '.join(missing)})")
-    dataset_info(str(kind))  # a kind we know
+        raise DataError(f"{path}: not a prepared dataset file (missing {', '.join(missing)}); "
+                        "run its prepare stage again")  # fmt: skip
+    info = dataset_info(str(kind))  # a kind we know
+    if kind != "imagenet":
+        if sealed(data)["sha256"] != data["sha256"]:
+            raise DataError(f"{path}: prepared dataset is corrupt: its tensors do not match their "
+                            "sha256; run its prepare stage again")  # fmt: skip
+        for split in _TENSOR_SPLITS:
+            y = data[f"y_{split}"]
+            if len(y) and (int(y.min()) < 0 or int(y.max()) >= info.num_classes):
+                raise DataError(f"{path}: y_{split} holds labels outside 0..{info.num_classes - 1}"
+                                "; run its prepare stage again")  # fmt: skip
     return data
 
 

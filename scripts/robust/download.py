@@ -261,4 +261,4 @@ def prepare_cifar10(
         "class_names": names,
         "meta": {"url": url, "md5": md5, "local_archive": archive is not None},
     }
-    io.torch_save(data, out)
+    io.torch_save(io.sealed(data), out)

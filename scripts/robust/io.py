@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it to ``path`` on success.
@@ -24,15 +30,42 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from collaborators
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename is None:  # a full disk: name the file
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
+
+
+# The tensors of a prepared dataset file that its digest covers (prototypes: synthetic data only).
+PREPARED_TENSORS = ("x_train", "y_train", "x_test", "y_test", "prototypes")
+
+
+def tensor_digest(tensors: Any) -> str:
+    """SHA-256 over the sorted names, dtypes, shapes and raw bytes of a {name: tensor} mapping
+    (a model's state dict, a prepared dataset's tensors): a flipped byte changes it."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def sealed(data: dict) -> dict:
+    """A prepared dataset dict with ``sha256``, the digest of its :data:`PREPARED_TENSORS`."""
+    return data | {"sha256": tensor_digest({k: data[k] for k in PREPARED_TENSORS if k in data})}
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -45,6 +78,30 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_open(path, "wb") as handle:
         handle.write(data)
+
+
+def write_folder(path: str | os.PathLike, files: dict[str, str]) -> None:
+    """Replace whatever is at ``path`` by a folder holding exactly ``files`` ({name: text}), built
+    beside it and renamed into place: a reader sees the old contents or the new, never a mix."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = tmp.with_suffix(".old")
+    try:
+        tmp.chmod(0o777 & ~_umask())
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        if path.exists() or path.is_symlink():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, old):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def torch_save(obj: Any, path: str | os.PathLike) -> None:

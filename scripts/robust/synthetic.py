@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robust.io import torch_save
+from robust.io import sealed, torch_save
 
 SIZE = 32
 _PIXEL = 2.0 / SIZE  # one pixel in image units; the image spans [-1, 1] on both axes
@@ -240,4 +240,4 @@ def prepare_synthetic(out: Path, seed: int, n_train: int, n_test: int) -> None:
         "prototypes": prototypes(),
         "meta": {"seed": int(seed), "n_train": int(n_train), "n_test": int(n_test)},
     }
-    torch_save(data, out)
+    torch_save(sealed(data), out)
