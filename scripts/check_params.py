@@ -1,10 +1,12 @@
 """Check the parameters against the schema and their cross-references, and that dvc.yaml's generated
 lists follow them, before any compute.
 
-DVC runs this as the first stage on params.yaml (every other stage depends on its output); Snakemake
-runs the same check when it parses the workflow, and this job on the files it loaded (several
-``--configfile`` files merge, later ones overriding). Prints one line per problem, naming the file
-and the key, and exits 2.
+DVC runs this as the first stage on params.yaml; Snakemake runs the same check when it parses the
+workflow, and this job on the files it loaded (several ``--configfile`` files merge, later ones
+overriding). Prints one line per problem, naming the file and the key, and exits 2. On success
+``--out`` becomes a folder with one empty file per checked name (:func:`robust.deps.checked_names`):
+each DVC stage depends on the files of the names its command holds unquoted, so a stage run on its
+own (``dvc repro -s``) with a name no check has passed stops before its command reaches a shell.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--params", type=Path, nargs="+", required=True, help="files, merged in order")
     p.add_argument("--schema", type=Path, required=True)
     p.add_argument("--dvc_yaml", type=Path, help="whose lists must follow --params (DVC's run)")
-    p.add_argument("--out", type=Path, required=True, help="written only when the check passes")
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder, written only when the check passes"
+    )
     p.add_argument("--log", type=Path, required=True)
     return p.parse_args(argv)
 
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                                f"{args.params[-1]}; run {deps.REFRESH}"])  # fmt: skip
     names = " + ".join(str(path) for path in args.params)
     args.log.write_text(f"{names}: valid\n", encoding="utf-8")
-    io.write_text(args.out, f"{names}: valid\n")
+    io.write_folder(args.out, dict.fromkeys(sorted(deps.checked_names(params)), ""))
     return 0
 
 

@@ -5,6 +5,7 @@ any of them reruns the stage in both tools. One command writes the lists."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from robust.deps import (
     REFRESH,
     RESULT_FOLDERS,
+    checked_names,
     library_deps,
     refresh_dvc_yaml,
     result_inputs,
@@ -87,3 +89,39 @@ def test_check_params_refuses_a_dvc_yaml_that_does_not_follow_the_parameters(tmp
     smoke = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     (tmp_path / "dvc.yaml").write_text(refresh_dvc_yaml(TEXT, smoke))
     assert load_script("check_params").main(argv) == 0 and (tmp_path / "ok").exists()
+
+
+def unquoted_scalars(stage: dict, params: dict) -> list[str]:
+    """The ``${...}`` of a stage's command that DVC writes into the shell unquoted: ``${key}`` and
+    every expression whose value is not a dict (DVC quotes the values of an unpacked dict)."""
+    item = None
+    if "foreach" in stage:
+        collection = params
+        for part in stage["foreach"].strip("${}").split("."):
+            collection = collection[part]
+        item = next(iter(collection.values()), None)
+    found = []
+    for expr in re.findall(r"\$\{([^}]*)\}", stage.get("do", stage)["cmd"]):
+        head, *rest = expr.split(".")
+        if head == "key" or (head == "item" and item is None):
+            found += [expr] if head == "key" or rest else []
+            continue
+        value = item if head == "item" else params[head]
+        for part in rest:
+            value = value[part]
+        found += [] if isinstance(value, dict) else [expr]
+    return found
+
+
+@pytest.mark.parametrize("config", ["params.yaml", "config/smoke.yaml"])
+def test_every_unquoted_name_in_a_command_is_a_checked_name(config):
+    """Each id or scalar DVC puts into a command unquoted is also a dependency under
+    results/params.ok/, which only the parameter check writes (one file per shell-safe name): a
+    stage run alone with an unchecked name stops on the missing file before its shell starts."""
+    params = yaml.safe_load((ROOT / config).read_text())
+    for name, stage in yaml.safe_load(TEXT)["stages"].items():
+        deps = stage.get("do", stage).get("deps", [])
+        for expr in unquoted_scalars(stage, params):
+            assert f"results/params.ok/${{{expr}}}" in deps, (name, expr)
+    assert {"synthetic", "16.0", "true"} <= checked_names({"a": {"synthetic": [16.0, True]}})
+    assert not checked_names({"a;b": "$(x)", "c d": "`e`", "../f": "g'h", "i/j": ""})

@@ -10,6 +10,7 @@ follow params.yaml.
 from __future__ import annotations
 
 import ast
+import re
 from functools import cache
 from pathlib import Path
 
@@ -195,6 +196,38 @@ def stale_stages(text: str, params: dict) -> list[str]:
 
     current, fresh = sections(text), sections(refresh_dvc_yaml(text, params))
     return [name for name in fresh if current.get(name) != fresh[name]]
+
+
+# A name or value DVC may put into a command unquoted: the ids, and the scalars a command names.
+SHELL_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def checked_names(params) -> set[str]:
+    """Every key and scalar of the parameters, written as DVC interpolates it (``true``, ``16.0``),
+    that is safe in a shell command unquoted.
+
+    ``check_params`` writes one empty file per name into ``results/params.ok/``, and each DVC stage
+    depends on the files of the ids and values its command interpolates unquoted (``${key}``,
+    ``${item.dataset}``): a stage run on its own (``dvc repro -s``) with a name that no check has
+    passed stops on the missing file before its command reaches a shell.
+    """
+    names: set[str] = set()
+
+    def visit(value) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                visit(key)
+                visit(item)
+        elif isinstance(value, list):
+            for item in value:
+                visit(item)
+        else:
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            if SHELL_SAFE.fullmatch(text):
+                names.add(text)
+
+    visit(params)
+    return names
 
 
 REFRESH = "python -m robust.deps params.yaml dvc.yaml"  # run from the repository root

@@ -2,8 +2,9 @@
 
 
 # Snakemake checks params.yaml when it parses the workflow (common.smk); this job only mirrors DVC's first
-# stage so both tools run the same commands. It is a target of `all`, not an input of other rules: a rerun
-# after any edit of params.yaml must not make every downstream job look outdated.
+# stage so both tools run the same commands (its folder guards DVC stages run alone: check_params.py). It
+# is a target of `all`, not an input of other rules: a rerun after any edit of params.yaml must not make
+# every downstream job look outdated.
 # It takes a second, so on a cluster it runs on the submit host.
 localrules:
     check_params,
@@ -16,7 +17,7 @@ rule check_params:
         schema="workflow/schemas/params.schema.yaml",
         dvc_yaml=["dvc.yaml"] if CONFIG_FILES == ["params.yaml"] else [],
     output:
-        CHECKED,
+        directory(CHECKED),
     log:
         "logs/check_params.log",
     conda:
