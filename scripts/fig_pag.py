@@ -59,13 +59,24 @@ def cell(record: dict, e: int | None, row: int) -> tuple[torch.Tensor, str | Non
     return record["images"][e][row], caption
 
 
-def draw(plt, grid: list[list], labels: list[str], titles: list[list], left: float, block: int):
-    """A figure of square image cells placed in inches (same cell size whatever the grid).
+def label_width(plt, labels: list[str]) -> float:
+    """Width in inches of the widest row label, as rendered (mathtext included)."""
+    fig = plt.figure()
+    renderer = fig.canvas.get_renderer()
+    widths = [fig.text(0, 0, t, fontsize=7).get_window_extent(renderer).width for t in labels]
+    plt.close(fig)
+    return max(widths, default=0.0) / fig.dpi
+
+
+def draw(plt, grid: list[list], labels: list[str], titles: list[list], block: int):
+    """A figure of square image cells placed in inches (same cell size whatever the grid), with a
+    left margin that fits the widest row label.
 
     grid[r][c] is (image [C,H,W], caption) or None (an empty cell); a new block of ``block`` rows
     starts with extra space for its titles.
     """
     nrows, ncols = len(grid), len(grid[0])
+    left = label_width(plt, labels) + 0.15  # the label's pad from its axes
     gaps = [0.0] + [ROW_GAP + (BLOCK_GAP if r % block == 0 else 0.0) for r in range(1, nrows)]
     width = left + ncols * CELL + (ncols - 1) * COL_GAP + PAD
     height = TOP + nrows * CELL + sum(gaps) + BOTTOM
@@ -126,7 +137,7 @@ def layout_eps_sweep(records: list[dict], rows: list[int], paths: list[Path]):
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cli.setup_logging(args.log)
+    cli.setup_logging(args.log, outputs=args)
     records = load_columns(args.pag_dir, args.columns, args.rows)
     paths = [args.pag_dir / f"{column}.pt" for column in args.columns]
     sweep = args.eps == "all"
@@ -140,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         grid, labels, titles = layout_fixed_eps(records, args.rows, eps, paths)
     plt = report.use_style()
     block = len(args.columns) if sweep else len(grid)
-    fig = draw(plt, grid, labels, titles, left=1.25 if sweep else 0.8, block=block)
+    fig = draw(plt, grid, labels, titles, block=block)
     report.save_figure(fig, args.out)
     plt.close(fig)
     return 0
