@@ -73,6 +73,11 @@ CASES = [
     ("sigma-negative", lambda p: _set(p, M + ["sigma"], -0.25), "models.synthetic-gauss-025.sigma"),
     ("sigma-string", lambda p: _set(p, M + ["sigma"], "0.25"), "is not of type 'number'"),
     ("sigma-zero-gaussian", lambda p: _set(p, M + ["sigma"], 0.0), "kind gaussian needs sigma > 0"),
+    (
+        "warmup-too-long",
+        lambda p: _set(p, M + ["warmup_epochs"], 2),
+        "models.synthetic-gauss-025.warmup_epochs: must be less than epochs (2)",
+    ),
     ("eps-negative", lambda p: _set(p, ["models", "synthetic-at-l2-200", "eps"], -1.0), "eps"),
     (
         "eps-on-standard",

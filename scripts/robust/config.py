@@ -168,6 +168,8 @@ def _model_checks(models: dict, datasets: dict) -> Iterator[str]:
         yield from _unknown(f"{key}.dataset", m["dataset"], datasets, "dataset")
         if m["kind"] == "gaussian" and m["sigma"] <= 0:
             yield f"{key}.sigma: kind gaussian needs sigma > 0"
+        if m["warmup_epochs"] >= m["epochs"]:
+            yield f"{key}.warmup_epochs: must be less than epochs ({m['epochs']})"
         if m["kind"] != "gaussian" and m["sigma"] != 0:
             yield f"{key}.sigma: must be 0.0 for kind {m['kind']}"
         if m["kind"] == "adversarial":
