@@ -26,6 +26,16 @@ pytestmark = pytest.mark.slow
 RUN = "synthetic-gauss-025"
 
 
+@pytest.fixture(autouse=True)
+def installed():
+    """The make targets run below install into the shared environment when its stamp is stale,
+    and from a temporary copy that would leave the package pointing at a deleted folder: refuse
+    first."""
+    up_to_date = subprocess.run(["make", "-q", "install", f"VENV={BIN.parent}"], cwd=ROOT)
+    if up_to_date.returncode != 0:
+        pytest.fail("the environment is older than pyproject.toml: run `make install` first")
+
+
 def handed_over(smk, dest):
     """A copy of the session's Snakemake build, handed over to DVC with `make handover`."""
     repo = workspace(smk, dest)
