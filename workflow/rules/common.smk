@@ -163,6 +163,10 @@ def final_targets():
     targets += expand("paper/tables/{name}.tex", name=TABLES)
     targets += expand("results/predict/{run}.json", run=config["predict"])
     targets += expand("results/certify/{run}.json", run=config["certify"])
+    # checkpoints and their records too: a run after a kill restores them, even when every
+    # figure that needs them is still there
+    targets += expand("results/models/{model}.pt", model=all_models())
+    targets += expand("results/train/{model}.json", model=all_models())
     targets += expand("results/eval/{model}.json", model=all_models())
     targets += expand("results/pag/{column}.pt", column=config["pag"]["columns"])
     # without its weight files the score-alignment job writes a skip record
