@@ -49,6 +49,10 @@ DOCS := docs/smoke
 docs: smoke
 	mkdir -p $(DOCS) && cp paper/figures/fig1.png paper/figures/certified_accuracy.png \
 		paper/tables/certified_accuracy.md $(DOCS)/
+	python -c "import pathlib, re; r = pathlib.Path('README.md'); \
+	t = pathlib.Path('$(DOCS)/certified_accuracy.md').read_text(encoding='utf-8'); \
+	r.write_text(re.sub(r'(<!-- smoke table -->\n).*?(<!-- /smoke table -->)', \
+	lambda m: m[1] + t + m[2], r.read_text(encoding='utf-8'), flags=re.S), encoding='utf-8')"
 
 # Hand a Snakemake build over to DVC: record it in dvc.lock without running anything. Only a build of
 # the current params.yaml qualifies (`snakemake -n` must have nothing to do), since `dvc commit -f`

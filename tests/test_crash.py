@@ -160,3 +160,23 @@ def test_training_state_of_other_parameters_is_not_reused(tmp_path, dataset):
         assert proc.stderr.strip().count("\n") == 0 and "error:" in proc.stderr
     else:
         assert torch.load(tmp_path / "model.pt", weights_only=True)["params"]["lr"] == 0.04
+
+
+def test_a_failing_run_touches_no_resume_state(tmp_path, dataset):
+    """A training run that fails (here: damaged data) leaves every resume state as it was; a run
+    that succeeds removes only its own model's states of other parameters (``train.<16 hex>.pt``),
+    never another model's (``train-b.…``) nor a file that merely starts like one."""
+    states = tmp_path / "state"
+    states.mkdir()
+    others = ["train.0123456789abcdef.pt", "train-b.0123456789abcdef.pt", "train.notes.pt"]
+    for name in others:
+        (states / name).write_bytes(b"state")
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(dataset.read_bytes()[:-100])
+    env = dict(os.environ, PYTHONPATH=str(SCRIPTS), OMP_NUM_THREADS="1")
+    failed = subprocess.run(train_cmd(damaged, tmp_path), env=env, capture_output=True, timeout=300)
+    assert failed.returncode == 2 and sorted(p.name for p in states.iterdir()) == sorted(others)
+    run_to_end(train_cmd(dataset, tmp_path))
+    left = sorted(p.name for p in states.iterdir() if p.name not in others)
+    assert len(left) == 1 and left[0].startswith("train.")  # this run's own finished state
+    assert sorted(p.name for p in states.iterdir() if p.name in others) == others[1:]

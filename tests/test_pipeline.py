@@ -159,6 +159,23 @@ def test_snakemake_builds_everything(smk):
         assert (smk / "paper/main.pdf").read_bytes().startswith(b"%PDF")
 
 
+DOCS = {
+    "fig1.png": "paper/figures/fig1.png",
+    "certified_accuracy.png": "paper/figures/certified_accuracy.png",
+    "certified_accuracy.md": "paper/tables/certified_accuracy.md",
+}
+
+
+def test_the_readme_shows_the_smoke_build(smk):
+    """docs/smoke and the README's table are the smoke build's own outputs (`make docs`)."""
+    for name, built in DOCS.items():
+        committed = (ROOT / "docs/smoke" / name).read_bytes()
+        assert committed == (smk / built).read_bytes(), f"docs/smoke/{name} is stale: make docs"
+    table = (smk / "paper/tables/certified_accuracy.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"<!-- smoke table -->\n{table}<!-- /smoke table -->" in readme
+
+
 @pytest.mark.skipif(not LATEX, reason="no latexmk: the PDF is not built")
 def test_the_paper_has_no_layout_defect(smk):
     """No float too large for its page and no box overfull by more than a few points in the
