@@ -45,7 +45,7 @@ def test_stages_named_by_unchecked_ids_refuse_before_their_shell(tmp_path):
     assert out.returncode != 0 and "params.ok/synthetic;touch pwned4" in out.stderr, out.stderr
     for target in ("results/models/a;touch pwned2.pt", None):  # Snakemake: refused when parsed
         out = run(["snakemake", "--cores", "1", *([target] if target else [])], repo, check=False)
-        assert out.returncode != 0 and "models: 'c$(touch pwned1)' does not" in out.stderr
+        assert out.returncode != 0 and "models: 'c$(touch pwned1)' is not an id" in out.stderr
     out = run(["dvc", "repro"], repo, check=False)  # outputs outside the repository overlap
     assert out.returncode != 0 and "escape" in out.stderr, out.stderr
     for section in ("models", "certify"):

@@ -91,6 +91,9 @@ def _lines(error, root: dict) -> list[tuple[list, str]]:
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [k for k in error.validator_value if k not in error.instance]
         return [([*path, k], "required, missing") for k in missing]
+    if error.validator == "pattern" and error.validator_value == root["$defs"]["id"]["pattern"]:
+        return [(path, f"{error.instance!r} is not an id (letters, digits, _ and -; a letter or "
+                       "digit first)")]  # fmt: skip
     if error.validator in ("oneOf", "anyOf"):
         options = [_describe(_resolve(option, root)) for option in error.validator_value]
         return [(path, f"{error.instance!r} is none of: {'; '.join(options)}")]
