@@ -107,7 +107,7 @@ CASES = [
     (
         "dot-in-model-id",
         lambda p: _rename(p, M, "synthetic.gauss"),
-        "models: 'synthetic.gauss' is not an id (letters, digits, _ and -; a letter or digit first)",
+        "models: 'synthetic.gauss' is not an id (letters, digits, _ and -; a letter or digit ",
     ),
     ("dot-in-run-id", lambda p: _rename(p, C, "run.1"), "certify: 'run.1' is not an id"),
     ("missing-model-key", lambda p: _delete(p, M + ["seed"]), "gauss-025.seed: required, missing"),
