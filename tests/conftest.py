@@ -73,6 +73,18 @@ def _build_once(tmp_path_factory, name: str, cmd: list[str]) -> Path:
     return repo
 
 
+@pytest.fixture(autouse=True)
+def _fresh_logger():
+    """Scripts run in-process attach handlers to the "robust" logger (a log file among them);
+    close and drop them after each test."""
+    yield
+    import logging
+
+    for handler in logging.getLogger("robust").handlers[:]:
+        handler.close()
+        logging.getLogger("robust").removeHandler(handler)
+
+
 @pytest.fixture(scope="session")
 def smk(tmp_path_factory):
     """A copy built once by ``snakemake --cores 2`` (as make smoke does), read only."""

@@ -9,18 +9,6 @@ import pytest
 
 from pipeline_utils import certify_argv, load_script, train_argv
 
-
-@pytest.fixture(autouse=True)
-def _fresh_logger():
-    """Scripts run in-process attach handlers to the "robust" logger; drop them after each test."""
-    yield
-    import logging
-
-    for handler in logging.getLogger("robust").handlers[:]:
-        handler.close()
-        logging.getLogger("robust").removeHandler(handler)
-
-
 SIZES = {"n": 100, "batch": 50, "chunk": 50, "skip": 1, "max_images": 2}
 CERTIFY = certify_argv(Path("m.pt"), Path("d.pt"), Path(""), n0=10, **SIZES)
 PREDICT = certify_argv(Path("m.pt"), Path("d.pt"), Path(""), predict=True, **SIZES)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,6 @@ import torch
 
 from pipeline_utils import load_script
 from robust import data, imagenet
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logger():
-    yield
-    for handler in logging.getLogger("robust").handlers[:]:
-        handler.close()
-        logging.getLogger("robust").removeHandler(handler)
 
 
 def _image(path: Path, value: int, size: tuple[int, int] = (300, 260)) -> None:

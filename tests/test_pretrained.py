@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 import sys
 import tarfile
 import threading
@@ -376,11 +375,8 @@ def test_extract_member_from_tar_and_zip(tmp_path):
 
 @pytest.fixture
 def scripts():
-    """The stage scripts as modules; the handlers they attach to the logger are dropped after."""
-    yield load_script
-    for handler in logging.getLogger("robust").handlers[:]:
-        handler.close()
-        logging.getLogger("robust").removeHandler(handler)
+    """The stage scripts as modules (conftest drops the handlers they attach to the logger)."""
+    return load_script
 
 
 def _fetch_argv(url: str, sha256: str, tmp_path: Path, name: str = "cohen-025") -> list[str]:

@@ -22,16 +22,6 @@ class Terminal(io.StringIO):
         return True
 
 
-@pytest.fixture(autouse=True)
-def _fresh_logger():
-    yield
-    import logging
-
-    for handler in logging.getLogger("robust").handlers[:]:
-        handler.close()
-        logging.getLogger("robust").removeHandler(handler)
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
     from robust import synthetic

@@ -24,17 +24,6 @@ N_TEST = 20
 MODELS = {"m-std": ("standard", 0.0), "m-gauss": ("gaussian", 0.25)}
 
 
-@pytest.fixture(autouse=True)
-def _close_log_files():
-    """The script runs in-process and logs to a file: close its handlers after each test."""
-    yield
-    import logging
-
-    for handler in logging.getLogger("robust").handlers[:]:
-        handler.close()
-        logging.getLogger("robust").removeHandler(handler)
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     """Prepared synthetic data, two tiny checkpoints and the three weight files."""

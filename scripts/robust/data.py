@@ -184,7 +184,7 @@ def _imagenet_split(root: Path, split: str) -> Split:
     except (FileNotFoundError, OSError) as err:
         raise DataError(f"{folder}: unusable image folder: {' '.join(str(err).split())}") from None
     labels = torch.tensor(images.targets, dtype=torch.long)
-    return Split(None, labels, images.classes, loader=lambda i: images[i][0])
+    return Split(None, labels, images.classes, loader=lambda i: images[i][0], kind="imagenet")
 
 
 def open_split(path: Path, split: str) -> Split:
@@ -203,9 +203,7 @@ def open_split(path: Path, split: str) -> Split:
     """
     path = Path(path)
     if path.is_dir():
-        split_ = _imagenet_split(path, split)
-        split_.kind = "imagenet"
-        return split_
+        return _imagenet_split(path, split)
     data = _load_prepared(path)
     kind = str(data["dataset"])
     if kind == "imagenet":

@@ -56,8 +56,8 @@ def read_certify(
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        text = "\x00"
-    if "\x00" in text:
+        text = None
+    if text is None or "\x00" in text:
         raise ReportError(f"{path}: not a certify TSV (binary or not UTF-8)")
     reader = csv.DictReader(text.splitlines(), delimiter="\t")
     missing = [c for c in CERTIFY_COLUMNS if c not in (reader.fieldnames or [])]
