@@ -88,8 +88,7 @@ def synthetic_model(arch: str, device: torch.device, s: dict) -> tuple[nn.Module
     """A base classifier trained with Gaussian noise (sigma) on the synthetic shapes data set, so
     that the fidelity checks see a trained model's margins; returns (model, test images, note)."""
     from robust import synthetic
-    from robust.perturbation import make_perturbation
-    from robust.training import TrainConfig, train
+    from robust.training import TrainConfig, make_perturbation, train
 
     count, epochs, batch = s["synthetic"]
     train_split = _Split(*synthetic.generate(count, SEED, "train"))
@@ -168,8 +167,7 @@ class _Split:
 
 def bench_train(s: dict, device, repeats: int) -> dict:
     """Images/s of one Gaussian-noise training epoch on random uint8 images (one warm-up epoch)."""
-    from robust.perturbation import make_perturbation
-    from robust.training import TrainConfig, train
+    from robust.training import TrainConfig, make_perturbation, train
 
     fast = {"bf16": True, "channels_last": True} if device.type == "cuda" else {}
     figures = {}

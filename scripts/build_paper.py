@@ -1,13 +1,8 @@
 """Build the paper PDF with latexmk, reproducibly, and fail on any LaTeX problem.
 
-Runs ``latexmk -pdf -g -interaction=nonstopmode -halt-on-error`` in the folder of --tex, with the
-build folder = the folder of --latex_log, SOURCE_DATE_EPOCH=0 and FORCE_SOURCE_DATE=1 (dates fixed,
-so the PDF is byte-identical for identical sources). latexmk's output goes to --latex_log (the
-optional --log is the stage log, as in every script). The PDF is copied
-atomically to --out only when the LaTeX log shows no error, undefined reference or citation, or
-missing file; layout defects (a float too large for its page, a box overfull by more than a few
-points) are logged as warnings. Without latexmk on PATH it says how to get one and exits 2,
-writing nothing.
+The build folder is the folder of --latex_log and dates are fixed (byte-identical PDFs). The PDF is
+copied to --out only when the LaTeX log shows no error, undefined reference or citation, or missing
+file; layout defects are logged as warnings. Without latexmk it says how to get one and exits 2.
 """
 
 from __future__ import annotations
@@ -43,12 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log", type=Path)
     parser.add_argument("--tex", type=Path, required=True, help="main .tex file")
     parser.add_argument("--out", type=Path, required=True, help="where the PDF goes")
-    parser.add_argument(
-        "--latex_log",
-        type=Path,
-        required=True,
-        help="latexmk output; its folder is the build folder",
-    )
+    parser.add_argument("--latex_log", type=Path, required=True, help="latexmk's output")
     return parser.parse_args(argv)
 
 

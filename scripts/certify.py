@@ -1,10 +1,9 @@
 """Certify the smoothed classifier on a test subset with Cohen et al.'s CERTIFY.
 
-Images are certified in blocks (their noisy copies share forward passes; counts are read back once
-per block); the answers do not depend on the block size. One TSV row per image (idx label predict
-radius correct time) is flushed block by block to a scratch file beside the resumable state: a
-killed run restarted with the same command skips the images already done. The declared outputs
-(the TSV, a JSON summary and the certified-accuracy curve) are written atomically at the end.
+Images are certified in blocks that share forward passes; the answers do not depend on the block
+size. One TSV row per image (idx label predict radius correct time) is flushed to the scratch file
+--state: a killed run restarted with the same command skips the images already done. The TSV, a
+JSON summary and the certified-accuracy curve are written atomically at the end.
 """
 
 from __future__ import annotations
@@ -86,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         xs, labels = split.get(idxs)
         answers = smooth.certify(xs.to(device), idxs, args.n0, args.n, args.alpha, args.batch)
         seconds = timer.seconds / len(idxs)  # the block's wall-clock time, split evenly
+        elapsed = metrics.format_time(seconds if args.record_time else 0.0)
         for i, label, (prediction, radius) in zip(idxs, labels.tolist(), answers, strict=True):
-            row = (i, label, prediction, f"{radius:.3}", int(prediction == label))
-            rows.append((*row, metrics.format_time(seconds if args.record_time else 0.0)))
+            rows.append((i, label, prediction, f"{radius:.3}", int(prediction == label), elapsed))
     table = rows.finish(args.out)
     radius, correct = table["radius"].astype(float), table["correct"].astype(int)
     write_curve(args.curve, radius, correct)

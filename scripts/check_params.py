@@ -23,9 +23,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--params", type=Path, nargs="+", required=True, help="files, merged in order")
     p.add_argument("--schema", type=Path, required=True)
     p.add_argument("--dvc_yaml", type=Path, help="whose lists must follow --params (DVC's run)")
-    p.add_argument(
-        "--out", type=Path, required=True, help="folder, written only when the check passes"
-    )
+    p.add_argument("--out", type=Path, required=True, help="folder, written if the check passes")
     p.add_argument("--log", type=Path, required=True)
     return p.parse_args(argv)
 
@@ -55,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         if stale:
             return fail(args, [f"{args.dvc_yaml}: the inputs of {', '.join(stale)} do not follow "
                                f"{args.params[-1]}; run {deps.REFRESH}"])  # fmt: skip
-    names = " + ".join(str(path) for path in args.params)
-    args.log.write_text(f"{names}: valid\n", encoding="utf-8")
+    args.log.write_text(f"{' + '.join(map(str, args.params))}: valid\n", encoding="utf-8")
     io.write_folder(args.out, dict.fromkeys(sorted(deps.checked_names(params)), ""))
     return 0
 

@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     model, ckpt = checkpoint.load_checkpoint(args.checkpoint, map_location=device)
     split = data.open_split(args.data, "test")
     idx = cli.subset_indices(len(split), args.skip, args.max_images)
-    x, y = split.get(idx)
-    x, y = x.to(device), y.to(device)
+    x, y = (t.to(device) for t in split.get(idx))
     generator = torch.Generator(device=device).manual_seed(args.seed)
     robust = {}
     bar = cli.progress(f"evaluate {args.model_id}", len(idx) * len(args.eps), "image")

@@ -19,17 +19,8 @@ UNPINNED = ("None", "none", "null")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.Parser(description=__doc__.splitlines()[0])
-    for flag in (
-        "model_id",
-        "url",
-        "sha256",
-        "format",
-        "member",
-        "arch",
-        "dataset",
-        "kind",
-        "norm",
-    ):
+    for flag in ("model_id", "url", "sha256", "format", "member", "arch", "dataset", "kind",
+                 "norm"):  # fmt: skip
         p.add_argument(f"--{flag}", required=True)  # sha256: None = unpinned; member: none
     for flag in ("sigma", "eps"):
         p.add_argument(f"--{flag}", type=float, required=True)

@@ -8,7 +8,6 @@ training sigma) are drawn as hollow markers at --radii. Writes <out>.pdf and <ou
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +39,7 @@ def draw(plt, runs: list[dict], radii: list[float], legend: str):
     for i, run in enumerate(runs):
         color = f"C{i}"
         label = rf"$\sigma$ = {latex.format_float(run[legend])}"
-        if legend == "train_sigma":
-            label = "train " + label
-        elif not math.isclose(run["sigma"], run["train_sigma"]):
-            label += f" (train {latex.format_float(run['train_sigma'])})"
+        label = "train " + label if legend == "train_sigma" else label + results.train_note(run)
         curve = metrics.certified_accuracy(run["radius"], run["correct"], grid)
         ax.plot(grid, curve, color=color, label=label)
         points = [(r, results.lookup(run["published"], r)) for r in radii]
@@ -61,22 +57,15 @@ def draw(plt, runs: list[dict], radii: list[float], legend: str):
     return fig
 
 
-def build(args: argparse.Namespace) -> None:
-    if min(args.radii) < 0 or max(args.radii) <= 0:
-        raise report.ReportError("radii must be non-negative with a positive maximum")
-    reference = results.read_reference(args.reference)
-    runs = [results.load_certify_run(args.certify_dir, run, reference) for run in args.runs]
-    plt = report.use_style()
-    fig = draw(plt, runs, args.radii, args.legend)
-    report.save_figure(fig, args.out)
-    plt.close(fig)
-
-
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log, outputs=args)
-    build(args)
+    if min(args.radii) < 0 or max(args.radii) <= 0:
+        raise report.ReportError("radii must be non-negative with a positive maximum")
+    reference = results.read_reference(args.reference)
+    runs = [results.load_certify_run(args.certify_dir, run, reference) for run in args.runs]
+    report.save_figure(draw(report.use_style(), runs, args.radii, args.legend), args.out)
     return 0
 
 

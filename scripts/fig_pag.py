@@ -29,9 +29,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_columns(pag_dir: Path, columns: list[str], rows: list[int]) -> list[dict]:
-    """PAG records of the columns; checks they share their pairs and that the rows exist."""
-    records = [results.load_pag(pag_dir / f"{column}.pt") for column in columns]
+def load_columns(pag_dir: Path, columns: list[str], rows: list[int]):
+    """(PAG records, their paths) of the columns; checks they share their pairs and that the rows
+    exist."""
+    paths = [pag_dir / f"{column}.pt" for column in columns]
+    records = [results.load_pag(path) for path in paths]
     first = records[0]
     for column, record in zip(columns[1:], records[1:], strict=True):
         if not all(torch.equal(record[k], first[k]) for k in ("labels", "targets")):
@@ -40,7 +42,7 @@ def load_columns(pag_dir: Path, columns: list[str], rows: list[int]) -> list[dic
     for row in rows:
         if not 0 <= row < n_pairs:
             raise report.ReportError(f"row {row} out of range: the results have {n_pairs} pairs")
-    return records
+    return records, paths
 
 
 def pair_label(record: dict, row: int) -> str:
@@ -97,9 +99,8 @@ def draw(plt, grid: list[list], labels: list[str], titles: list[list], block: in
                 continue
             image, caption = grid[r][c]
             pixels = image.detach().float().clamp(0, 1).permute(1, 2, 0).numpy()
-            gray = pixels.shape[2] == 1
-            cmap = "gray" if gray else None
-            ax.imshow(pixels[..., 0] if gray else pixels, cmap=cmap, vmin=0, vmax=1)
+            pixels = pixels[..., 0] if pixels.shape[2] == 1 else pixels  # grayscale: [H, W]
+            ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0, vmax=1)
             if caption:
                 ax.set_xlabel(caption, fontsize=6, labelpad=2)
     return fig
@@ -138,8 +139,7 @@ def layout_eps_sweep(records: list[dict], rows: list[int], paths: list[Path]):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log, outputs=args)
-    records = load_columns(args.pag_dir, args.columns, args.rows)
-    paths = [args.pag_dir / f"{column}.pt" for column in args.columns]
+    records, paths = load_columns(args.pag_dir, args.columns, args.rows)
     sweep = args.eps == "all"
     if sweep:
         grid, labels, titles = layout_eps_sweep(records, args.rows, paths)
@@ -149,11 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             raise report.ReportError(f"--eps: a generation radius or all, got {args.eps}") from None
         grid, labels, titles = layout_fixed_eps(records, args.rows, eps, paths)
-    plt = report.use_style()
     block = len(args.columns) if sweep else len(grid)
-    fig = draw(plt, grid, labels, titles, block=block)
-    report.save_figure(fig, args.out)
-    plt.close(fig)
+    report.save_figure(draw(report.use_style(), grid, labels, titles, block=block), args.out)
     return 0
 
 

@@ -1,13 +1,11 @@
 """Perceptual-alignment metrics as sweeps, from the JSON of scripts/pag_metrics.py.
 
-One row per metric. Left: the metric against the generation radius eps, one line per PAG column
-with its 95% bootstrap band. Middle: smoothed columns against sigma, right: adversarially trained
-columns against their training eps, both at the largest generation eps, with the standard model at
-0 (sigma 0 and training eps 0 both give the standard model); a panel is left out when no column of
-its kind exists. Grey: the calibration controls (dashed: a random direction of the same norm, "no
-better than noise"; dotted: a straight step toward the target's reference, "aligned"). Only the
-metrics marked as shown are drawn; the figure fits a page. Writes <out>.pdf and <out>.png
-(byte-deterministic).
+One row per shown metric. Left: the metric against the generation radius eps, one line and 95%
+bootstrap band per PAG column. Middle: smoothed columns against sigma; right: adversarially trained
+columns against their training eps, both at the largest generation eps with the standard model at 0
+(left out when no column of its kind exists). Grey: the calibration controls (dashed: a random
+direction of the same norm, "no better than noise"; dotted: a straight step toward the target's
+reference, "aligned"). Writes <out>.pdf and <out>.png (byte-deterministic).
 """
 
 from __future__ import annotations
@@ -15,10 +13,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from robust import cli
+from robust import cli, latex, report, results
 
 ROW_HEIGHT, WIDTH, LEFT, TOP, BOTTOM = 0.95, 6.5, 0.95, 0.75, 0.45  # inches
-CONTROL_STYLE = {"random": "--", "reference": ":"}
+GREY = {"color": "0.35", "lw": 0.9}
+CONTROL_STYLE = {"random": GREY | {"ls": "--"}, "reference": GREY | {"ls": ":"}}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,7 +57,7 @@ def draw_eps(ax, summary: dict, columns: dict, name: str, colours: dict) -> None
     for control, info in summary["controls"].items():
         keys = sorted(info["eps"], key=float)
         means = [info["eps"][k][name]["mean"] for k in keys]
-        ax.plot([float(k) for k in keys], means, color="0.35", lw=0.9, ls=CONTROL_STYLE[control])
+        ax.plot([float(k) for k in keys], means, **CONTROL_STYLE[control])
     eps = summary["settings"]["eps"]
     if min(eps) > 0 and len(eps) > 1:
         ax.set_xscale("log", base=2)
@@ -80,14 +79,11 @@ def draw_sweep(ax, summary: dict, name: str, key: str, columns: list[str], colou
 
 
 def build(summary: dict, out: Path) -> None:
-    from robust import latex, report
-
     plt = report.use_style()
     # JSON keys are sorted; settings.columns keeps the order of the table (baseline first).
     order = summary["settings"].get("columns", list(summary["columns"]))
     columns = {c: summary["columns"][c] for c in order}
-    shown = summary["settings"]["shown"]
-    metrics = {m: summary["metrics"][m] for m in shown}
+    metrics = {m: summary["metrics"][m] for m in summary["settings"]["shown"]}
     colours = {c: f"C{i % 10}" for i, c in enumerate(columns)}
     panels = sweeps(columns)
     nrows, ncols = len(metrics), 1 + len(panels)
@@ -102,8 +98,7 @@ def build(summary: dict, out: Path) -> None:
         for col, (_, key, chosen) in enumerate(panels, start=1):
             draw_sweep(axes[row][col], summary, name, key, chosen, colours)
             for control, info in summary["controls"].items():
-                axes[row][col].axhline(info["eps"][at_key][name]["mean"], color="0.35", lw=0.9,
-                                       ls=CONTROL_STYLE[control])  # fmt: skip
+                axes[row][col].axhline(info["eps"][at_key][name]["mean"], **CONTROL_STYLE[control])
         if name.startswith("judge_"):
             for ax in axes[row]:
                 ax.set_ylim(-0.03, 1.03)
@@ -118,23 +113,18 @@ def build(summary: dict, out: Path) -> None:
         axes[0][col].set_title(rf"at generation $\epsilon$ = {at}")
     handles, labels = axes[0][0].get_legend_handles_labels()
     for control, info in summary["controls"].items():
-        handles.append(plt.Line2D([], [], color="0.35", ls=CONTROL_STYLE[control], lw=0.9))
+        handles.append(plt.Line2D([], [], **CONTROL_STYLE[control]))
         labels.append(info["title"])
     fig.legend(handles, labels, loc="upper center", ncols=min(4, len(labels)), frameon=False)
     report.save_figure(fig, out)
-    plt.close(fig)
 
 
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log, outputs=args)
-    from robust import results
-
-    summary = results.load_json(args.metrics)
-    for key in ("settings", "metrics", "columns", "controls", "paired"):
-        results.require(summary, key, args.metrics)
-    build(summary, args.out)
+    keys = ("settings", "metrics", "columns", "controls", "paired")
+    build(results.load_json(args.metrics, keys), args.out)
     cli.LOG.info("wrote %s.pdf and %s.png", args.out, args.out)
     return 0
 

@@ -32,14 +32,13 @@ def load_model(train_dir: Path, model: str) -> dict:
     """The training record with its per-epoch list checked (non-empty, required keys); the record
     of a pretrained model has no epochs, only its provenance."""
     path = train_dir / f"{model}.json"
-    record = results.load_json(path)
-    epochs = results.require(record, "epochs", path)
+    record = results.load_json(path, ["epochs"])
     if "pretrained" in record:
         return record
-    if not epochs:
+    if not record["epochs"]:
         raise report.ReportError(f"{path}: no epochs recorded")
     for key in EPOCH_KEYS:
-        results.require(epochs[0], key, path)
+        results.require(record["epochs"][0], key, path)
     return record
 
 
@@ -50,23 +49,19 @@ def model_title(model: str, record: dict) -> str:
     return f"{model} ({label})" if kind else model
 
 
-def draw_pretrained(ax_loss, ax_acc, model: str, record: dict) -> None:
-    """An empty panel naming the source: a pretrained model has no training curve here."""
-    source = record["pretrained"].get("format", "")
-    ax_loss.set_title(model_title(model, record), fontsize=7)
-    ax_loss.text(0.5, 0.5, f"pretrained ({source})\nno training curve", ha="center", va="center")
-    ax_loss.set_axis_off()
-    ax_acc.set_axis_off()
-
-
 def draw_model(ax_loss, ax_acc, model: str, record: dict) -> None:
+    """Loss above test accuracy per epoch; for a pretrained model, which has no training curve
+    here, an empty panel naming its source."""
+    ax_loss.set_title(model_title(model, record), fontsize=7)
     if "pretrained" in record:
-        draw_pretrained(ax_loss, ax_acc, model, record)
+        text = f"pretrained ({record['pretrained'].get('format', '')})\nno training curve"
+        ax_loss.text(0.5, 0.5, text, ha="center", va="center")
+        ax_loss.set_axis_off()
+        ax_acc.set_axis_off()
         return
     epochs = record["epochs"]
     x = [e["epoch"] for e in epochs]
     ax_loss.plot(x, [e["loss"] for e in epochs], color="C0")
-    ax_loss.set_title(model_title(model, record), fontsize=7)
     ax_loss.set_ylabel("training loss")
     ax_acc.plot(x, [e["test_accuracy"] for e in epochs], color="C1", label="clean")
     eval_sigma = float(record.get("params", {}).get("eval_sigma", 0.0))
@@ -88,9 +83,8 @@ def draw(plt, models: list[str], records: list[dict]):
     for k, (model, record) in enumerate(zip(models, records, strict=True)):
         row, col = 2 * (k // ncols), k % ncols
         draw_model(axes[row][col], axes[row + 1][col], model, record)
-    for k in range(len(records), nrows * ncols):  # unused cells of the last row
-        axes[2 * (k // ncols)][k % ncols].set_visible(False)
-        axes[2 * (k // ncols) + 1][k % ncols].set_visible(False)
+    for ax in axes[-2:, len(records) - (nrows - 1) * ncols :].flat:  # unused cells of the last row
+        ax.set_visible(False)
     # one legend for every panel, above them, so that it never covers a curve
     handles = [plt.Line2D([], [], color="C1"), plt.Line2D([], [], color="C2", ls="--")]
     fig.legend(handles, ["clean", NOISY], loc="upper center", ncols=2, frameon=False)
@@ -98,19 +92,12 @@ def draw(plt, models: list[str], records: list[dict]):
     return fig
 
 
-def build(args: argparse.Namespace) -> None:
-    records = [load_model(args.train_dir, model) for model in args.models]
-    plt = report.use_style()
-    fig = draw(plt, args.models, records)
-    report.save_figure(fig, args.out)
-    plt.close(fig)
-
-
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log, outputs=args)
-    build(args)
+    records = [load_model(args.train_dir, model) for model in args.models]
+    report.save_figure(draw(report.use_style(), args.models, records), args.out)
     return 0
 
 

@@ -2,9 +2,6 @@
 
 The names are those paper/main.tex uses: the set-up, summaries and one value per role (e.g.
 \\CleanAccStandard = the first standard model of --models); 'n/a' where a role is absent.
-\\TrainVsCertifyKeys lists the --train_vs_certify keys (comma-separated, may be empty).
-\\ScoreAlignmentComputed is 1 when --score_alignment names a computed result, else 0, and
-\\ScoreAlignmentText is the sentence that reports it (or says why it was not computed).
 Units: model accuracies in percent (one decimal, no % sign); certified accuracies, differences and
 target probabilities as fractions (two decimals), as in the tables.
 """
@@ -48,54 +45,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def distinct(values) -> str:
-    """Distinct values in first-seen order as words ('90', '90 and 30', 'n/a' when empty)."""
+    """Distinct values in first-seen order as words ('90', '90 and 30', 'n/a' when empty): one
+    value when all agree (the text states one protocol), else all, so the text stays true."""
     return latex.join_words(list(dict.fromkeys(values)))
-
-
-def shared(records: list[dict], key: str, fmt=str) -> str:
-    """``key``'s value across certify runs, formatted: one value when all runs agree (the text
-    states one protocol), else the distinct values in run order ("1{,}000 and 800") so the text
-    stays true."""
-    values = list(dict.fromkeys(fmt(r[key]) for r in records))
-    return values[0] if len(values) == 1 else latex.join_words(values)
-
-
-def certify_setup(args: argparse.Namespace, runs: list[dict], m: dict) -> None:
-    m[r"\CertNZero"], m[r"\CertN"] = shared(runs, "n0"), shared(runs, "n", latex.format_int)
-    m[r"\CertAlpha"] = shared(runs, "alpha", NUM)
-    m[r"\NumCertImages"] = shared(runs, "n_images")
-    m[r"\SigmaList"] = latex.join_words([NUM(r["sigma"]) for r in runs])
-    m[r"\RadiusMax"] = NUM(max(args.radii))
-    seconds = [float(r["seconds_per_image"]) for r in runs if "seconds_per_image" in r]
-    mean = sum(seconds) / len(seconds) if seconds else 0.0
-    # Runs with timing.record_time false write 0 s; say so rather than quote a time.
-    m[r"\CertTiming"] = (
-        f"Certification took {mean:.1f}\\,s per image on average."
-        if mean > 0
-        else "Wall-clock times were not recorded in this run."
-    )
-    m[r"\AbstainList"] = latex.join_words([FMT(r.get("abstain_rate")) for r in runs])
 
 
 def certify_macros(args: argparse.Namespace, m: dict) -> None:
     reference = results.read_reference(args.reference)
     runs = [results.load_certify_run(args.certify_dir, run, reference) for run in args.runs]
-    for name, run in zip(args.runs, runs, strict=True):
-        for key in ("n0", "n", "alpha", "n_images"):
-            results.require(run, key, args.certify_dir / f"{name}.json")
-    certify_setup(args, runs, m)
+    m[r"\CertNZero"] = distinct(str(r["n0"]) for r in runs)
+    m[r"\CertN"] = distinct(latex.format_int(r["n"]) for r in runs)
+    m[r"\CertAlpha"] = distinct(NUM(r["alpha"]) for r in runs)
+    m[r"\NumCertImages"] = distinct(str(r["n_images"]) for r in runs)
+    m[r"\SigmaList"] = latex.join_words([NUM(r["sigma"]) for r in runs])
+    m[r"\RadiusMax"] = NUM(max(args.radii))
+    seconds = [float(r["seconds_per_image"]) for r in runs if "seconds_per_image" in r]
+    mean = sum(seconds) / len(seconds) if seconds else 0.0
+    # Runs with timing.record_time false write 0 s; say so rather than quote a time.
+    timing = f"Certification took {mean:.1f}\\,s per image on average."
+    m[r"\CertTiming"] = timing if mean > 0 else "Wall-clock times were not recorded in this run."
+    m[r"\AbstainList"] = latex.join_words([FMT(r.get("abstain_rate")) for r in runs])
     clean, clean_ref, diffs = [], [], []
+    radii = [0.0, *args.radii]
     for run in runs:
-        acc = [FMT(a) for a in metrics.certified_accuracy(run["radius"], run["correct"],
-                                                           [0.0, *args.radii])]  # fmt: skip
+        acc = [FMT(a) for a in metrics.certified_accuracy(run["radius"], run["correct"], radii)]
+        published = [results.lookup(run["published"], r) for r in radii]
         clean.append(acc[0])
-        sigma, published = run["sigma"], run["published"]
-        if results.lookup(published, 0.0) is not None:
-            clean_ref.append(FMT(results.lookup(published, 0.0)))
-        for r, value in zip(args.radii, acc[1:], strict=True):
-            ref = results.lookup(published, r)
+        clean_ref += [] if published[0] is None else [FMT(published[0])]
+        for r, value, ref in zip(args.radii, acc[1:], published[1:], strict=True):
             if ref is not None:
-                diffs.append((abs(float(value) - ref), NUM(sigma), NUM(r)))
+                diffs.append((abs(float(value) - ref), NUM(run["sigma"]), NUM(r)))
     m[r"\CertCleanList"] = latex.join_words(clean)
     m[r"\CertRefCleanList"] = latex.join_words(clean_ref)
     comparison_macros(diffs, m)
@@ -134,10 +113,10 @@ def training_setup(train: list[dict], m: dict) -> None:
 
 def model_macros(args: argparse.Namespace, m: dict) -> None:
     train = [results.load_json(args.train_dir / f"{model}.json") for model in args.models]
-    evals = []
-    for model in args.models:
-        evals.append(ev := results.load_json(path := args.eval_dir / f"{model}.json"))
-        results.require(ev, "clean_accuracy", path)
+    evals = [
+        results.load_json(args.eval_dir / f"{model}.json", ["clean_accuracy"])
+        for model in args.models
+    ]
     training_setup(train, m)
     robust = [{float(k): v for k, v in ev.get("robust_accuracy", {}).items()} for ev in evals]
     eps = sorted({e for rob in robust for e in rob})
@@ -174,12 +153,11 @@ def pag_macros(args: argparse.Namespace, m: dict) -> None:
     m[r"\PagNumPairs"] = str(len(records[0]["labels"]))
     m[r"\PagSteps"] = str(records[0].get("steps", NA))
     m[r"\PagStepFactor"] = NUM(records[0]["step_factor"]) if "step_factor" in records[0] else NA
-    smoothed = [r for r in records if results.pag_role(r) == "smoothed"]
-    m[r"\PagM"] = str(smoothed[0].get("m", NA)) if smoothed else NA
-    fixed = smoothed[0].get("fixed_noise") if smoothed else None
+    smoothed = next((r for r in records if results.pag_role(r) == "smoothed"), {})
+    m[r"\PagM"] = str(smoothed.get("m", NA))
     noise = {True: "fixed across steps", False: "drawn afresh at every step"}
-    m[r"\PagNoise"] = noise.get(fixed, NA)
-    m[r"\PagSigmaSmoothed"] = NUM(smoothed[0]["sigma"]) if smoothed else NA
+    m[r"\PagNoise"] = noise.get(smoothed.get("fixed_noise"), NA)
+    m[r"\PagSigmaSmoothed"] = NUM(smoothed["sigma"]) if smoothed else NA
     by_role: dict[str, str] = {}
     for record, path in zip(records, paths, strict=True):
         e = results.eps_index(record, eps, path)
@@ -204,18 +182,16 @@ def judge_words(role: str, judge: dict) -> str:
     return f"{JUDGE_WORDS.get(role, role)} {arch_tt(judge)} ({seed})"
 
 
-def holds_everywhere(record: dict, column: str, names: list[str]) -> bool:
-    """Whether column - baseline is positive and survives Holm's correction on every metric."""
-    paired = record["paired"]["columns"][column]
-    return all(paired[n]["holds"] and paired[n]["mean"] > 0 for n in names)
-
-
 def conclusion(record: dict, names: list[str], what: str) -> str:
-    """Which columns beat the baseline on every metric of ``names`` after Holm's correction."""
+    """Which columns beat the baseline on every metric of ``names``: column - baseline positive
+    and surviving Holm's correction."""
     columns, base = record["columns"], record["paired"]["baseline"]
-    others = [c for c in record["settings"]["columns"] if c != base]
-    above = [columns[c]["title"] for c in others if holds_everywhere(record, c, names)]
-    below = [columns[c]["title"] for c in others if not holds_everywhere(record, c, names)]
+    above, below = [], []
+    for c in record["settings"]["columns"]:
+        if c != base:
+            paired = record["paired"]["columns"][c]
+            holds = all(paired[n]["holds"] and paired[n]["mean"] > 0 for n in names)
+            (above if holds else below).append(columns[c]["title"])
     text = f"{what} is higher for {latex.join_words(above) if above else 'no column'} than for "
     text += f"the {columns[base]['title']} column after Holm's correction"
     return text + (f", but not for {latex.join_words(below)}." if below and above else ".")
@@ -223,9 +199,8 @@ def conclusion(record: dict, names: list[str], what: str) -> str:
 
 def pag_metrics_macros(args: argparse.Namespace, m: dict) -> None:
     """The judges, training runs, conclusions and orderings of the PAG metrics, as sentences."""
-    record = results.load_json(args.pag_metrics)
-    for key in ("settings", "judges", "columns", "paired", "judge_agreement"):
-        results.require(record, key, args.pag_metrics)
+    keys = ("settings", "judges", "columns", "paired", "judge_agreement")
+    record = results.load_json(args.pag_metrics, keys)
     judges = record["judges"]
     roles = [r for r in JUDGE_WORDS if r in judges]  # the JSON's keys are sorted
     m[r"\PagJudges"] = latex.join_words([judge_words(r, judges[r]) for r in roles])
@@ -295,7 +270,10 @@ def score_alignment_macros(args: argparse.Namespace, m: dict) -> None:
     m[r"\ScoreAlignmentText"] = text
 
 
-def build(args: argparse.Namespace) -> None:
+@cli.entrypoint
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cli.setup_logging(args.log, outputs=args)
     macros: dict[str, str] = {}
     parts = (certify_macros, model_macros, pag_macros, pag_metrics_macros, score_alignment_macros)
     for part in parts:
@@ -307,13 +285,6 @@ def build(args: argparse.Namespace) -> None:
     lines = ["% Generated by scripts/make_numbers.py."]
     lines += [latex.newcommand(name, value) for name, value in macros.items()]
     write_text(args.out, "\n".join(lines) + "\n")
-
-
-@cli.entrypoint
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    cli.setup_logging(args.log, outputs=args)
-    build(args)
     return 0
 
 

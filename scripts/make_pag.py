@@ -42,13 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 
     device = cli.resolve_device(args.device)
     model, ckpt = checkpoint.load_checkpoint(args.checkpoint, map_location=device)
-    for param in model.parameters():
-        param.requires_grad_(False)  # only input gradients are needed
+    model.requires_grad_(False)  # only input gradients are needed
     split = data.open_split(args.data, "test")
-    idx, targets = pag.pairs(
-        split.labels, split.num_classes, args.pairs, args.pair_skip, args.pair_seed, args.idx,
-        args.targets,
-    )  # fmt: skip
+    idx, targets = pag.pairs(split.labels, split.num_classes, args.pairs, args.pair_skip,
+                             args.pair_seed, args.idx, args.targets)  # fmt: skip
     x0, labels = split.get(idx)
     x0, targets_dev = x0.to(device), targets.to(device)
     images, target_prob = [], []
@@ -60,11 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             scorer = pag.SmoothedScorer(model, args.sigma, args.m, args.fixed_noise, generator)
         else:
             scorer = pag.PlainScorer(model)
-        step_size = args.step_factor * eps / args.steps
         x = pag.generate_pag(scorer, x0, targets_dev, eps=eps, steps=args.steps,
-                             step_size=step_size, batch_size=args.batch,
+                             step_size=args.step_factor * eps / args.steps, batch_size=args.batch,
                              progress=bar.update)  # fmt: skip
-        if args.sigma > 0:
+        if args.sigma > 0:  # the smoothed classifier's probability, on fresh noise
             check = torch.Generator(device=device).manual_seed(args.seed + 1)
             prob = pag.smoothed_probability(
                 model, x, targets_dev, args.sigma, args.m, check, batch_size=args.batch * args.m

@@ -1,29 +1,24 @@
 """LaTeX tables of the paper: certified accuracy versus the published values, clean/robust accuracy.
 
-certified_accuracy.tex: three blocks over the same radius columns: ours (certified accuracy of each
-run), Cohen et al. (2019) (published, matched by sigma) and the difference ours - published
-(computed from the two-decimal values shown). The column maximum of each of the first two blocks
-is bold. accuracy.tex: clean and L2-PGD robust accuracy (%) per model, column maxima bold.
-Both are complete booktabs tabulars without a float wrapper; certified_accuracy.md is the first
-table in Markdown (ours and published, per run), for the README.
-
-The short summaries that `dvc metrics show` lists go to --summary_dir: models/<id>.json per model
-of the accuracy table (clean and PGD accuracy of its evaluation; final test accuracy under its
-training noise and training seconds of its record) and certify/<run>.json per run of the
-certified-accuracy table (abstention rate, average certified radius, certified accuracy at each
-radius of the table), to three decimals.
+certified_accuracy.tex: blocks Ours, Cohen et al. (2019) (published, matched by sigma) and their
+difference (of the two-decimal values shown) over the same radius columns; the column maxima of the
+first two blocks are bold. accuracy.tex: clean and L2-PGD accuracy (%) per model, column maxima
+bold. Both are booktabs tabulars without a float wrapper; certified_accuracy.md is the first table
+in Markdown (ours and published, per run) for the README. --summary_dir gets the lines of `dvc
+metrics show`, to three decimals: models/<id>.json (clean and PGD accuracy of its evaluation, final
+test accuracy under its training noise, training seconds) and certify/<run>.json (abstention rate,
+average certified radius, certified accuracy at each radius of the table).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from robust import cli, latex, metrics, results
 from robust.io import write_text
 
-FMT = latex.format_fraction
+FMT, NUM = latex.format_fraction, latex.format_float
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,31 +28,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--radii", nargs="+", type=float, required=True, help="table columns")
     parser.add_argument("--reference", type=Path, required=True, help="published accuracies TSV")
     parser.add_argument("--models", nargs="+", required=True, help="model ids (accuracy table)")
-    parser.add_argument("--certify_dir", type=Path, required=True)
-    parser.add_argument("--eval_dir", type=Path, required=True)
-    parser.add_argument("--train_dir", type=Path, required=True)
-    parser.add_argument("--out_dir", type=Path, required=True)
+    for flag in ("--certify_dir", "--eval_dir", "--train_dir", "--out_dir"):
+        parser.add_argument(flag, type=Path, required=True)
     parser.add_argument("--summary_dir", type=Path, required=True, help="dvc metrics summaries")
     return parser.parse_args(argv)
 
 
-def run_label(run: dict) -> str:
-    """'$\\sigma = 0.25$', plus the training sigma when it differs from the certification sigma."""
-    sigma, train = run["sigma"], run["train_sigma"]
-    label = rf"$\sigma = {latex.format_float(sigma)}$"
-    return label if math.isclose(sigma, train) else label + f" (train {latex.format_float(train)})"
-
-
-def certified_rows(certify_dir: Path, runs: list[str], radii: list[float], reference: dict):
-    """Row labels and displayed cells (ours, published) per run; '--' where nothing is published."""
-    labels, ours, published = [], [], []
-    for run in (results.load_certify_run(certify_dir, r, reference) for r in runs):
-        labels.append(run_label(run))
-        ours.append(
-            [FMT(a) for a in metrics.certified_accuracy(run["radius"], run["correct"], radii)]
-        )
-        published.append([FMT(results.lookup(run["published"], r)) for r in radii])
-    return labels, ours, published
+def certified_cells(runs: list[dict], radii: list[float]) -> tuple[list[list[str]], ...]:
+    """Displayed cells per run: (ours, published), '--' where nothing is published."""
+    ours = [
+        [FMT(a) for a in metrics.certified_accuracy(r["radius"], r["correct"], radii)] for r in runs
+    ]
+    return ours, [[FMT(results.lookup(r["published"], x)) for x in radii] for r in runs]
 
 
 def difference(ours: list[str], published: list[str]) -> list[str]:
@@ -66,32 +48,25 @@ def difference(ours: list[str], published: list[str]) -> list[str]:
     return ["--" if p == "--" else latex.format_signed(float(o) - float(p)) for o, p in pairs]
 
 
-def certified_markdown(
-    certify_dir: Path, runs: list[str], radii: list[float], ref_path: Path
-) -> str:
+def certified_markdown(runs: list[dict], radii: list[float]) -> str:
     """The certified-accuracy table as Markdown (the README's copy): per run a line of ours and,
     below it, Cohen et al.'s published values ('--' where none)."""
-    reference = results.read_reference(ref_path)
-    _, ours, published = certified_rows(certify_dir, runs, radii, reference)
-    header = ["", *(f"r = {latex.format_float(r)}" for r in radii)]
+    header = ["", *(f"r = {NUM(r)}" for r in radii)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run, mine, theirs in zip(runs, ours, published, strict=True):
-        record = results.load_certify_run(certify_dir, run, {})
-        label = f"σ = {latex.format_float(record['sigma'])}"
-        if not math.isclose(record["sigma"], record["train_sigma"]):
-            label += f" (train {latex.format_float(record['train_sigma'])})"
+    for run, mine, theirs in zip(runs, *certified_cells(runs, radii), strict=True):
+        label = f"σ = {NUM(run['sigma'])}{results.train_note(run)}"
         lines.append(f"| {label}, ours | " + " | ".join(mine) + " |")
         lines.append("| Cohen et al. (2019) | " + " | ".join(theirs) + " |")
     return "\n".join(lines) + "\n"
 
 
-def certified_table(certify_dir: Path, runs: list[str], radii: list[float], ref_path: Path) -> str:
-    reference = results.read_reference(ref_path)
-    labels, ours, published = certified_rows(certify_dir, runs, radii, reference)
+def certified_table(runs: list[dict], radii: list[float]) -> str:
+    labels = [rf"$\sigma = {NUM(run['sigma'])}$" + results.train_note(run) for run in runs]
+    ours, published = certified_cells(runs, radii)
     diff = [difference(o, p) for o, p in zip(ours, published, strict=True)]
     blocks = [("Ours", ours, True), ("Cohen et al. (2019)", published, True)]
     blocks.append((r"Ours $-$ Cohen et al.", diff, False))
-    header = [latex.table_row([""] + [rf"$r = {latex.format_float(r)}$" for r in radii])]
+    header = [latex.table_row([""] + [rf"$r = {NUM(r)}$" for r in radii])]
     body: list[str] = []
     for title, rows, bold in blocks:
         body += [r"\midrule"] if body else []
@@ -103,38 +78,25 @@ def certified_table(certify_dir: Path, runs: list[str], radii: list[float], ref_
 
 
 def accuracy_table(eval_dir: Path, models: list[str]) -> str:
-    records = []
-    for model in models:
-        path = eval_dir / f"{model}.json"
-        meta = results.load_json(path)
-        results.require(meta, "clean_accuracy", path)
-        results.require(meta, "robust_accuracy", path)
-        records.append(meta)
+    keys = ("clean_accuracy", "robust_accuracy")
+    records = [results.load_json(eval_dir / f"{model}.json", keys) for model in models]
     robust = [{float(k): v for k, v in m["robust_accuracy"].items()} for m in records]
     eps = sorted({e for r in robust for e in r})
     columns = [[latex.format_percent(meta["clean_accuracy"]) for meta in records]]
     columns += [[latex.format_percent(results.lookup(r, e)) for r in robust] for e in eps]
-    columns = [latex.bold_max(col) for col in columns]
-    span = rf"\multicolumn{{{len(eps)}}}{{c}}{{PGD ($\ell_2$) accuracy (\%)}}"
-    header = (
-        [latex.table_row(["", "", "", span]), rf"\cmidrule(lr){{4-{3 + len(eps)}}}"] if eps else []
-    )
-    eps_cells = [rf"$\epsilon = {latex.format_float(e)}$" for e in eps]
+    rows = zip(*[latex.bold_max(col) for col in columns], strict=True)
+    header = []
+    if eps:
+        span = rf"\multicolumn{{{len(eps)}}}{{c}}{{PGD ($\ell_2$) accuracy (\%)}}"
+        header = [latex.table_row(["", "", "", span]), rf"\cmidrule(lr){{4-{3 + len(eps)}}}"]
+    eps_cells = [rf"$\epsilon = {NUM(e)}$" for e in eps]
     header.append(latex.table_row(["Model", "Training", r"Clean (\%)", *eps_cells]))
-    body = [
-        latex.table_row(
-            [
-                rf"\texttt{{{latex.tex_escape(model)}}}",
-                results.training_label(
-                    str(meta.get("kind", "")),
-                    meta.get("train_sigma", 0.0),
-                    meta.get("train_eps", 0.0),
-                ),
-                *cells,
-            ]
+    body = []
+    for model, meta, cells in zip(models, records, rows, strict=True):
+        trained = results.training_label(
+            str(meta.get("kind", "")), meta.get("train_sigma", 0.0), meta.get("train_eps", 0.0)
         )
-        for model, meta, cells in zip(models, records, zip(*columns, strict=True), strict=True)
-    ]
+        body.append(latex.table_row([rf"\texttt{{{latex.tex_escape(model)}}}", trained, *cells]))
     return latex.tabular("ll" + "c" * (1 + len(eps)), header, body)
 
 
@@ -143,57 +105,44 @@ def _short(value):
     return None if value is None else round(float(value), 3)
 
 
-def model_summary(train: dict, evaluation: dict) -> dict:
-    """A model's `dvc metrics show` line: clean and L2-PGD accuracy of its evaluation, final test
-    accuracy under its training noise and training seconds of its record (None if not recorded)."""
-    final = train.get("final") or {}
-    out = {
-        "clean": _short(evaluation["clean_accuracy"]),
-        "noisy": _short(final.get("test_noise_accuracy")),
-        "train_s": _short(train.get("seconds")),
-    }
-    return out | {f"pgd_{float(e):g}": _short(v) for e, v in evaluation["robust_accuracy"].items()}
-
-
-def certify_summary(run: dict, radii: list[float]) -> dict:
-    """A certify run's `dvc metrics show` line: abstention, ACR, certified accuracy per radius."""
-    accuracy = metrics.certified_accuracy(run["radius"], run["correct"], radii)
-    out = {"abstain": _short(run.get("abstain_rate")),
-           "acr": _short(run.get("average_certified_radius"))}  # fmt: skip
-    return out | {f"r_{r:g}": _short(a) for r, a in zip(radii, accuracy, strict=True)}
-
-
-def summaries(args: argparse.Namespace) -> dict[Path, dict]:
-    """Path -> content of every summary file."""
+def summaries(args: argparse.Namespace, runs: list[dict]) -> dict[Path, dict]:
+    """Path -> content of every summary file (see the module docstring); None if not recorded."""
     out = {}
     for model in args.models:
         train = results.load_json(args.train_dir / f"{model}.json")
         evaluation = results.load_json(args.eval_dir / f"{model}.json")
-        out[args.summary_dir / "models" / f"{model}.json"] = model_summary(train, evaluation)
-    for run in args.runs:
-        record = results.load_certify_run(args.certify_dir, run, {})
-        out[args.summary_dir / "certify" / f"{run}.json"] = certify_summary(record, args.radii)
+        final = train.get("final") or {}
+        out[args.summary_dir / "models" / f"{model}.json"] = {
+            "clean": _short(evaluation["clean_accuracy"]),
+            "noisy": _short(final.get("test_noise_accuracy")),
+            "train_s": _short(train.get("seconds")),
+        } | {f"pgd_{float(e):g}": _short(v) for e, v in evaluation["robust_accuracy"].items()}
+    for name, run in zip(args.runs, runs, strict=True):
+        accuracy = metrics.certified_accuracy(run["radius"], run["correct"], args.radii)
+        out[args.summary_dir / "certify" / f"{name}.json"] = {
+            "abstain": _short(run.get("abstain_rate")),
+            "acr": _short(run.get("average_certified_radius")),
+        } | {f"r_{r:g}": _short(a) for r, a in zip(args.radii, accuracy, strict=True)}
     return out
-
-
-def build(args: argparse.Namespace) -> None:
-    # Everything is computed before anything is written, so bad input leaves no partial output.
-    certified = certified_table(args.certify_dir, args.runs, args.radii, args.reference)
-    accuracy = accuracy_table(args.eval_dir, args.models)
-    markdown = certified_markdown(args.certify_dir, args.runs, args.radii, args.reference)
-    summary = summaries(args)
-    write_text(args.out_dir / "certified_accuracy.tex", certified)
-    write_text(args.out_dir / "certified_accuracy.md", markdown)
-    write_text(args.out_dir / "accuracy.tex", accuracy)
-    for path, content in summary.items():
-        cli.write_json(path, content)
 
 
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log, outputs=args)
-    build(args)
+    # Everything is computed before anything is written, so bad input leaves no partial output.
+    reference = results.read_reference(args.reference)
+    runs = [results.load_certify_run(args.certify_dir, run, reference) for run in args.runs]
+    tables = {
+        "certified_accuracy.tex": certified_table(runs, args.radii),
+        "certified_accuracy.md": certified_markdown(runs, args.radii),
+        "accuracy.tex": accuracy_table(args.eval_dir, args.models),
+    }
+    summary = summaries(args, runs)
+    for name, text in tables.items():
+        write_text(args.out_dir / name, text)
+    for path, content in summary.items():
+        cli.write_json(path, content)
     return 0
 
 

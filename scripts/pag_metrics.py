@@ -4,20 +4,24 @@ A column is one PAG column or several joined by '+': the training runs (seeds) o
 column, run, generation eps and (start image, target) pair: the target share and probability of
 every judge (one per kind: standard, adversarial, noise), alignment with the target's reference
 image and two smoothness descriptors (robust.alignment), beside the two calibration controls;
-two-level bootstrap intervals and Holm-corrected paired differences of every column minus the
-first at the largest eps (robust.pag_summary). Writes the JSON, a TSV and a LaTeX table, and per
-column the line `dvc metrics show` lists, <summary_dir>/<first run>.json: its target share under
-each judge at the largest eps (keys std, adv, noise: the judge roles, short for a narrow table).
+two-level bootstrap intervals (robust.bootstrap) and Holm-corrected paired differences of every
+column minus the first at the largest eps; how far the judges (and the references) agree on the
+order of the columns. Writes the JSON, a TSV and a LaTeX table, and per column the line
+`dvc metrics show` lists, <summary_dir>/<first run>.json: its target share under each judge at
+the largest eps (keys std, adv, noise: the judge roles, short for a narrow table).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 from pathlib import Path
 
-from robust import cli
+from robust import cli, latex
 
 SHORT = {"standard": "std", "adversarial": "adv", "noise": "noise"}  # judge role -> summary key
+CONTROL_TITLES = {"random": "random direction (control)", "reference": "step to $r_t$ (control)"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,45 +88,119 @@ def references(kind: str, path: Path) -> dict:
     class means beside prototypes where the dataset has them (to check that they agree)."""
     from robust import data
 
-    means = data.class_means(data.open_split(path, "train"))
-    if kind == "class_means":
-        return {"class_means": means}
-    return {"prototypes": data.prototypes(path), "class_means": means}
+    chosen = {"prototypes": data.prototypes(path)} if kind == "prototypes" else {}
+    return chosen | {"class_means": data.class_means(data.open_split(path, "train"))}
 
 
 def evaluate(args, records: dict, judges: dict, reference, device) -> tuple[dict, dict]:
-    """(columns, controls): {name: {eps key: {metric: float64 [R, P]}}}."""
+    """(columns, controls): {name: {eps key (str(float)): {metric: float64 [R, P]}}}, R training
+    runs of the column's recipe (1 for a control) by P (start image, target) pairs."""
     import torch
 
     from robust import alignment
 
     by_role = {role: model for role, (model, _) in judges.items()}
     first = next(iter(records.values()))[0]
-    x0, t, out = first["x0"].float(), first["targets"], {}
+    x0, t, eps_values = first["x0"].float(), first["targets"], [float(e) for e in first["eps"]]
 
     def score(x):
         return alignment.pag_metrics(x0, x.float().to(device), t, reference, by_role, args.cutoff,
                                      args.batch)  # fmt: skip
 
+    out: dict = {column: {} for column in records}
     for column, runs in records.items():
-        out[column] = {}
-        for e, eps in enumerate(float(v) for v in first["eps"]):
+        for e, eps in enumerate(eps_values):
             scored = [score(r["images"][e]) for r in runs]
             out[column][str(eps)] = {n: torch.stack([s[n] for s in scored]).numpy()
                                      for n in scored[0]}  # fmt: skip
     controls: dict = {"random": {}, "reference": {}}
-    for eps in (float(v) for v in first["eps"]):
+    for eps in eps_values:
         generator = torch.Generator().manual_seed(args.seed)
         for name, x in alignment.controls(x0, t, reference, eps, generator).items():
             controls[name][str(eps)] = {n: v.numpy()[None] for n, v in score(x).items()}
     return out, controls
 
 
+def agreement(metrics: dict, at: str, pairs: list[tuple[str, str]], intervals: dict) -> list[dict]:
+    """For each (metric a, metric b) at eps ``at``: Kendall's tau of the columns ordered by the
+    mean of each (None where undefined: one column, or a metric equal for all), whether the order
+    is the same (tau = 1), and whether b keeps the order of every pair of columns that a tells
+    apart (95% intervals that do not overlap; ``intervals``: {column: {eps key: {metric: {low,
+    high}}}}), which near-ties cannot upset."""
+    from robust.alignment import kendall_tau
+
+    out = []
+    for a, b in pairs:
+        means_a, means_b = ({c: float(s[at][n].mean()) for c, s in metrics.items()} for n in (a, b))
+        tau = kendall_tau(list(means_a.values()), list(means_b.values()))
+        resolved = [
+            (hi, lo) for hi, lo in itertools.permutations(metrics, 2)
+            if intervals[hi][at][a]["low"] > intervals[lo][at][a]["high"]
+        ]  # fmt: skip
+        out.append({
+            "metrics": [a, b], "kendall_tau": None if math.isnan(tau) else tau,
+            "same_order": tau == 1.0, "resolved_pairs": len(resolved),
+            "resolved_same_order": all(means_b[hi] > means_b[lo] for hi, lo in resolved),
+        })  # fmt: skip
+    return out
+
+
+def latex_table(summary: dict, specs: list) -> str:
+    """booktabs tabular at the comparison eps: a row per column (mean [95% interval], +- the
+    seed-to-seed standard deviation when there are several training runs; the best mean as
+    displayed in bold; a dagger where the difference to the first column survives Holm's
+    correction), then the two control rows; grouped metric columns (the shown metrics)."""
+    specs = [s for s in specs if s.shown]
+    key, paired = summary["settings"]["eps_key"], summary["paired"]["columns"]
+    groups = {s.group: sum(t.group == s.group for t in specs) for s in specs}
+    top = [f"\\multicolumn{{{n}}}{{c}}{{{latex.tex_escape(g)}}}" for g, n in groups.items()]
+    ends = itertools.accumulate(groups.values(), initial=1)  # table column 1 holds the row titles
+    rules = [f"\\cmidrule(lr){{{a + 1}-{b}}}" for a, b in itertools.pairwise(ends)]
+    arrow = {"max": r"$\uparrow$", "min": r"$\downarrow$"}
+    labels = [f"{s.label} {arrow[s.better]}" for s in specs]
+    header = [latex.table_row(["", *top]), " ".join(rules), latex.table_row(["Column", *labels])]
+    columns, controls = summary["columns"], summary["controls"]
+    rows = [[c["title"]] for c in columns.values()]
+    control_rows = [[CONTROL_TITLES[c]] for c in controls]
+    for s in specs:
+        digits = 1 if s.name == "tv_per_norm" else 2  # TV per norm is O(10-100), the rest O(1)
+        shown = [round(c["eps"][key][s.name]["mean"], digits) for c in columns.values()]
+        best = max(shown) if s.better == "max" else min(shown)
+        for row, (cid, c), v in zip(rows, columns.items(), shown, strict=True):
+            stat = c["eps"][key][s.name]
+            cell = latex.interval_cell(stat, digits, v == best)
+            if stat.get("seed_sd") is not None:
+                cell += rf" {{\scriptsize$\pm${latex.table_number(stat['seed_sd'], digits)}}}"
+            holds = paired.get(cid, {}).get(s.name, {}).get("holds", False)
+            row.append(cell + (r"$^\dagger$" if holds else ""))
+        for row, c in zip(control_rows, controls.values(), strict=True):
+            row.append(latex.interval_cell(c["eps"][key][s.name], digits))
+    body = [latex.table_row(r) for r in rows] + [r"\midrule"]
+    body += [latex.table_row(r) for r in control_rows]
+    return latex.tabular("l" + "c" * len(specs), header, body)
+
+
+def tsv_text(metrics: dict, controls: dict, runs: dict, pairs: list, names: list[str]) -> str:
+    """Header and one line per (column, training run, eps, pair); controls with run '-'."""
+    lines = ["\t".join(["column", "run", "eps", "pair", "idx", "label", "target", *names])]
+    every = [(c, runs[c], s) for c, s in metrics.items()] + [
+        (f"control:{c}", ["-"], s) for c, s in controls.items()
+    ]
+    for column, run_ids, sweep in every:
+        for key, values in sweep.items():
+            for r, run in enumerate(run_ids):
+                for i, pair in enumerate(pairs):
+                    cells = [column, run, key, str(i), *map(str, pair)]
+                    cells += [f"{float(values[n][r][i]):.6g}" for n in names]
+                    lines.append("\t".join(cells))
+    return "\n".join(lines) + "\n"
+
+
 @cli.entrypoint
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log, outputs=args)
-    from robust import alignment, deps, io, pag_summary, results
+    from robust import alignment, bootstrap, deps, io, results
 
     device = cli.resolve_device(args.device)
     runs = {column: column.split("+") for column in args.columns}
@@ -131,8 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     refs = references(args.reference, args.data)
     specs = alignment.metric_specs(list(judges))
     metrics, controls = evaluate(args, records, judges, refs[args.reference], device)
-    summary = pag_summary.summarize(metrics, controls, args.bootstrap, args.seed)
-    at = summary["at"]
+    baseline = args.columns[0]
+    at = max(metrics[baseline], key=float)  # the eps of the comparisons: the largest
+    per_column, paired = bootstrap.summarize_runs(metrics, baseline, at, args.bootstrap, args.seed)
+    # the controls take no part in the comparisons
+    per_control, _ = bootstrap.summarize_runs(controls, "random", at, args.bootstrap, args.seed)
     first = next(iter(records.values()))[0]
     shown = [s.name for s in specs if s.shown]
     out = {
@@ -149,39 +230,32 @@ def main(argv: list[str] | None = None) -> int:
                     for s in specs},
         "columns": {c: results.column_info(rs[0]["model_id"], rs[0]["kind"], rs[0]["sigma"],
                                            rs[0]["train_sigma"], rs[0]["train_eps"])
-                    | {"runs": runs[c], "eps": summary["columns"][c]}
+                    | {"runs": runs[c], "eps": per_column[c]}
                     for c, rs in records.items()},
-        "controls": {c: {"title": pag_summary.CONTROL_TITLES[c], "eps": v}
-                     for c, v in summary["controls"].items()},
-        "paired": {"baseline": args.columns[0], "eps": float(at), "correction": "Holm",
-                   "columns": summary["paired"]},
+        "controls": {c: {"title": CONTROL_TITLES[c], "eps": v} for c, v in per_control.items()},
+        "paired": {"baseline": baseline, "eps": float(at), "correction": "Holm",
+                   "columns": paired},
     }  # fmt: skip
-    pairs = pag_summary.judge_pairs(judges)
-    out["judge_agreement"] = pag_summary.agreement(metrics, at, pairs, summary["columns"])
+    role_pairs = itertools.combinations(judges, 2)
+    pairs = [(f"judge_{a}_{k}", f"judge_{b}_{k}") for a, b in role_pairs for k in ("share", "prob")]
+    out["judge_agreement"] = agreement(metrics, at, pairs, per_column)
     out["settings"]["judges_apart"] = judges_apart(records, out["judges"])
     if len(refs) > 1:  # the class means ordered against the known prototypes
         other, _ = evaluate(args, records, {}, refs["class_means"], device)  # no judge needed
-        joint = {
-            c: {
-                at: metrics[c][at]
-                | {f"{n}_class_means": other[c][at][n] for n in alignment.REFERENCE_METRICS}
-            }
-            for c in metrics
-        }
-        out["reference_agreement"] = pag_summary.agreement(
-            joint, at, [(n, f"{n}_class_means") for n in alignment.REFERENCE_METRICS],
-            summary["columns"])  # fmt: skip
-    for column, info in out["columns"].items():
-        means = {n: round(info["eps"][at][n]["mean"], 3) for n in shown}
-        cli.LOG.info("%s at eps %s: %s", column, at, means)
+        ref_names = alignment.REFERENCE_METRICS
+        joint = {c: {at: metrics[c][at] | {f"{n}_class_means": other[c][at][n] for n in ref_names}}
+                 for c in metrics}  # fmt: skip
+        pairs = [(n, f"{n}_class_means") for n in ref_names]
+        out["reference_agreement"] = agreement(joint, at, pairs, per_column)
     cli.write_json(args.out, out)
-    pairs = list(zip(*(first[k].tolist() for k in ("idx", "labels", "targets")), strict=True))
-    io.write_text(args.per_image, pag_summary.tsv_text(metrics, controls, runs, pairs,
-                                                       [s.name for s in specs]))  # fmt: skip
-    io.write_text(args.table, pag_summary.latex_table(out, specs))
+    image_pairs = zip(*(first[k].tolist() for k in ("idx", "labels", "targets")), strict=True)
+    names = out["settings"]["metrics"]
+    io.write_text(args.per_image, tsv_text(metrics, controls, runs, list(image_pairs), names))
+    io.write_text(args.table, latex_table(out, specs))
     for column, info in out["columns"].items():
-        shares = {SHORT[role]: round(info["eps"][at][f"judge_{role}_share"]["mean"], 3)
-                  for role in judges}  # fmt: skip
+        stats = info["eps"][at]
+        cli.LOG.info("%s at eps %s: %s", column, at, {n: round(stats[n]["mean"], 3) for n in shown})
+        shares = {SHORT[role]: round(stats[f"judge_{role}_share"]["mean"], 3) for role in judges}
         cli.write_json(args.summary_dir / f"{deps.summary_name(column)}.json", shares)
     return 0
 

@@ -48,9 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         timer = cli.Timer()
         x, label = split.get(idxs)
         prediction = smooth.predict(x.to(device), idxs, args.n, args.alpha, args.batch)[0]
-        seconds = timer.seconds if args.record_time else 0.0
-        rows.append((idxs[0], int(label), prediction, int(prediction == label),
-                     metrics.format_time(seconds)))  # fmt: skip
+        elapsed = metrics.format_time(timer.seconds if args.record_time else 0.0)
+        rows.append((idxs[0], int(label), prediction, int(prediction == label), elapsed))
     table = rows.finish(args.out)
     predictions = table["predict"].astype(int)
     cli.write_json(args.summary, {

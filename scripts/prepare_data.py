@@ -21,9 +21,8 @@ def parse_args(argv: list[str] | None) -> cli.argparse.Namespace:
         parser.add_argument(f"--{flag}")
     for flag in ("seed", "n_train", "n_test"):
         parser.add_argument(f"--{flag}", type=int, required=flag != "seed")
-    for flag in ("out", "work_dir"):  # work_dir: downloads and extraction
+    for flag in ("out", "work_dir", "log"):  # work_dir: downloads and extraction
         parser.add_argument(f"--{flag}", type=Path, required=True)
-    parser.add_argument("--log", type=Path, required=True)
     args = parser.parse_args(argv)
     missing = [flag for flag in KIND_FLAGS.get(args.kind, ()) if getattr(args, flag) is None]
     if args.kind not in KIND_FLAGS or missing:

@@ -63,24 +63,23 @@ def load_inputs(args: argparse.Namespace, device) -> tuple:
     """(models with their checkpoints, image indices, images, labels, LPIPS, denoiser)."""
     import torch
 
-    from robust import checkpoint, data, lpips, score
+    from robust import checkpoint, data, lpips
+    from robust.score_alignment import load_denoiser
 
     split = data.open_split(args.data, "test")
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(args.seed))
     idx = order[: args.n_images].sort().values
     x, y = split.get(idx)
-    if x.shape[1] != 3 or min(x.shape[-2:]) < lpips.MIN_SIZE:
-        raise cli.UsageError(f"LPIPS needs RGB images of at least 31x31, got {tuple(x.shape[1:])}")
     models = [checkpoint.load_checkpoint(args.models_dir / f"{m}.pt", device) for m in args.models]
     metric = lpips.load_lpips(args.alexnet, args.lpips, device)
-    return models, idx, x.to(device), y, metric, score.load_denoiser(args.denoiser, device)
+    return models, idx, x.to(device), y, metric, load_denoiser(args.denoiser, device)
 
 
 def summarize(args, ids: list[str], ckpts: list[dict], values: list, n: int) -> dict:
     """The JSON: settings, per-column mean LPIPS with intervals, paired differences."""
     from robust import bootstrap, results
 
-    columns, paired = {}, {}
+    columns, diffs = {}, {}
     for cid, ckpt, sigma, v in zip(ids, ckpts, args.sigmas, values, strict=True):
         ci = bootstrap.percentile_interval(v, args.bootstrap, bootstrap.key_seed(args.seed, cid))
         params = ckpt["params"]
@@ -90,16 +89,12 @@ def summarize(args, ids: list[str], ckpts: list[dict], values: list, n: int) -> 
         if cid != ids[0]:
             key = bootstrap.key_seed(args.seed, "paired", cid)
             diff = bootstrap.paired_difference(v, values[0], args.bootstrap, key)
-            paired[cid] = {"lpips": diff.as_dict()}
+            diffs[cid] = {"lpips": diff.as_dict()}
     settings = {k: getattr(args, k) for k in ("m", "score_sigma", "seed", "bootstrap", "dataset")}
     settings |= {"n_images": n, "confidence": 0.95, "columns": ids, "backbone": "alex"}
     settings |= {"weights": {k: str(getattr(args, k)) for k in WEIGHTS}}
-    return {
-        "skipped": False,
-        "settings": settings,
-        "columns": columns,
-        "paired": {"baseline": ids[0], "columns": paired},
-    }
+    paired = {"baseline": ids[0], "columns": diffs}
+    return {"skipped": False, "settings": settings, "columns": columns, "paired": paired}
 
 
 def latex_table(summary: dict) -> str:
@@ -107,18 +102,15 @@ def latex_table(summary: dict) -> str:
     to the baseline; the lowest mean as displayed (the most aligned) in bold."""
     from robust import latex
 
-    cols, paired = summary["columns"], summary["paired"]
-    order = summary["settings"]["columns"]
-    best = min(float(f"{cols[c]['lpips']['mean']:.{DIGITS}f}") for c in order)  # as displayed
+    cols, diffs = summary["columns"], summary["paired"]["columns"]
+    shown = {c: round(cols[c]["lpips"]["mean"], DIGITS) for c in summary["settings"]["columns"]}
+    best = min(shown.values())  # the most aligned, as displayed
     rows = []
-    for cid in order:
-        lpips = cols[cid]["lpips"]
-        diff = paired["columns"].get(cid)  # the baseline has none
-        bold = float(f"{lpips['mean']:.{DIGITS}f}") == best
-        cells = [cols[cid]["title"], latex.interval_cell(lpips, DIGITS, bold)]
-        diff_cell = "--" if diff is None else latex.interval_cell(diff["lpips"], DIGITS)
-        rows.append(latex.table_row([*cells, diff_cell]))
-    baseline = cols[paired["baseline"]]["title"]
+    for cid, mean in shown.items():
+        cell = latex.interval_cell(cols[cid]["lpips"], DIGITS, mean == best)
+        diff = latex.interval_cell(diffs[cid]["lpips"], DIGITS) if cid in diffs else "--"
+        rows.append(latex.table_row([cols[cid]["title"], cell, diff]))  # the baseline has no diff
+    baseline = cols[summary["paired"]["baseline"]]["title"]
     header = ["Classifier", r"LPIPS $\downarrow$", f"Difference to {baseline}"]
     return latex.tabular("lcc", [latex.table_row(header)], rows)
 
@@ -141,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         return skip(args, missing)
     import torch
 
-    from robust import io, score, score_alignment
+    from robust import io, score_alignment
 
     device = cli.resolve_device(args.device)
     models, idx, x, labels, lpips, denoiser = load_inputs(args, device)
-    scores = score.score_maps(denoiser, x, args.score_sigma, args.batch)
+    scores = score_alignment.score_maps(denoiser, x, args.score_sigma, args.batch)
     values = []
     for cid, (model, _), sigma in zip(ids, models, args.sigmas, strict=True):
         noise = torch.Generator(device=device).manual_seed(args.seed)  # same draws per column

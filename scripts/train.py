@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
+import glob
 from pathlib import Path
 
 from robust import cli
@@ -41,11 +41,8 @@ def training_params(args: argparse.Namespace) -> dict:
 
 
 def state_path(args: argparse.Namespace, params: dict) -> Path:
-    """The resumable state of exactly this run: --state with a fingerprint of the parameters and
-    data.
-
-    A run with other parameters or data never resumes from it (it starts afresh).
-    """
+    """The resumable state of exactly this run: --state tagged with a fingerprint of the parameters
+    and data, so a run with other parameters or data never resumes from it (it starts afresh)."""
     from robust.download import digest_of
     from robust.rowlog import fingerprint_of
 
@@ -56,10 +53,9 @@ def state_path(args: argparse.Namespace, params: dict) -> Path:
 def remove_stale_states(args: argparse.Namespace, kept: Path) -> None:
     """After a successful run: the states of this model's earlier parameter sets (exactly
     ``<state stem>.<16 hex digits><suffix>``), never another model's, never on failure."""
-    stem, suffix = re.escape(args.state.stem), re.escape(args.state.suffix)
-    pattern = re.compile(rf"{stem}\.[0-9a-f]{{16}}{suffix}")
-    for stale in args.state.parent.glob(f"{args.state.stem}.*{args.state.suffix}"):
-        if stale != kept and pattern.fullmatch(stale.name):
+    stem, suffix = glob.escape(args.state.stem), glob.escape(args.state.suffix)
+    for stale in args.state.parent.glob(f"{stem}.{'[0-9a-f]' * 16}{suffix}"):
+        if stale != kept:
             cli.LOG.info("removing the state of other parameters: %s", stale)
             stale.unlink()
 
@@ -77,20 +73,20 @@ def epoch_line(row: dict, epochs: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log, outputs=args)
-    from robust import checkpoint, data, models, perturbation, training
+    from robust import checkpoint, data, models, training
 
     device = cli.resolve_device(args.device)
     train_split = data.open_split(args.data, "train")
     test_split = data.open_split(args.data, "test")
     kind = train_split.kind  # chooses classes and normalisation, whatever the dataset's id
     model = models.build_model(args.arch, kind, seed=args.seed).to(device)
-    perturb = perturbation.make_perturbation(
+    perturb = training.make_perturbation(
         args.kind, sigma=args.sigma, norm=args.norm, eps=args.eps, steps=args.attack_steps,
         step_size=args.attack_step_size, random_start=True,
     )  # fmt: skip
-    fields = {field.name for field in dataclasses.fields(training.TrainConfig)}
-    config = training.TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     params = training_params(args)
+    fields = {field.name for field in dataclasses.fields(training.TrainConfig)}
+    config = training.TrainConfig(**{k: v for k, v in params.items() if k in fields})
     timer = cli.Timer()
     state = state_path(args, params)
     bars = []  # one bar per epoch, counting its batches
@@ -121,20 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         dataset_kind=kind, params=params,
     )  # fmt: skip
     remove_stale_states(args, state)
-    cli.write_json(
-        args.metrics,
-        {
-            "model_id": args.model_id,
-            "arch": args.arch,
-            "dataset": args.dataset,
-            "dataset_kind": kind,
-            "kind": args.kind,
-            "params": params,
-            "epochs": history,
-            "final": history[-1],
-            "seconds": sum(row["seconds"] for row in history),
-        },
-    )
+    record = {k: getattr(args, k) for k in ("model_id", "arch", "dataset", "kind")}
+    record |= {"dataset_kind": kind, "params": params, "epochs": history, "final": history[-1]}
+    cli.write_json(args.metrics, record | {"seconds": sum(row["seconds"] for row in history)})
     cli.LOG.info("wrote %s in %.1f s", args.out, timer.seconds)
     return 0
 

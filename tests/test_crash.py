@@ -16,6 +16,7 @@ import torch
 
 from pipeline_utils import certify_argv, train_argv
 from robust import checkpoint, synthetic
+from robust.io import tensor_digest
 
 pytestmark = pytest.mark.slow
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -67,7 +68,7 @@ def reference(tmp_path_factory, dataset):
 
 
 def weights(path: Path) -> str:
-    return checkpoint.state_dict_digest(checkpoint.load_checkpoint(path)[0].state_dict())
+    return tensor_digest(checkpoint.load_checkpoint(path)[0].state_dict())
 
 
 @pytest.mark.parametrize("point", ["at start", "after one epoch", "after two epochs"])

@@ -21,8 +21,7 @@ import torch.nn.functional as F
 
 from pipeline_utils import load_script
 from robust import checkpoint, pretrained
-from robust.download import DataError
-from robust.download_cache import cache_path, cached_fetch, extract_member
+from robust.download import DataError, cache_path, cached_fetch, extract_member
 from robust.io import sealed
 from robust.models import build_model
 

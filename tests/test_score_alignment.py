@@ -1,5 +1,5 @@
-"""Known answers for score alignment: LPIPS (robust.lpips), the diffusion score (robust.score) and
-the model direction with max-abs scaling (robust.score_alignment).
+"""Known answers for score alignment: LPIPS (robust.lpips), the diffusion score and the model
+direction with max-abs scaling (robust.score_alignment).
 
 Weights are tiny offline fixtures in the real file formats: a randomly initialised torchvision
 AlexNet state dict, LPIPS-format linear weights and an exported analytic denoiser. For data
@@ -16,14 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robust import lpips, score
+from robust import lpips
 from robust.checkpoint import CheckpointError
 from robust.pag import _per_image_noise
 from robust.score_alignment import (
+    DenoiserError,
     alignment_distance,
+    diffusion_score,
+    load_denoiser,
     logit_sum_gradient,
     max_abs_scale,
     score_alignment,
+    score_maps,
 )
 
 S, SIGMA = 0.3, 0.5  # data std and score noise level, [-1, 1] units
@@ -201,12 +205,12 @@ def test_load_lpips_from_files(tmp_path, alexnet_state, lin_state, metric):
 # ------------------------------------------------------------------------------ diffusion score
 def test_score_of_gaussian_data_from_a_torchscript_denoiser(tmp_path, mu):
     export_script(GaussianDenoiser(mu, S), tmp_path / "denoiser.ts")
-    denoiser = score.load_denoiser(tmp_path / "denoiser.ts")
+    denoiser = load_denoiser(tmp_path / "denoiser.ts")
     y = images(5, 7) * 2 - 1
     expected = (mu - y) / (S**2 + SIGMA**2)
-    assert torch.allclose(score.diffusion_score(denoiser, y, SIGMA), expected, atol=1e-5)
+    assert torch.allclose(diffusion_score(denoiser, y, SIGMA), expected, atol=1e-5)
     x = images(5, 7)  # the same images in [0, 1], batched differently
-    maps = score.score_maps(denoiser, x, SIGMA, batch_size=2)
+    maps = score_maps(denoiser, x, SIGMA, batch_size=2)
     assert torch.allclose(maps, expected, atol=1e-5)
 
 
@@ -218,23 +222,23 @@ def test_score_from_a_torch_export_program(tmp_path, mu):
         dynamic_shapes=({0: batch}, {0: batch}),
     )
     torch.export.save(program, tmp_path / "denoiser.pt2")
-    denoiser = score.load_denoiser(tmp_path / "denoiser.pt2")
+    denoiser = load_denoiser(tmp_path / "denoiser.pt2")
     y = images(3, 8) * 2 - 1
     expected = (mu - y) / (S**2 + SIGMA**2)
-    assert torch.allclose(score.diffusion_score(denoiser, y, SIGMA), expected, atol=1e-5)
+    assert torch.allclose(diffusion_score(denoiser, y, SIGMA), expected, atol=1e-5)
 
 
 def test_denoiser_errors_are_one_line(tmp_path):
     with pytest.raises(FileNotFoundError, match="denoiser not found"):
-        score.load_denoiser(tmp_path / "none.ts")
+        load_denoiser(tmp_path / "none.ts")
     (tmp_path / "junk.pt2").write_bytes(b"junk")
-    with pytest.raises(score.DenoiserError, match="as a torch.export program") as err:
-        score.load_denoiser(tmp_path / "junk.pt2")
+    with pytest.raises(DenoiserError, match="as a torch.export program") as err:
+        load_denoiser(tmp_path / "junk.pt2")
     assert "\n" not in str(err.value)
-    with pytest.raises(score.DenoiserError, match=r"returned \(2, 3, 16, 16\) for images"):
-        score.diffusion_score(lambda y, s: y[..., :16, :16], torch.zeros(2, 3, 32, 32), SIGMA)
+    with pytest.raises(DenoiserError, match=r"returned \(2, 3, 16, 16\) for images"):
+        diffusion_score(lambda y, s: y[..., :16, :16], torch.zeros(2, 3, 32, 32), SIGMA)
     with pytest.raises(ValueError, match="sigma > 0"):
-        score.diffusion_score(lambda y, s: y, torch.zeros(1, 3, 32, 32), 0.0)
+        diffusion_score(lambda y, s: y, torch.zeros(1, 3, 32, 32), 0.0)
 
 
 # --------------------------------------------------------------------- model direction, LPIPS
@@ -275,7 +279,7 @@ def test_max_abs_scale():
 
 def test_the_score_direction_has_lpips_zero_and_others_more(metric, mu):
     x = images(4, 11)
-    maps = score.score_maps(GaussianDenoiser(mu, S), x, SIGMA, batch_size=4)
+    maps = score_maps(GaussianDenoiser(mu, S), x, SIGMA, batch_size=4)
     aligned = score_alignment(ScoreModel(mu), x, maps, metric, sigma=0.0, m=1, generator=None,
                               batch_size=3)  # fmt: skip
     assert float(aligned.abs().max()) < 1e-6
@@ -288,7 +292,7 @@ def test_the_score_direction_has_lpips_zero_and_others_more(metric, mu):
 
 def test_smoothed_alignment_does_not_depend_on_the_batch_size(metric, mu):
     x = images(5, 12)
-    maps = score.score_maps(GaussianDenoiser(mu, S), x, SIGMA, batch_size=5)
+    maps = score_maps(GaussianDenoiser(mu, S), x, SIGMA, batch_size=5)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 4), nn.Tanh())
     runs = [
         score_alignment(model, x, maps, metric, sigma=0.25, m=3, batch_size=b,

@@ -12,8 +12,14 @@ from torch import nn
 from robust.archs.tiny import TinyCNN
 from robust.data import Split
 from robust.models import Normalize
-from robust.perturbation import GaussianNoise, make_perturbation
-from robust.training import TrainConfig, augment_batch, learning_rate, train
+from robust.training import (
+    GaussianNoise,
+    TrainConfig,
+    augment_batch,
+    learning_rate,
+    make_perturbation,
+    train,
+)
 
 K = 4
 PERTURB = {

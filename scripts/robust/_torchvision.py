@@ -1,12 +1,9 @@
 """Import torchvision's pure-Python parts even where its compiled operators cannot load.
 
-PyPI's torchvision wheels are linked against the CUDA build of torch. With a CPU-only torch (for
-example the CPU wheel on a machine without a GPU) the wheel's ``_C`` extension fails to load, and
-``import torchvision`` then dies while registering fake kernels for ``torchvision::nms`` and
-``torchvision::qnms``, operators that only the extension defines. We use none of the compiled
-operators (only ``models`` and ``datasets``/``transforms``), so in that case we declare the two
-schemas ourselves and import again; calling ``torchvision.ops.nms`` would still fail, with torch's
-"no kernel" error.
+With a CPU-only torch, the ``_C`` extension of PyPI's (CUDA-linked) torchvision wheel fails to load
+and ``import torchvision`` dies registering fake kernels for ``torchvision::nms``/``qnms``, which
+only the extension defines. We use no compiled operator, so we then declare the two schemas
+ourselves and import again (``torchvision.ops.nms`` would still fail, with "no kernel").
 """
 
 from __future__ import annotations

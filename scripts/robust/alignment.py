@@ -20,9 +20,9 @@ the perturbation is delta = x - x0. Every metric returns one float64 value per i
   variation of delta divided by its L2 norm.
 
 cosine, hf_share and tv_per_norm do not change when delta is scaled, so they compare
-perturbations of different sizes (generation eps) on equal terms. :func:`controls` gives the
-calibration of every metric: a random direction (what "no better than noise" scores) and a straight
-step toward the reference (what "aligned" scores), both of the perturbation's norm.
+perturbations of different sizes (generation eps) on equal terms. :func:`controls` calibrates every
+metric: a random direction ("no better than noise") and a straight step toward the reference
+("aligned"), both of the perturbation's norm.
 """
 
 from __future__ import annotations
@@ -85,13 +85,12 @@ def check_judges(judges: Mapping[str, str], column_models: dict[str, str]) -> di
     roles = {JUDGE_ROLES[kind]: judge for judge, kind in judges.items()}
     if len(roles) != len(judges):
         raise JudgeError(f"judges {', '.join(judges)} share a kind; give one judge per kind")
-    for judge in judges:
-        for column, model in column_models.items():
-            if judge == model:
-                raise JudgeError(
-                    f"judge '{judge}' is the model under test of column '{column}'; "
-                    "a judge must be trained apart from the models it scores"
-                )
+    for column, model in column_models.items():
+        if model in judges:
+            raise JudgeError(
+                f"judge '{model}' is the model under test of column '{column}'; "
+                "a judge must be trained apart from the models it scores"
+            )
     return roles
 
 
@@ -99,17 +98,10 @@ def check_judges(judges: Mapping[str, str], column_models: dict[str, str]) -> di
 def judge_agreement(
     judge: Callable[[Tensor], Tensor], x: Tensor, target: Tensor, batch_size: int = 500
 ) -> tuple[Tensor, Tensor]:
-    """How a judge, a classifier trained apart from the models under test, sees the images.
-
-    Args:
-        judge: maps images [B, C, H, W] to logits [B, K] (eval mode; it runs on x's device).
-        x: images [P, C, H, W] in [0, 1]; target: int64 [P] target classes.
-        batch_size: images per forward pass.
-
-    Returns:
-        (target_share, target_prob), float64 [P] each, on the CPU: 1.0 where the judge's top-1
-        class is the target (ties resolved by argmax: lowest index), and softmax(judge(x))_t.
-    """
+    """(target_share, target_prob) of images x [P, C, H, W] in [0, 1] with int64 targets [P] under
+    a judge (images [B, C, H, W] -> logits [B, K], eval mode, on x's device; ``batch_size`` images
+    per pass): float64 [P] each, on the CPU; 1.0 where the judge's top-1 class is the target (ties
+    resolved by argmax: lowest index), and softmax(judge(x))_t."""
     probs = torch.cat([F.softmax(judge(x[i : i + batch_size]).double(), dim=1).cpu()
                        for i in range(0, len(x), batch_size)])  # fmt: skip
     t = target.view(-1, 1).cpu()
@@ -128,12 +120,8 @@ def _centred(x: Tensor) -> Tensor:
 
 def cosine(delta: Tensor, direction: Tensor) -> Tensor:
     """cos(delta_i, direction_i) over all pixel values after centring every channel on its mean,
-    float64 [P] in [-1, 1].
-
-    Args:
-        delta, direction: [P, C, H, W] (any units). A zero vector, or a per-channel constant, has
-            cosine 0 (no alignment).
-    """
+    float64 [P] in [-1, 1], for delta, direction [P, C, H, W] (any units). A zero vector, or a
+    per-channel constant, has cosine 0 (no alignment)."""
     a, b = _centred(delta), _centred(direction)
     dot = (a * b).sum(1)
     norms = a.norm(dim=1) * b.norm(dim=1)
@@ -152,27 +140,15 @@ def radial_frequency(h: int, w: int) -> Tensor:
     return torch.sqrt(fy**2 + fx**2) / 0.5
 
 
-def _check_cutoff(cutoff: float) -> None:
+def high_frequency_share(delta: Tensor, cutoff: float) -> Tensor:
+    """Share of the energy of delta [P, C, H, W] in the 2-D DFT bins whose
+    :func:`radial_frequency` is strictly above ``cutoff`` (a fraction of Nyquist, in (0, sqrt 2)),
+    float64 [P] in [0, 1]. Energy per bin is sum_c |F_c(k, l)|^2 (by Parseval the total is
+    H*W*||delta||_2^2, DC included). A zero perturbation scores 0, white noise about the share of
+    bins above the cutoff (the random control of :func:`controls`), a smooth blob near 0.
+    """
     if not 0.0 < cutoff < math.sqrt(2.0):
         raise ValueError(f"frequency cutoff must lie in (0, sqrt 2) of Nyquist, got {cutoff}")
-
-
-def high_frequency_share(delta: Tensor, cutoff: float) -> Tensor:
-    """Share of the energy of delta at radial frequencies strictly above ``cutoff``.
-
-    The 2-D DFT of each channel gives |F_c(k, l)|^2; energy per bin is the sum over channels (by
-    Parseval the total is H*W*||delta||_2^2, DC included). The share is the energy of the bins
-    with :func:`radial_frequency` > cutoff over the total energy.
-
-    Args:
-        delta: perturbations [P, C, H, W]; cutoff: fraction of Nyquist, in (0, sqrt 2).
-
-    Returns:
-        float64 [P] in [0, 1]; 0 for a zero perturbation. White noise scores about
-        the share of DFT bins above the cutoff (see the random control of :func:`controls`); a
-        smooth blob scores near 0.
-    """
-    _check_cutoff(cutoff)
     d = delta.detach().double().cpu()
     power = torch.fft.fft2(d).abs().square().sum(1)  # [P, H, W]
     high = radial_frequency(d.shape[-2], d.shape[-1]) > cutoff
@@ -181,23 +157,16 @@ def high_frequency_share(delta: Tensor, cutoff: float) -> Tensor:
     return torch.where(total > _TINY, share, torch.zeros_like(share))
 
 
-def total_variation(delta: Tensor) -> Tensor:
-    """Anisotropic total variation sum_c sum |vertical diff| + |horizontal diff| of neighbouring
-    pixels, float64 [P] in the units of delta. delta: [P, C, H, W]."""
+def tv_per_norm(delta: Tensor) -> Tensor:
+    """Anisotropic total variation of delta [P, C, H, W] (sum over channels of |vertical| +
+    |horizontal| differences of neighbouring pixels) per unit L2 norm, float64 [P]
+    (dimensionless; 0 for delta = 0). Large for grainy, pixel-level perturbations (white noise:
+    about 2 (2hw - h - w) c / sqrt(pi c h w)), small for smooth, structured ones.
+    """
     d = delta.detach().double().cpu()
     vertical = (d[..., 1:, :] - d[..., :-1, :]).abs().sum((1, 2, 3))
     horizontal = (d[..., :, 1:] - d[..., :, :-1]).abs().sum((1, 2, 3))
-    return vertical + horizontal
-
-
-def tv_per_norm(delta: Tensor) -> Tensor:
-    """Total variation of delta per unit L2 norm, float64 [P] (dimensionless; 0 for delta = 0).
-
-    Large for grainy, pixel-level perturbations (white noise: about
-    2 (2hw - h - w) c / sqrt(pi c h w)), small for smooth, structured ones.
-    """
-    norm = _flat(delta).norm(dim=1)
-    tv = total_variation(delta)
+    norm, tv = _flat(d).norm(dim=1), vertical + horizontal
     return torch.where(norm > _TINY, tv / norm.clamp_min(_TINY), torch.zeros_like(tv))
 
 
@@ -210,17 +179,15 @@ def pag_metrics(
     cutoff: float,
     batch_size: int = 500,
 ) -> dict[str, Tensor]:
-    """Every metric of :func:`metric_specs` for one batch of PAG images.
+    """Every metric of :func:`metric_specs` for one batch of PAG images, {name: float64 [P] on the
+    CPU}: "cosine", "ref_corr", "hf_share", "tv_per_norm" and per judge role "judge_<role>_share"
+    and "judge_<role>_prob".
 
     Args:
         x0, x: start and PAG images [P, C, H, W] in [0, 1] (x on the judges' device).
         target: int64 [P] target classes; reference: reference image per class [K, C, H, W].
         judges: role -> judge (images -> logits), never the model that made x; {} for none.
         cutoff: frequency cutoff of :func:`high_frequency_share`; batch_size: judge batch.
-
-    Returns:
-        {metric name: float64 [P] on the CPU}: "cosine", "ref_corr", "hf_share",
-        "tv_per_norm" and "judge_<role>_share", "judge_<role>_prob" per judge.
     """
     t = target.long().cpu()
     if x.shape != x0.shape or reference.shape[1:] != x0.shape[1:] or int(t.max()) >= len(reference):
@@ -268,12 +235,11 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
         raise ValueError(
             f"kendall_tau needs two scorings of the same items, got {len(a)}, {len(b)}"
         )
-    concordant = discordant = tied_a = tied_b = pairs = 0
-    for i in range(len(a)):
-        for j in range(i + 1, len(a)):
-            sa, sb = (a[i] > a[j]) - (a[i] < a[j]), (b[i] > b[j]) - (b[i] < b[j])
-            pairs += 1
-            tied_a, tied_b = tied_a + (sa == 0), tied_b + (sb == 0)
-            concordant, discordant = concordant + (sa * sb > 0), discordant + (sa * sb < 0)
-    denominator = math.sqrt((pairs - tied_a) * (pairs - tied_b))
-    return (concordant - discordant) / denominator if denominator else math.nan
+
+    def signs(scores: Sequence[float]) -> Tensor:  # sign(v_i - v_j) of every pair i < j, else 0
+        v = torch.tensor(scores, dtype=torch.float64)
+        return (v[:, None] - v[None, :]).sign().triu(1)
+
+    sa, sb = signs(a), signs(b)
+    denominator = math.sqrt(int(sa.count_nonzero()) * int(sb.count_nonzero()))
+    return int((sa * sb).sum()) / denominator if denominator else math.nan

@@ -25,86 +25,65 @@ _TINY = 1e-12
 
 def _per_example_norm(v: Tensor) -> Tensor:
     """L2 norm of each example, shaped [B, 1, ..., 1] so it broadcasts against v."""
-    norms = v.flatten(1).norm(p=2, dim=1)
-    return norms.view(-1, *([1] * (v.dim() - 1)))
+    return v.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (v.dim() - 1)))
 
 
-def _noise(shape: torch.Size, generator: torch.Generator, like: Tensor, kind: str) -> Tensor:
-    """Draw float32 noise on the generator's device, then move it to ``like``'s device and dtype.
-
-    Drawing on the generator's device keeps a seed's stream identical whatever device x is on;
-    pass a generator on x's device to avoid a host-to-device copy.
-    """
-    if kind == "normal":
-        z = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
-    else:
-        z = torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float32)
+def _noise(
+    draw: Callable, shape: tuple[int, ...], generator: torch.Generator, like: Tensor
+) -> Tensor:
+    """float32 noise from ``draw`` (torch.randn or torch.rand) on the generator's device, moved to
+    ``like``'s device and dtype: a seed's stream is the same whatever device x is on."""
+    z = draw(shape, generator=generator, device=generator.device, dtype=torch.float32)
     return z.to(device=like.device, dtype=like.dtype)
 
 
-class L2:
-    """L2 threat model.
-
-    Feasible set: S(x0) = { x : ||x - x0||_2 <= eps  and  0 <= x <= 1 }, norm per example.
-
-    Step: x + step_size * g / ||g||_2 (per example; a zero gradient gives a zero step).
-    Projection: rescale x - x0 to L2 norm <= eps, then clamp to [0, 1]. Clamping only moves each
-    coordinate towards x0's (in-range) value, so it never leaves the ball; the result is in S(x0)
-    up to float rounding (it is not the exact Euclidean projection onto the intersection).
-    Random start: uniform in the eps-ball, x0 + eps * U^(1/d) * u with u a uniform random unit
-    direction (normalised Gaussian) and U ~ Uniform(0, 1), d = C*H*W; then projected.
-    """
+class _ThreatModel:
+    """Radius ``eps`` and PGD step length ``step_size``, in [0, 1] pixel units."""
 
     def __init__(self, eps: float, step_size: float) -> None:
         self.eps = float(eps)
         self.step_size = float(step_size)
 
+
+class L2(_ThreatModel):
+    """S(x0) = { x : ||x - x0||_2 <= eps  and  0 <= x <= 1 }, the norm taken per example."""
+
     def step(self, x: Tensor, grad: Tensor) -> Tensor:
-        """x [B,...] + step_size * grad / ||grad||_2 per example."""
+        """x [B,...] + step_size * grad / ||grad||_2 per example (zero gradient: zero step)."""
         return x + self.step_size * grad / _per_example_norm(grad).clamp_min(_TINY)
 
     def project(self, x: Tensor, x0: Tensor) -> Tensor:
-        """Map x [B,...] into S(x0): shrink x - x0 to norm <= eps, then clamp to [0, 1]."""
+        """Map x [B,...] into S(x0): shrink x - x0 to norm <= eps, then clamp to [0, 1]. Clamping
+        only moves each coordinate towards x0's (in-range) value, so it never leaves the ball; the
+        result is in S(x0) up to float rounding (not the exact Euclidean projection)."""
         delta = x - x0
         scale = (self.eps / _per_example_norm(delta).clamp_min(_TINY)).clamp(max=1.0)
         return (x0 + delta * scale).clamp(0.0, 1.0)
 
     def random_start(self, x0: Tensor, generator: torch.Generator) -> Tensor:
-        """A point drawn uniformly from the eps-ball around x0 [B,...], projected into S(x0)."""
-        direction = _noise(x0.shape, generator, x0, "normal")
+        """Uniform in the eps-ball around x0 [B,...], then projected: x0 + eps * U^(1/d) * u with u
+        a uniform unit direction (normalised Gaussian), U ~ Uniform(0, 1) and d = C*H*W."""
+        direction = _noise(torch.randn, x0.shape, generator, x0)
         direction = direction / _per_example_norm(direction).clamp_min(_TINY)
-        d = x0[0].numel()
-        radius = _noise(torch.Size([x0.shape[0]]), generator, x0, "uniform") ** (1.0 / d)
+        radius = _noise(torch.rand, x0.shape[:1], generator, x0) ** (1.0 / x0[0].numel())
         radius = radius.view(-1, *([1] * (x0.dim() - 1)))
         return self.project(x0 + self.eps * radius * direction, x0)
 
 
-class Linf:
-    """Linf threat model.
-
-    Feasible set: S(x0) = { x : max_i |x_i - x0_i| <= eps  and  0 <= x <= 1 }.
-
-    Step: x + step_size * sign(g).
-    Projection: clamp to [x0 - eps, x0 + eps], then to [0, 1] (exact Euclidean projection, since
-    the set is a box).
-    Random start: x0 + Uniform(-eps, eps) independently per coordinate, then projected.
-    """
-
-    def __init__(self, eps: float, step_size: float) -> None:
-        self.eps = float(eps)
-        self.step_size = float(step_size)
+class Linf(_ThreatModel):
+    """S(x0) = { x : max_i |x_i - x0_i| <= eps  and  0 <= x <= 1 }, a box."""
 
     def step(self, x: Tensor, grad: Tensor) -> Tensor:
         """x [B,...] + step_size * sign(grad)."""
         return x + self.step_size * grad.sign()
 
     def project(self, x: Tensor, x0: Tensor) -> Tensor:
-        """Clamp x [B,...] into the box around x0 and into [0, 1]."""
+        """Clamp x [B,...] into the box around x0 and into [0, 1] (the exact projection)."""
         return torch.minimum(torch.maximum(x, x0 - self.eps), x0 + self.eps).clamp(0.0, 1.0)
 
     def random_start(self, x0: Tensor, generator: torch.Generator) -> Tensor:
-        """x0 [B,...] plus uniform noise in [-eps, eps]^d, projected into S(x0)."""
-        u = _noise(x0.shape, generator, x0, "uniform")
+        """x0 [B,...] plus Uniform(-eps, eps) per coordinate, projected into S(x0)."""
+        u = _noise(torch.rand, x0.shape, generator, x0)
         return self.project(x0 + self.eps * (2.0 * u - 1.0), x0)
 
 
@@ -145,11 +124,9 @@ def pgd(
         model: maps [B, C, H, W] images in [0, 1] to logits [B, K].
         x: clean images, float [B, C, H, W] in [0, 1].
         y: int64 [B] labels (untargeted) or target classes (targeted).
-        norm: "l2" or "linf".
-        eps: radius of the threat model, in [0, 1] pixel units.
+        norm, eps: the threat model, "l2" or "linf", and its radius in [0, 1] pixel units.
         steps: number of PGD iterations (0 returns the start point).
         step_size: step length (L2: Euclidean length; Linf: per coordinate).
-        targeted: see above.
         random_start: start from a random point of the feasible set (needs ``generator``).
         generator: source of the random start; deterministic for a seed.
 
@@ -210,7 +187,7 @@ def robust_accuracy(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     threat_model(norm, eps, step_size)  # fail early on a bad norm even when no attack runs
-    attack = (eps > 0 and steps > 0) or (eps > 0 and random_start)
+    attack = eps > 0 and (steps > 0 or random_start)
     correct = 0
     for start in range(0, x.shape[0], batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]

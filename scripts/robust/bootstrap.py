@@ -1,24 +1,19 @@
 """Percentile-bootstrap confidence intervals of means over training runs and images, of paired
-differences between columns, and their multiplicity correction.
+differences between columns, and their Holm multiplicity correction.
 
 A column's values form a table [R, P]: R training runs of one recipe (seeds) by P images (the
-(start image, target) pairs, shared by every column). A bootstrap resample draws P images with
-replacement, shared by every column of a comparison, and, independently per column, R runs with
-replacement (the two-level bootstrap: a reader's uncertainty covers both the choice of images and
-the training run); its statistic is the mean of the resampled cells. The interval is the (alpha/2,
-1 - alpha/2) quantile pair of B resampled means (Efron's percentile interval, numpy's linear
-interpolation). With one run (R = 1) this is the ordinary image bootstrap, and the interval is
-conditional on the trained weights. A paired difference of two columns resamples the same images
-for both, so it keeps the pairing.
-
-Two-sided p-values of the paired differences (from their bootstrap standard error) are corrected
-for the family reported with Holm's step-down method. Randomness comes from explicit seeds;
-:func:`key_seed` derives an independent stream per (seed, name), so an interval does not depend on
+(start image, target) pairs, shared by every column). A resample draws P images with replacement,
+shared by every column of a comparison (so a paired difference keeps the pairing), and,
+independently per column, R runs (the two-level bootstrap: the uncertainty covers both the images
+and the training run; with R = 1 it is conditional on the trained weights). The interval is the
+(alpha/2, 1 - alpha/2) quantile pair of B resampled means (Efron's percentile interval). Seeds are
+explicit; :func:`key_seed` derives a stream per (seed, name), so an interval does not depend on
 which others were computed.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import zlib
 from collections.abc import Hashable, Mapping, Sequence
@@ -64,11 +59,9 @@ def _table(values: Sequence | np.ndarray, what: str) -> np.ndarray:
 
 def draws(n: int, b: int, seed: int) -> np.ndarray:
     """int64 [b, n]: b resamples of n indices drawn with replacement, block by block from one PCG64
-    generator (the result does not depend on the block size); all zeros when n == 1."""
+    generator (the result does not depend on the block size)."""
     if b < 1:
         raise ValueError(f"the number of bootstrap resamples must be >= 1, got {b}")
-    if n == 1:
-        return np.zeros((b, 1), dtype=np.int64)
     rng, block = np.random.default_rng(seed), max(1, _BLOCK_ELEMENTS // n)
     return np.concatenate(
         [rng.integers(0, n, size=(min(block, b - i), n)) for i in range(0, b, block)]
@@ -138,11 +131,8 @@ def holm(p_values: Mapping[Hashable, float]) -> dict[Hashable, float]:
     """Holm-adjusted p-values of a family: the k-th smallest p times (m - k + 1), made monotone,
     at most 1. A hypothesis is rejected at family-wise level alpha when its adjusted p <= alpha."""
     order = sorted(p_values, key=p_values.__getitem__)
-    adjusted, running = {}, 0.0
-    for k, key in enumerate(order):
-        running = max(running, min(1.0, (len(order) - k) * p_values[key]))
-        adjusted[key] = running
-    return adjusted
+    scaled = (min(1.0, (len(order) - k) * p_values[key]) for k, key in enumerate(order))
+    return dict(zip(order, itertools.accumulate(scaled, max), strict=True))
 
 
 def summarize_runs(
@@ -170,31 +160,30 @@ def summarize_runs(
     """
     tables = {c: {e: {m: _table(v, c) for m, v in s.items()} for e, s in sweep.items()}
               for c, sweep in metrics.items()}  # fmt: skip
-    runs = {c: draws(len(next(iter(next(iter(t.values())).values()))), b, key_seed(seed, "runs", c))
-            for c, t in tables.items()}  # fmt: skip
-    images: dict[str, np.ndarray] = {}
-    per_column: dict = {}
+    images: dict[str, np.ndarray] = {}  # eps key -> image draws [b, P]
+    runs: dict[str, np.ndarray] = {}  # column -> run draws [b, R]
+    per_column: dict = {c: {} for c in tables}
     for column, sweep in tables.items():
-        per_column[column] = {}
         for key, values in sweep.items():
-            pairs = next(iter(values.values())).shape[1]
-            images.setdefault(key, draws(pairs, b, key_seed(seed, "images", key)))
+            n_runs, n_pairs = next(iter(values.values())).shape
+            images.setdefault(key, draws(n_pairs, b, key_seed(seed, "images", key)))
+            runs.setdefault(column, draws(n_runs, b, key_seed(seed, "runs", column)))
             per_column[column][key] = {
                 name: _interval(v.mean(), resampled_means(v, images[key], runs[column]), alpha)
                 .as_dict() | {"seed_sd": float(v.mean(1).std(ddof=1)) if len(v) > 1 else None}
                 for name, v in values.items()
             }  # fmt: skip
-    paired, p_values = {}, {}
+    paired: dict = {c: {} for c in tables if c != baseline}
+    p_values = {}
     base = tables[baseline][at]
-    for column in (c for c in tables if c != baseline):
-        paired[column] = {}
+    for column in paired:
         for name, v in tables[column][at].items():
             diffs = resampled_means(v, images[at], runs[column]) - resampled_means(
                 base[name], images[at], runs[baseline]
             )
-            paired[column][name] = _interval(v.mean() - base[name].mean(), diffs, alpha).as_dict()
-            observed = paired[column][name]["mean"]
-            p_values[column, name] = paired[column][name]["p"] = p_value(observed, diffs)
+            stat = _interval(v.mean() - base[name].mean(), diffs, alpha).as_dict()
+            p_values[column, name] = stat["p"] = p_value(stat["mean"], diffs)
+            paired[column][name] = stat
     for (column, name), adjusted in holm(p_values).items():
         paired[column][name] |= {"p_holm": adjusted, "holds": adjusted <= alpha}
     return per_column, paired

@@ -19,7 +19,6 @@ import importlib.metadata
 import os
 import platform
 from collections import OrderedDict
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,24 +41,16 @@ class CheckpointError(RuntimeError):
 def _check_plain(value: Any, where: str) -> None:
     """Raise ValueError unless ``value`` is built from plain types (and tensors) only."""
     # Exact types: subclasses such as numpy.float64 or named tuples would need their class to load.
-    if type(value) in _PLAIN or isinstance(value, torch.Tensor):
-        return
     if type(value) in (list, tuple):
         for i, item in enumerate(value):
             _check_plain(item, f"{where}[{i}]")
-        return
-    if type(value) in (dict, OrderedDict):
+    elif type(value) in (dict, OrderedDict):
         for key, item in value.items():
             if type(key) is not str:
                 raise ValueError(f"{where} has a non-string key {key!r}")
             _check_plain(item, f"{where}.{key}")
-        return
-    raise ValueError(f"{where} is a {type(value).__name__}; checkpoints hold plain types only")
-
-
-def state_dict_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """SHA-256 over the sorted names, dtypes, shapes and raw bytes of a state dict's tensors."""
-    return tensor_digest(state_dict)
+    elif type(value) not in _PLAIN and not isinstance(value, torch.Tensor):
+        raise ValueError(f"{where} is a {type(value).__name__}; checkpoints hold plain types only")
 
 
 def _versions() -> dict[str, str | None]:
@@ -99,7 +90,7 @@ def save_checkpoint(
     state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     checkpoint = {
         "state_dict": state_dict,
-        "sha256": state_dict_digest(state_dict),
+        "sha256": tensor_digest(state_dict),
         "model_id": model_id,
         "arch": arch,
         "dataset": dataset,
@@ -148,14 +139,12 @@ def load_checkpoint(
         CheckpointError: unreadable, incomplete or corrupt file, or weights that do not fit.
     """
     checkpoint = read_torch_file(path, "checkpoint", map_location)
-    missing = [
-        key for key in _REQUIRED if not isinstance(checkpoint, dict) or key not in checkpoint
-    ]
+    missing = [k for k in _REQUIRED if not isinstance(checkpoint, dict) or k not in checkpoint]
     if missing:
         raise CheckpointError(
             f"checkpoint {path} lacks {', '.join(missing)}; not a robust checkpoint"
         )
-    if state_dict_digest(checkpoint["state_dict"]) != checkpoint["sha256"]:
+    if tensor_digest(checkpoint["state_dict"]) != checkpoint["sha256"]:
         raise CheckpointError(f"checkpoint {path} is corrupt: weights do not match their sha256")
     try:
         model = build_model(checkpoint["arch"], checkpoint["dataset_kind"])

@@ -1,7 +1,5 @@
-"""Shared plumbing of the stage scripts: one-line errors, logging, device choice, JSON output.
-
-Stage scripts are thin: they parse arguments, call the library and write results. Everything they
-share lives here so that each script reads as its own algorithm.
+"""Shared plumbing of the thin stage scripts: one-line errors, logging, device choice, JSON
+output, progress bars.
 """
 
 from __future__ import annotations
@@ -20,9 +18,8 @@ from robust import io
 
 LOG = logging.getLogger("robust")
 
-# Errors that mean "bad input", reported as one line. Anything else is a bug and keeps its
-# traceback.
-# OSError: a read-only folder, a full disk, a missing file; its message names the path.
+# Errors that mean "bad input", reported as one line; anything else is a bug and keeps its
+# traceback. OSError: a read-only folder, a full disk, a missing file; its message names the path.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
 
 
@@ -30,46 +27,34 @@ class UsageError(ValueError):
     """A command-line argument is inconsistent with the others."""
 
 
-def is_user_error(err: BaseException) -> bool:
-    """True for bad-input errors: ``USER_ERRORS`` and every exception class the library defines
-    (``DataError``, ``CheckpointError``, ``ParamsError``, ...), which all carry one-line
-    messages."""
-    return isinstance(err, USER_ERRORS) or type(err).__module__.startswith("robust.")
-
-
 def entrypoint(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
-    """Wrap a script's ``main``: known errors become ``error: <message>`` on stderr and exit status
-    2."""
+    """Wrap a script's ``main``: bad-input errors (``USER_ERRORS`` and every exception class the
+    library defines, all with one-line messages) become ``error: <first line of the message>`` on
+    stderr and in the log, and exit status 2."""
 
     @functools.wraps(main)
     def wrapped(argv: list[str] | None = None) -> int:
         timer = Timer()
         try:
             code = int(main(argv) or 0)
-            LOG.info("finished in %.1f s", timer.seconds, extra=FILE_ONLY)
-            return code
         except Exception as err:
-            if not is_user_error(err):
+            if not (isinstance(err, USER_ERRORS) or type(err).__module__.startswith("robust.")):
                 raise
-            return report_error(err)
+            # a KeyError's key without the quotes of its repr
+            message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+            message = (message.splitlines() or [type(err).__name__])[0]
+            print(f"error: {message}", file=sys.stderr)
+            if LOG.handlers:  # without handlers logging's last resort would print it a second time
+                LOG.error("%s", message, extra=FILE_ONLY)
+            return 2
+        LOG.info("finished in %.1f s", timer.seconds, extra=FILE_ONLY)
+        return code
 
     return wrapped
 
 
-def report_error(err: BaseException) -> int:
-    """Print ``error: <first line of the message>`` on stderr (a KeyError's key without quotes of
-    repr), put it in the log file too, and return the exit status 2."""
-    message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    message = (message.splitlines() or [type(err).__name__])[0]
-    print(f"error: {message}", file=sys.stderr)
-    if LOG.handlers:  # without handlers logging's last resort would print it a second time
-        LOG.error("%s", message, extra=FILE_ONLY)  # stderr already has the one line
-    return 2
-
-
 class Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line (``error: ...``) with exit status 2, no usage
-    dump."""
+    """ArgumentParser whose errors are one line, ``error: ...``, exit status 2 (no usage dump)."""
 
     def error(self, message: str) -> None:  # noqa: D102 - argparse API
         self.exit(2, f"error: {self.prog}: {message}\n")
@@ -94,22 +79,17 @@ def add_common(parser: argparse.ArgumentParser, record_time: bool = False) -> No
 FILE_ONLY = {"file_only": True}
 
 
-class _CurrentStderr(logging.StreamHandler):
+class _CurrentStderr(logging.Handler):
     """A stderr handler that writes to whatever ``sys.stderr`` is at emit time (it may be replaced,
     e.g. by a test harness, after logging was set up), around a progress bar being drawn there
-    (tqdm clears it, prints the line and draws it again below)."""
-
-    @property
-    def stream(self):  # noqa: D102
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
+    (tqdm clears it, prints the line and draws it again below); records logged with
+    ``extra=FILE_ONLY`` are skipped."""
 
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
 
+        if getattr(record, "file_only", False):
+            return
         try:
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # noqa: BLE001 - logging must never raise
@@ -128,34 +108,32 @@ def check_writable(args: argparse.Namespace) -> None:
     import errno
     import tempfile
 
-    named = {name: getattr(args, name, None) for name in OUTPUT_FILES + OUTPUT_FOLDERS}
-    for name, path in named.items():
-        if path is not None:
-            folder = Path(path) if name in OUTPUT_FOLDERS else Path(path).parent
-            while not folder.exists() and folder != folder.parent:
-                folder = folder.parent
-            if not folder.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(folder))
-            with tempfile.TemporaryFile(dir=folder):
-                pass
+    for name in OUTPUT_FILES + OUTPUT_FOLDERS:
+        path = getattr(args, name, None)
+        if path is None:
+            continue
+        folder = Path(path) if name in OUTPUT_FOLDERS else Path(path).parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(folder))
+        with tempfile.TemporaryFile(dir=folder):
+            pass
 
 
 def setup_logging(path: Path | None, outputs: argparse.Namespace | None = None) -> None:
     """Log to ``path`` (overwritten; None: no file) and to stderr; records logged with
     ``extra=FILE_ONLY`` skip stderr. With ``outputs`` (the parsed flags), then check that every
     output can be written (:func:`check_writable`): a bad folder fails in the log at once."""
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     LOG.handlers.clear()
     LOG.setLevel(logging.INFO)
     LOG.propagate = False
-    console = _CurrentStderr()
-    console.addFilter(lambda record: not getattr(record, "file_only", False))
-    handlers: list[logging.Handler] = [console]
+    handlers: list[logging.Handler] = [_CurrentStderr()]
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(path, mode="w"))
     for handler in handlers:
-        handler.setFormatter(fmt)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         LOG.addHandler(handler)
     LOG.info("command: %s", " ".join(sys.argv), extra=FILE_ONLY)
     if outputs is not None:
@@ -169,14 +147,12 @@ CPU_THREADS = 1
 
 
 def resolve_device(name: str) -> Any:
-    """The torch device for a ``--device`` value; ``auto`` picks cuda when one is visible. Sets
-    torch's CPU threads to :data:`CPU_THREADS`.
-
-    On cuda it also turns on cuDNN autotuning: certification, PAG and training repeat a few batch
-    shapes many times, so timing the convolution algorithms once per shape pays for itself (the
-    benchmarks time the same setting). Rounding may then differ between runs on a GPU (another
-    algorithm can sum in another order), as it already may between GPUs; counts remain exact
-    samples of the classifier the run computes."""
+    """The torch device for a ``--device`` value (``auto``: cuda when one is visible); sets torch's
+    CPU threads to :data:`CPU_THREADS`. On cuda it turns on cuDNN autotuning: certification, PAG
+    and training repeat a few batch shapes many times, so timing the convolution algorithms once
+    per shape pays for itself (the benchmarks time the same setting). Rounding may then differ
+    between runs on a GPU (another algorithm can sum in another order), as it already may between
+    GPUs; counts remain exact samples of the classifier the run computes."""
     import torch
 
     torch.set_num_threads(CPU_THREADS)
@@ -230,8 +206,7 @@ def blocks(items: list[int], size: int, done: set[str], label: str) -> Iterator[
     todo = [i for i in items if str(i) not in done]
     if len(todo) < len(items):
         LOG.info("resuming: %d of %d already done", len(items) - len(todo), len(items))
-    bar = progress(label, len(items), "image", initial=len(items) - len(todo))
-    with bar:
+    with progress(label, len(items), "image", initial=len(items) - len(todo)) as bar:
         for start in range(0, len(todo), size):
             yield todo[start : start + size]
             bar.update(len(todo[start : start + size]))

@@ -1,10 +1,7 @@
-"""Validation of params.yaml: the JSON Schema (types, ranges, required keys) and the
-cross-references a schema cannot express (a run naming an existing model, n0 <= n, figure columns
-that exist, ...).
-
-Both tools call this before any job starts: Snakemake from ``workflow/rules/common.smk`` and DVC
-through the ``check_params`` stage that every other stage depends on. Each problem is one line
-naming the key.
+"""Validation of params.yaml before any job (Snakemake from ``workflow/rules/common.smk``, DVC in
+its ``check_params`` stage): the JSON Schema (types, ranges, required keys), then the
+cross-references a schema cannot express (a run naming an existing model, n0 <= n, ...). Each
+problem is one line naming the key.
 """
 
 from __future__ import annotations
@@ -28,11 +25,9 @@ class ParamsError(ValueError):
 def load_yaml(path: Path) -> dict[str, Any]:
     """Parse a YAML file into a dict, with a one-line error naming the file, line and reason."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
-    try:
-        data = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -41,10 +36,6 @@ def load_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: the top level must be a mapping of sections")
     return data
-
-
-def _key(path: Any) -> str:
-    return ".".join(str(part) for part in path) or "(top level)"
 
 
 def closed(schema: Any) -> Any:
@@ -63,8 +54,10 @@ def closed(schema: Any) -> Any:
     return {"type": "object"} | schema if "propertyNames" in schema else schema
 
 
-def _describe(schema: dict) -> str:
+def _describe(schema: dict, root: dict) -> str:
     """What a schema accepts, in words ('null', "a string matching '^[0-9a-f]{64}$'", ...)."""
+    if "$ref" in schema:  # a local "#/$defs/<name>", its keys overridden by the ones beside it
+        schema = root["$defs"][schema["$ref"].split("/")[-1]] | schema
     if "const" in schema:
         return repr(schema["const"])
     if "enum" in schema:
@@ -85,9 +78,9 @@ def _lines(error, root: dict) -> list[tuple[list, str]]:
     (with the keys expected there), a choice of schemas (oneOf, anyOf) lists its alternatives."""
     path = list(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        expected = ", ".join(error.schema.get("properties", {}))
-        extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
-        return [([*path, k], f"not expected here (expected: {expected})") for k in extra]
+        expected = error.schema.get("properties", {})
+        extra = [k for k in error.instance if k not in expected]
+        return [([*path, k], f"not expected here (expected: {', '.join(expected)})") for k in extra]
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [k for k in error.validator_value if k not in error.instance]
         return [([*path, k], "required, missing") for k in missing]
@@ -95,18 +88,9 @@ def _lines(error, root: dict) -> list[tuple[list, str]]:
         return [(path, f"{error.instance!r} is not an id (letters, digits, _ and -; a letter or "
                        "digit first)")]  # fmt: skip
     if error.validator in ("oneOf", "anyOf"):
-        options = [_describe(_resolve(option, root)) for option in error.validator_value]
+        options = [_describe(option, root) for option in error.validator_value]
         return [(path, f"{error.instance!r} is none of: {'; '.join(options)}")]
     return [(path, error.message)]
-
-
-def _resolve(schema: dict, root: dict) -> dict:
-    """``schema`` with a local ``$ref`` (``#/$defs/name``) looked up in ``root``."""
-    while "$ref" in schema:
-        schema = root["$defs"][schema["$ref"].split("/")[-1]] | {
-            k: v for k, v in schema.items() if k != "$ref"
-        }
-    return schema
 
 
 # Maps keyed by ids: an error repeated by several of their entries (a value merged from one
@@ -119,24 +103,18 @@ ID_MAPS = (("models",), ("pretrained",), ("certify",), ("predict",), ("datasets"
 def grouped(lines: list[str]) -> list[str]:
     """``lines`` (``<key>: <reason>``) with the lines that differ only in the entry id of an id map
     merged into one: ``models.{a,b,c}.lr: <reason>``. Order of first appearance."""
-    groups: dict[tuple, list[str]] = {}
+    groups: dict[tuple, list[str]] = {}  # (*key parts with None for the entry id, reason) -> ids
     for line in lines:
         key, _, reason = line.partition(": ")
         parts = key.split(".")
-        prefix = next((p for p in ID_MAPS if tuple(parts[: len(p)]) == p), None)
-        if prefix is None or len(parts) <= len(prefix):
-            groups.setdefault((line,), [])
-            continue
-        at = len(prefix)
-        groups.setdefault((prefix, tuple(parts[at + 1 :]), reason), []).append(parts[at])
+        at = next((len(p) for p in ID_MAPS if tuple(parts[: len(p)]) == p), len(parts))
+        ids = parts[at : at + 1]  # the entry id, if the key names one
+        parts[at : at + 1] = [None] * len(ids)
+        groups.setdefault((*parts, reason), []).extend(ids)
     out = []
-    for group, ids in groups.items():
-        if not ids:
-            out.append(group[0])
-            continue
-        prefix, rest, reason = group
+    for (*parts, reason), ids in groups.items():
         entry = ids[0] if len(ids) == 1 else "{" + ",".join(ids) + "}"
-        out.append(f"{'.'.join([*prefix, entry, *rest])}: {reason}")
+        out.append(f"{'.'.join(entry if part is None else part for part in parts)}: {reason}")
     return out
 
 
@@ -151,10 +129,9 @@ def schema_errors(params: dict, schema: dict) -> list[str]:
         leaf = jsonschema.exceptions.best_match([error])
         deepest = max([leaf, *error.context], key=lambda e: len(e.absolute_path))
         for path, reason in _lines(deepest, schema):
-            entry = params.get("datasets", {}).get(path[1]) if path[:1] == ["datasets"] else None
-            if len(path) > 2 and isinstance(entry, dict) and path[2] != "kind":
-                reason += f" (a {entry.get('kind')} dataset)"
-            lines.append(f"{_key(path)}: {reason}")
+            if len(path) > 2 and path[0] == "datasets" and path[2] != "kind":
+                reason += f" (a {params['datasets'][path[1]].get('kind')} dataset)"
+            lines.append(f"{'.'.join(map(str, path)) or '(top level)'}: {reason}")
     return sorted(set(lines))
 
 
@@ -177,10 +154,8 @@ def _model_checks(models: dict, datasets: dict) -> Iterator[str]:
             yield f"{key}.sigma: must be 0.0 for kind {m['kind']}"
         if m["kind"] == "adversarial":
             if m["eps"] <= 0 or m["attack_steps"] < 1 or m["attack_step_size"] <= 0:
-                yield (
-                    f"{key}: kind adversarial needs eps > 0, attack_steps >= 1, "
-                    "attack_step_size > 0"
-                )
+                needs = "eps > 0, attack_steps >= 1, attack_step_size > 0"
+                yield f"{key}: kind adversarial needs {needs}"
         elif m["eps"] != 0 or m["attack_steps"] != 0:
             yield f"{key}.eps: eps and attack_steps must be 0 for kind {m['kind']}"
 
@@ -215,53 +190,41 @@ def _pretrained_checks(params: dict) -> Iterator[str]:
 
 def _run_checks(section: str, runs: dict, models: dict) -> Iterator[str]:
     for rid, run in runs.items():
-        key = f"{section}.{rid}"
-        model = models.get(run["model"])
+        key, model = f"{section}.{rid}", models.get(run["model"])
         yield from _unknown(f"{key}.model", run["model"], models, "model")
         if model is not None and run["dataset"] != model["dataset"]:
-            yield (
-                f"{key}.dataset: '{run['dataset']}' differs from model's dataset "
-                f"'{model['dataset']}'"
-            )
+            run_dataset, model_dataset = run["dataset"], model["dataset"]
+            yield f"{key}.dataset: '{run_dataset}' differs from model's dataset '{model_dataset}'"
         if "n0" in run and run["n0"] > run["n"]:
             yield f"{key}.n0: n0 ({run['n0']}) must not exceed n ({run['n']})"
 
 
 def _pag_checks(pag: dict, models: dict, datasets: dict) -> Iterator[str]:
-    settings = pag["settings"]
-    yield from _unknown("pag.settings.dataset", settings["dataset"], datasets, "dataset")
-    if settings["dataset"] in datasets:
-        available = len(range(0, datasets[settings["dataset"]]["n_test"], settings["pair_skip"]))
-        if settings["pairs"] > available and not settings["idx"]:
-            yield (
-                f"pag.settings.pairs: {settings['pairs']} pairs but only {available} test images "
-                "at pair_skip"
-            )
-    yield from _pair_checks(settings, datasets)
-    for cid, col in pag["columns"].items():
-        model = models.get(col["model"])
-        yield from _unknown(f"pag.columns.{cid}.model", col["model"], models, "model")
-        if model is not None and model["dataset"] != settings["dataset"]:
-            yield (
-                f"pag.columns.{cid}.model: model dataset '{model['dataset']}' is not pag's dataset"
-            )
-
-
-def _pair_checks(settings: dict, datasets: dict) -> Iterator[str]:
-    """Explicit start images and targets: one per pair, inside the test split and the classes."""
+    settings, pairs = pag["settings"], pag["settings"]["pairs"]
     dataset = datasets.get(settings["dataset"])
+    yield from _unknown("pag.settings.dataset", settings["dataset"], datasets, "dataset")
+    if dataset is not None:
+        available = len(range(0, dataset["n_test"], settings["pair_skip"]))
+        if pairs > available and not settings["idx"]:
+            yield f"pag.settings.pairs: {pairs} pairs but only {available} test images at pair_skip"
+    # explicit start images and targets: one per pair, inside the test split and the classes
     for key, bound in (("idx", "n_test"), ("targets", "classes")):
         values = settings[key]
-        if values and len(values) != settings["pairs"]:
-            yield f"pag.settings.{key}: {len(values)} values for {settings['pairs']} pairs"
+        if values and len(values) != pairs:
+            yield f"pag.settings.{key}: {len(values)} values for {pairs} pairs"
         if values and dataset is not None:
             limit = dataset["n_test"] if bound == "n_test" else NUM_CLASSES[dataset["kind"]]
             if max(values) >= limit:
                 yield f"pag.settings.{key}: {max(values)} is out of range ({bound}: {limit})"
+    for cid, column in pag["columns"].items():
+        key, model = f"pag.columns.{cid}.model", models.get(column["model"])
+        yield from _unknown(key, column["model"], models, "model")
+        if model is not None and model["dataset"] != settings["dataset"]:
+            yield f"{key}: model dataset '{model['dataset']}' is not pag's dataset"
 
 
 def _report_checks(report: dict, params: dict) -> Iterator[str]:
-    columns, settings = params["pag"]["columns"], params["pag"]["settings"]
+    columns, settings, runs = params["pag"]["columns"], params["pag"]["settings"], params["certify"]
     for fig, grid in report["pag_figures"].items():
         key = f"report.pag_figures.{fig}"
         yield from _unknown(f"{key}.columns", grid["columns"], columns, "PAG column")
@@ -270,9 +233,7 @@ def _report_checks(report: dict, params: dict) -> Iterator[str]:
                 yield f"{key}.rows: row {r} but pag.settings.pairs is {settings['pairs']}"
         if grid["eps"] != "all" and grid["eps"] not in settings["eps"]:
             yield f"{key}.eps: {grid['eps']} is not one of pag.settings.eps {settings['eps']}"
-    yield from _unknown(
-        "report.certified.runs", report["certified"]["runs"], params["certify"], "run"
-    )
+    yield from _unknown("report.certified.runs", report["certified"]["runs"], runs, "run")
     models = all_models(params)
     yield from _unknown("report.training.models", report["training"]["models"], models, "model")
     yield from _unknown("report.numbers.columns", report["numbers"]["columns"], columns, "column")
@@ -281,8 +242,7 @@ def _report_checks(report: dict, params: dict) -> Iterator[str]:
             "report.numbers.train_vs_certify: must list exactly the keys of report.train_vs_certify"
         )
     for fid, figure in report["train_vs_certify"].items():
-        key = f"report.train_vs_certify.{fid}.runs"
-        yield from _unknown(key, figure["runs"], params["certify"], "run")
+        yield from _unknown(f"report.train_vs_certify.{fid}.runs", figure["runs"], runs, "run")
 
 
 def objective(model: dict) -> str:
@@ -301,8 +261,7 @@ def _group_checks(group: str, columns: dict, models: dict) -> Iterator[str]:
     yield from _unknown("pag_metrics.columns", runs, columns, "PAG column")
     if len(set(runs)) < len(runs):
         yield f"pag_metrics.columns: '{group}' names a run twice"
-    known = [r for r in runs if r in columns and columns[r]["model"] in models]
-    if len(runs) < 2 or len(known) < len(runs):
+    if any(r not in columns or columns[r]["model"] not in models for r in runs):
         return
     first = models[columns[runs[0]]["model"]]
     for run in runs[1:]:
@@ -344,21 +303,20 @@ def _metrics_checks(params: dict) -> Iterator[str]:
     runs = {r for group in section["columns"] for r in group.split("+") if r in columns}
     tested = {columns[r]["model"]: models[columns[r]["model"]] for r in sorted(runs)
               if columns[r]["model"] in models}  # fmt: skip
-    yield from _unknown("pag_metrics.judges", section["judges"], models, "model")
+    key = "pag_metrics.judges"
+    yield from _unknown(key, section["judges"], models, "model")
     kinds: dict[str, list[str]] = {}
     for judge in (j for j in section["judges"] if j in models):
         kinds.setdefault(models[judge]["kind"], []).append(judge)
         if judge in tested:
-            yield f"pag_metrics.judges: '{judge}' made some of the images it would judge"
+            yield f"{key}: '{judge}' made some of the images it would judge"
         elif models[judge]["dataset"] != params["pag"]["settings"]["dataset"]:
-            yield (
-                f"pag_metrics.judges: '{judge}' was trained on another dataset than the PAG images"
-            )
+            yield f"{key}: '{judge}' was trained on another dataset than the PAG images"
         else:
             yield from _judge_checks(models[judge], judge, tested, params["models"])
     for kind, judges in kinds.items():
         if len(judges) > 1:
-            yield f"pag_metrics.judges: {', '.join(judges)} are all of kind {kind}; one per kind"
+            yield f"{key}: {', '.join(judges)} are all of kind {kind}; one per kind"
     dataset = params["datasets"].get(params["pag"]["settings"]["dataset"], {})
     if section["reference"] == "class_means" and dataset.get("n_train") == 0:
         yield "pag_metrics.reference: class_means needs training images (n_train is 0)"
@@ -387,7 +345,7 @@ def _score_alignment_checks(params: dict) -> Iterator[str]:
 
 def semantic_errors(params: dict, root: Path = Path(".")) -> list[str]:
     """Cross-reference problems of a schema-valid params dict, one line each."""
-    models, datasets = all_models(params), params["datasets"]
+    models, datasets, report = all_models(params), params["datasets"], params["report"]
     lines = list(_model_checks(params["models"], datasets))
     lines += _pretrained_checks(params)
     lines += _run_checks("certify", params["certify"], models)
@@ -395,13 +353,12 @@ def semantic_errors(params: dict, root: Path = Path(".")) -> list[str]:
     lines += _pag_checks(params["pag"], models, datasets)
     lines += _metrics_checks(params)
     lines += _score_alignment_checks(params)
-    lines += _report_checks(params["report"], params)
-    figures = {"certified": params["report"]["certified"]}
-    figures |= {f"train_vs_certify.{k}": v for k, v in params["report"]["train_vs_certify"].items()}
+    lines += _report_checks(report, params)
+    figures = {"certified": report["certified"]}
+    figures |= {f"train_vs_certify.{k}": v for k, v in report["train_vs_certify"].items()}
     for key, figure in figures.items():
-        reference = root / figure["reference"]
-        if not reference.is_file():
-            lines.append(f"report.{key}.reference: file not found: {reference}")
+        if not (root / figure["reference"]).is_file():
+            lines.append(f"report.{key}.reference: file not found: {root / figure['reference']}")
     return lines
 
 
@@ -409,16 +366,10 @@ def merge(layers: list[dict]) -> dict:
     """The configuration of several files, each overriding the ones before it key by key (nested
     maps merged, anything else replaced), as Snakemake merges ``--configfile`` files."""
     merged: dict = {}
-
-    def update(base: dict, layer: dict) -> None:
-        for key, value in layer.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                update(base[key], value)
-            else:
-                base[key] = value
-
     for layer in layers:
-        update(merged, copy.deepcopy(layer))
+        for key, value in layer.items():
+            nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
+            merged[key] = merge([merged[key], value]) if nested else copy.deepcopy(value)
     return merged
 
 
@@ -445,9 +396,6 @@ def attribute(message: str, sources: list[tuple[Path, dict]]) -> str:
 
 def check(params: dict, schema_path: Path, root: Path = Path(".")) -> None:
     """Raise ParamsError listing every problem (schema first, then cross-references)."""
-    schema = load_yaml(schema_path)
-    errors = schema_errors(params, schema)
-    if not errors:
-        errors = semantic_errors(params, root)
+    errors = schema_errors(params, load_yaml(schema_path)) or semantic_errors(params, root)
     if errors:
         raise ParamsError("\n".join(grouped(errors)))

@@ -6,10 +6,10 @@ loadable with ``weights_only=True``)::
 
     {"dataset", "x_train": uint8 [N,C,H,W], "y_train": int64 [N], "x_test": uint8 [M,C,H,W],
      "y_test": int64 [M], "class_names": list[str], "prototypes": uint8 [K,C,H,W] (synthetic),
-     "meta"}
+     "meta", "sha256"}
 
-``imagenet`` is read lazily from an image-folder tree (Resize(256), CenterCrop(224)), directly or
-through the manifest of ``robust.imagenet``.
+``imagenet`` is read lazily from an image folder, directly or through its ``robust.imagenet``
+manifest.
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from pathlib import Path
 
 import torch
 
+from robust import imagenet
 from robust.download import CIFAR10_CLASSES, DataError
 from robust.io import sealed
 from robust.synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
-
-__all__ = ["DATASETS", "DataError", "DatasetInfo", "Split", "class_means", "dataset_info",
-           "kind_of", "open_split", "prototypes"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,9 +84,7 @@ class Split:
         kind: str = "",
     ) -> None:
         if (x is None) == (loader is None):
-            raise ValueError(
-                "a Split needs exactly one of x (tensor data) and loader (image folder)"
-            )
+            raise ValueError("a Split takes exactly one of x (tensors) and loader (image folder)")
         if x is not None and len(x) != len(labels):
             raise ValueError(f"{len(x)} images but {len(labels)} labels")
         self._x = x
@@ -162,31 +158,6 @@ def kind_of(path: Path) -> str:
     return "imagenet" if path.is_dir() else str(_load_prepared(path)["dataset"])
 
 
-def _image_folder(root: Path, split: str) -> Path:
-    """``root/split`` if it exists, else ``root`` itself if it holds class folders (split "val")."""
-    if (root / split).is_dir():
-        return root / split
-    if split == "val" and root.is_dir() and any(child.is_dir() for child in root.iterdir()):
-        return root
-    raise DataError(f"{root}: no image folder for split '{split}' (expected {root / split})")
-
-
-def _imagenet_split(root: Path, split: str) -> Split:
-    from robust._torchvision import import_torchvision
-
-    tv = import_torchvision()
-    folder = _image_folder(root, split)
-    transform = tv.transforms.Compose(
-        [tv.transforms.Resize(256), tv.transforms.CenterCrop(224), tv.transforms.ToTensor()]
-    )
-    try:
-        images = tv.datasets.ImageFolder(str(folder), transform=transform)
-    except (FileNotFoundError, OSError) as err:
-        raise DataError(f"{folder}: unusable image folder: {' '.join(str(err).split())}") from None
-    labels = torch.tensor(images.targets, dtype=torch.long)
-    return Split(None, labels, images.classes, loader=lambda i: images[i][0], kind="imagenet")
-
-
 def open_split(path: Path, split: str) -> Split:
     """Open ``split`` of the dataset at ``path``; its kind (:func:`kind_of`) chooses the loader.
 
@@ -203,18 +174,17 @@ def open_split(path: Path, split: str) -> Split:
     """
     path = Path(path)
     if path.is_dir():
-        return _imagenet_split(path, split)
+        labels, class_names, loader = imagenet.open_folder(path, split)
+        return Split(None, labels, class_names, loader=loader, kind="imagenet")
     data = _load_prepared(path)
     kind = str(data["dataset"])
     if kind == "imagenet":
-        from robust.imagenet import open_manifest
-
-        labels, class_names, loader = open_manifest(path, split)
+        labels, class_names, loader = imagenet.open_manifest(data, split, path)
         return Split(None, labels, class_names, loader=loader, kind=kind)
     if split not in _TENSOR_SPLITS:
         raise ValueError(f"unknown split '{split}'; valid: {', '.join(_TENSOR_SPLITS)}")
     x, y = data[f"x_{split}"], data[f"y_{split}"]
-    if x.dtype != torch.uint8 or tuple(x.shape[1:]) != dataset_info(kind).shape or len(x) != len(y):
+    if x.dtype != torch.uint8 or x.shape[1:] != dataset_info(kind).shape or len(x) != len(y):
         raise DataError(f"{path}: x_{split} {tuple(x.shape)} {x.dtype} does not fit {kind}")
     return Split(x, y.long(), data["class_names"], kind=kind)
 

@@ -1,10 +1,6 @@
-"""What each stage reads besides its parameters: the library files its script imports, and for the
-stages that read a list of ids from the parameters, the result files of those ids.
-
-Snakemake computes both from this module when it plans a run. DVC reads them from dvc.yaml, whose
-lists are literal (DVC cannot expand a list of ids into files): ``REFRESH`` writes them there from
-the imports and from params.yaml, and the check_params stage refuses a dvc.yaml that does not
-follow params.yaml.
+"""What each stage reads besides its parameters: the library files its script imports and the
+result files of the ids it lists. Snakemake computes them here; DVC reads literal lists from
+dvc.yaml, which ``REFRESH`` writes and the check_params stage keeps in step with params.yaml.
 """
 
 from __future__ import annotations
@@ -17,15 +13,6 @@ from pathlib import Path
 PACKAGE = "robust"
 
 
-def _statements(body: list[ast.AST]):
-    """Every statement in ``body``, nested ones too (function and class bodies, branches,
-    handlers): imports are statements, so expressions need not be visited."""
-    for node in body:
-        yield node
-        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
-            yield from _statements(getattr(node, field, None) or [])
-
-
 @cache
 def _imported_modules(source: Path) -> frozenset[str]:
     """Dotted names of ``robust`` modules imported anywhere in ``source`` (also inside
@@ -34,7 +21,7 @@ def _imported_modules(source: Path) -> frozenset[str]:
     if PACKAGE not in text:
         return frozenset()
     found: set[str] = set()
-    for node in _statements(ast.parse(text).body):
+    for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -46,39 +33,28 @@ def _imported_modules(source: Path) -> frozenset[str]:
 
 def _module_file(root: Path, dotted: str) -> Path | None:
     base = root.joinpath(*dotted.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None  # an attribute, not a module
+    candidates = (base.with_suffix(".py"), base / "__init__.py")
+    return next((path for path in candidates if path.is_file()), None)  # None: an attribute
 
 
 @cache
 def library_deps(script: str, root: str = "scripts") -> tuple[str, ...]:
-    """Sorted paths (relative to the repository) of the ``robust`` files ``script`` imports,
-    transitively.
-
-    Args:
-        script: path of the stage script, e.g. ``"scripts/train.py"``.
-        root: folder that holds the ``robust`` package.
-    """
+    """Sorted paths (relative to the repository) of the ``robust`` files that ``script`` (e.g.
+    ``"scripts/train.py"``) imports, transitively; ``root`` holds the ``robust`` package."""
     base = Path(root)
     todo, seen = [Path(script)], set()
-    files: set[Path] = {base / PACKAGE / "__init__.py"}
+    files = {base / PACKAGE / "__init__.py"}
     while todo:
-        current = todo.pop()
-        for dotted in _imported_modules(current):
-            path = _module_file(base, dotted)
+        for dotted in _imported_modules(todo.pop()):
             parts = dotted.split(".")
             # importing a.b.c also runs a/__init__ and a/b/__init__
-            for i in range(1, len(parts)):
-                init = _module_file(base, ".".join(parts[:i]))
-                if init is not None:
-                    files.add(init)
+            inits = (_module_file(base, ".".join(parts[:i])) for i in range(1, len(parts)))
+            files.update(init for init in inits if init is not None)
+            path = _module_file(base, dotted)
             if path is not None and path not in seen:
                 seen.add(path)
-                files.add(path)
                 todo.append(path)
-    return tuple(sorted(str(p) for p in files))
+    return tuple(sorted(str(p) for p in files | seen))
 
 
 def id_files(pattern: str, ids) -> list[str]:
@@ -100,6 +76,8 @@ def result_inputs(params: dict) -> dict[str, list[str]]:
     certified, trained = report["certified"]["runs"], report["training"]["models"]
     figures, comparisons = report["pag_figures"].values(), report["train_vs_certify"].values()
     pag, models = "results/pag/{}.pt", "results/models/{}.pt"
+    summaries = certify_files(certified) + id_files("results/eval/{}.json", trained)
+    summaries += id_files("results/train/{}.json", trained)
     return {
         "pag_metrics": id_files(pag, [run for c in metrics["columns"] for run in c.split("+")])
         + id_files(models, metrics["judges"]),
@@ -108,10 +86,8 @@ def result_inputs(params: dict) -> dict[str, list[str]]:
         "fig_certified": certify_files(certified),
         "fig_train_vs_certify": certify_files([run for fig in comparisons for run in fig["runs"]]),
         "fig_training": id_files("results/train/{}.json", trained),
-        "tables": certify_files(certified) + id_files("results/eval/{}.json", trained)
-        + id_files("results/train/{}.json", trained),
-        "numbers": certify_files(certified) + id_files("results/eval/{}.json", trained)
-        + id_files("results/train/{}.json", trained) + id_files(pag, report["numbers"]["columns"]),
+        "tables": summaries,
+        "numbers": summaries + id_files(pag, report["numbers"]["columns"]),
     }  # fmt: skip
 
 
@@ -136,18 +112,15 @@ def result_outputs(params: dict) -> dict[str, list[str]]:
     }
 
 
-# A generated list: (stage, or id of a top-level plot; list key) -> (prefixes of its generated
-# entries, the entries). Entries not starting with a prefix are kept as written.
 def generated_lists(params: dict) -> dict[tuple[str, str], tuple[tuple[str, ...], list[str]]]:
-    """Every list of dvc.yaml that follows the parameters."""
+    """Every list of dvc.yaml that follows the parameters: (stage or top-level plot, list key) ->
+    (prefixes of its generated entries, the entries); other entries are kept as written."""
     lists = {(s, "deps"): (RESULT_FOLDERS, f) for s, f in result_inputs(params).items()}
     summaries = ("results/metrics/models/", "results/metrics/certify/", "results/metrics/pag/")
     lists |= {(s, "metrics"): (summaries, f) for s, f in result_outputs(params).items()}
     curves = id_files("results/plots/certified/{}.tsv", params["report"]["certified"]["runs"])
-    lists[("certified_accuracy", "y")] = (
-        ("results/plots/certified/",),
-        [f"{c}: certified_accuracy" for c in curves],
-    )
+    plots = ("results/plots/certified/",)
+    lists[("certified_accuracy", "y")] = (plots, [f"{c}: certified_accuracy" for c in curves])
     return lists
 
 
@@ -204,30 +177,14 @@ SHELL_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 def checked_names(params) -> set[str]:
     """Every key and scalar of the parameters, written as DVC interpolates it (``true``, ``16.0``),
-    that is safe in a shell command unquoted.
-
-    ``check_params`` writes one empty file per name into ``results/params.ok/``, and each DVC stage
-    depends on the files of the ids and values its command interpolates unquoted (``${key}``,
-    ``${item.dataset}``): a stage run on its own (``dvc repro -s``) with a name that no check has
-    passed stops on the missing file before its command reaches a shell.
-    """
-    names: set[str] = set()
-
-    def visit(value) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                visit(key)
-                visit(item)
-        elif isinstance(value, list):
-            for item in value:
-                visit(item)
-        else:
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            if SHELL_SAFE.fullmatch(text):
-                names.add(text)
-
-    visit(params)
-    return names
+    that is safe in a shell command unquoted: ``check_params`` writes one file per name, which the
+    DVC stages whose commands interpolate it unquoted depend on."""
+    if isinstance(params, dict):
+        return set().union(*map(checked_names, [*params, *params.values()]))
+    if isinstance(params, list):
+        return set().union(*map(checked_names, params))
+    text = str(params).lower() if isinstance(params, bool) else str(params)
+    return {text} if SHELL_SAFE.fullmatch(text) else set()
 
 
 REFRESH = "python -m robust.deps params.yaml dvc.yaml"  # run from the repository root

@@ -1,23 +1,26 @@
-"""Fetching dataset archives and preparing CIFAR-10 from its python-pickle batches.
+"""Fetching files with a checksum, a download cache shared by concurrent jobs, archive extraction,
+and CIFAR-10 prepared from its python-pickle batches.
 
-``fetch`` downloads (or copies a local archive), verifies its md5 or sha256 (which may be left
-unpinned) and renames into place; ``extract_tar`` unpacks into a temporary sibling folder and
-renames it. Every failure is a ``DataError`` with a one-line message naming the file, the source
-and, for downloads, the expected and actual checksums; no partial file or folder is left behind.
+Every failure is a ``DataError`` with a one-line message naming the file, the source and, for
+downloads, the expected and actual checksums. Writes are atomic (a temporary sibling, then a
+rename): no partial file or folder is left behind, not even by a killed job.
 """
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import hashlib
 import http.client
 import os
 import pickle
+import posixpath
+import re
 import shutil
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,19 +34,8 @@ from robust import io
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
-_CIFAR_FOLDER = "cifar-10-batches-py"
-_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
 _BLOCK = 1 << 20
 
 
@@ -68,11 +60,9 @@ def digest_of(path: Path, algorithm: str = "md5") -> str:
 
 
 def _open_source(url: str, archive: Path | None, timeout: float) -> IO[bytes]:
-    if archive is not None:
-        return open(archive, "rb")
-    if "://" not in url:  # a plain local path given in place of the address
-        return open(url, "rb")
-    return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - http(s)/file URLs by design
+    if archive is None and "://" in url:
+        return urllib.request.urlopen(url, timeout=timeout)  # http(s) and file URLs by design
+    return open(archive or url, "rb")  # a local archive, or a plain path given in place of the URL
 
 
 def fetch(
@@ -124,6 +114,57 @@ def fetch(
     return digest.hexdigest()
 
 
+def cache_path(cache_dir: Path, url: str) -> Path:
+    """Where the download of ``url`` is kept: ``cache_dir/<16 hex of sha256(url)>.download``."""
+    return Path(cache_dir) / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}.download"
+
+
+def cached_fetch(
+    url: str, cache_dir: Path, sha256: str | None, timeout: float = 60.0
+) -> tuple[Path, str]:
+    """A local copy of ``url`` from the shared cache, downloading it first if needed.
+
+    Several pretrained checkpoints can come from one archive (Cohen et al. release all their models
+    in one file): the first job downloads while the others wait on a lock file, then each reuses
+    the finished file.
+
+    Args:
+        url: http(s) or file URL, or a local path.
+        cache_dir: the shared cache folder (created if missing).
+        sha256: expected hex digest, or None (unpinned: a cached copy is reused as it is and a
+            fresh download is accepted whatever its digest).
+        timeout: seconds before an unreachable host fails.
+
+    Returns:
+        (path of the cached file, its hex sha256).
+
+    Raises:
+        DataError: unreachable host, digest mismatch, or a web page instead of a file; no file
+            is then left under the cached name.
+    """
+    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"sha256 must be 64 lowercase hex digits or None, got {sha256}")
+    dest = cache_path(cache_dir, url)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.with_suffix(".lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # other jobs wait here; closing the file releases it
+        if dest.is_file():
+            actual = digest_of(dest, "sha256")
+            if sha256 is None or actual == sha256:
+                return dest, actual
+            dest.unlink()  # another or a damaged file: download again and check the new copy
+        actual = fetch(url, dest, sha256, "sha256", timeout=timeout)
+        with open(dest, "rb") as handle:
+            page = handle.read(512).lstrip().lower().startswith((b"<!doctype html", b"<html"))
+        if sha256 is None and page:
+            dest.unlink()
+            raise DataError(
+                f"{url} sent a web page, not a file (a sign-in or download-confirmation page?); "
+                "use a direct-download address"
+            )
+    return dest, actual
+
+
 def extract_tar(archive: Path, dest_dir: Path) -> Path:
     """Extract a (gzipped) tar archive into ``dest_dir``: a temporary sibling folder, then a rename.
 
@@ -150,15 +191,70 @@ def extract_tar(archive: Path, dest_dir: Path) -> Path:
     return dest_dir
 
 
+def _normalise(name: str) -> str:
+    return posixpath.normpath(name.replace("\\", "/")).lstrip("/")
+
+
+def check_member_name(member: str) -> None:
+    """Raise ValueError unless ``member`` is a relative path inside an archive (no ``..``)."""
+    if not member or member.startswith("/") or ".." in member.replace("\\", "/").split("/"):
+        raise ValueError(f"archive member '{member}' must be a relative path without '..'")
+
+
+def _copy(source: IO[bytes], dest: Path) -> Path:
+    with source, io.atomic_open(dest, "wb") as target:
+        shutil.copyfileobj(source, target, _BLOCK)
+    return Path(dest)
+
+
+def extract_member(archive: Path, member: str, dest: Path) -> Path:
+    """Copy one regular file of a tar (any compression) or zip ``archive`` to ``dest``, atomically.
+
+    Only the bytes of ``member`` are written, to ``dest`` itself: no other path is created, so
+    absolute names, ``..`` and links inside the archive cannot write anywhere else. A tar is read
+    forward only and stops at the member.
+
+    Raises:
+        ValueError: ``member`` is not a relative path without ``..``.
+        DataError: not a tar or zip archive, no such member, not a regular file, or a corrupt
+            archive; ``dest`` is then not written.
+    """
+    check_member_name(member)
+    archive, want = Path(archive), _normalise(member)
+    try:
+        if tarfile.is_tarfile(archive):
+            with tarfile.open(archive, "r:*") as tar:
+                for info in tar:
+                    if _normalise(info.name) == want:
+                        if not info.isfile():
+                            raise DataError(
+                                f"{archive.name}: member {member} is not a regular file"
+                            )
+                        return _copy(tar.extractfile(info), dest)
+                names = tar.getnames()
+        elif zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zipped:
+                for info in zipped.infolist():
+                    if _normalise(info.filename) == want and not info.is_dir():
+                        return _copy(zipped.open(info), dest)
+                names = zipped.namelist()
+        else:
+            raise DataError(f"{archive.name}: not a tar or zip archive; cannot extract {member}")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as err:
+        raise DataError(f"{archive.name}: cannot extract {member}: {_line(err)}") from None
+    # A few names to show: those with the member's file name first.
+    similar = [n for n in names if posixpath.basename(n) == posixpath.basename(member)] or names
+    shown = ", ".join(similar[:3]) + (" ..." if len(similar) > 3 else "")
+    raise DataError(
+        f"{archive.name}: no member {member} among {len(names)} entries (e.g. {shown or 'none'})"
+    )
+
+
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles only what CIFAR batches hold (dicts, lists, bytes, numpy arrays): no code runs."""
 
-    _ALLOWED = {
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-    }
+    _ALLOWED = {("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
+                ("numpy", "dtype"), ("_codecs", "encode")}  # fmt: skip
 
     def find_class(self, module: str, name: str) -> Any:
         module = module.replace("numpy.core.", "numpy._core.")  # pickles written by numpy 1.x
@@ -218,36 +314,29 @@ def prepare_cifar10(
     progress: Callable[[int, int | None], None] | None = None,
 ) -> None:
     """Fetch, verify and extract CIFAR-10 under ``work_dir``; write the prepared file ``out``
-    (``progress``: as for :func:`fetch`, for the download).
-
-    ``out`` (written atomically) holds a plain dict (``torch.load(out, weights_only=True)``):
-    ``x_train`` uint8 [N, 3, 32, 32], ``y_train`` int64 [N], ``x_test``, ``y_test``, ``class_names``
-    (from ``batches.meta``) and ``meta``. ``n_train``/``n_test`` keep the first n images of each
-    split (all when None).
+    atomically, in the format of ``robust.data`` (``class_names`` from ``batches.meta``).
+    ``n_train``/``n_test`` keep the first n images of each split (all when None); ``progress``:
+    as for :func:`fetch`, for the download.
 
     Raises:
         DataError: any fetch, checksum, extraction or format problem. An archive this call
             downloaded is then removed and ``out`` is not written. The extracted folder never
             outlives the call.
     """
-    for flag, n in (("n_train", n_train), ("n_test", n_test)):
-        if n is not None and n < 0:
-            raise ValueError(f"{flag} must be >= 0 or None, got {n}")
     work_dir = Path(work_dir)
     tarball = work_dir / "cifar-10-python.tar.gz"
     had_tarball = tarball.exists()
     fetch(url, tarball, md5, archive=archive, progress=progress)
     extracted = work_dir / "extracted"
     try:
-        folder = extract_tar(tarball, extracted) / _CIFAR_FOLDER
-        x_train, y_train = _read_batches(folder, _TRAIN_BATCHES)
+        folder = extract_tar(tarball, extracted) / "cifar-10-batches-py"
+        x_train, y_train = _read_batches(folder, [f"data_batch_{i}" for i in range(1, 6)])
         x_test, y_test = _read_batches(folder, ["test_batch"])
         names = _class_names(folder)
     except DataError as err:
         # A verified but unusable archive would fail the same way next time: leave nothing behind.
         if not had_tarball:
-            with contextlib.suppress(FileNotFoundError):
-                tarball.unlink()
+            tarball.unlink(missing_ok=True)
         source = url if archive is None else archive
         raise DataError(f"{err} (archive from {source}, md5 {md5} matched)") from None
     finally:

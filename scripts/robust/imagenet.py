@@ -1,12 +1,11 @@
-"""ImageNet from a local folder: a manifest of image files, read lazily as [0, 1] tensors.
+"""ImageNet from a local folder, images loaded when used with Cohen et al.'s test transform
+(Resize(256), CenterCrop(224)) as [0, 1] tensors.
 
-ImageNet cannot be downloaded by the pipeline, and a tensor copy of the 50,000 validation images
-would take 7.5 GB, so the prepare stage writes a manifest instead: the image files of
-``<folder>/val`` (and of ``<folder>/train`` when ``n_train > 0``), each split with one sub-folder
-per class, listed in torchvision ImageFolder order (class folders sorted, then file paths
-sorted). Image ``i`` of the test split is therefore Cohen et al.'s ImageNet image ``i``, and label
-``c`` the c-th class folder (the usual ImageNet-1k index when the folders are the 1000 WordNet
-ids). Images are loaded when used, with Cohen et al.'s test transform: Resize(256), CenterCrop(224).
+A tensor copy of the 50,000 validation images would take 7.5 GB, so the prepare stage writes a
+manifest of the image files of ``<folder>/val`` (and ``<folder>/train`` when ``n_train > 0``), one
+sub-folder per class, in torchvision ImageFolder order (class folders sorted, then file paths):
+image ``i`` of the test split is Cohen et al.'s ImageNet image ``i``, and label ``c`` the c-th
+class folder (the ImageNet-1k index when the folders are the 1000 WordNet ids).
 
 The manifest (``torch.save`` of a plain dict, loadable with ``weights_only=True``)::
 
@@ -30,6 +29,8 @@ NUM_CLASSES = 1000
 FOLDERS = {"test": "val", "train": "train"}  # split -> sub-folder of the ImageNet root
 # The extensions torchvision's ImageFolder accepts.
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# An opened split: labels int64 [N], class names, loader (index -> float32 [3, 224, 224] in [0, 1])
+SplitParts = tuple[torch.Tensor, list[str], Callable[[int], torch.Tensor]]
 
 
 def _scan(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
@@ -91,29 +92,14 @@ def prepare_imagenet(out: Path, folder: Path, n_train: int, n_test: int) -> None
     io.torch_save(manifest, out)
 
 
-def open_manifest(
-    path: Path, split: str
-) -> tuple[torch.Tensor, list[str], Callable[[int], torch.Tensor]]:
-    """(labels int64 [N], class names, loader: index -> float32 [3, 224, 224] in [0, 1]).
-
-    Raises:
-        DataError: unreadable manifest, a split that was not prepared, or (when loading) a
-            missing or unreadable image file.
-    """
-    try:
-        manifest = torch.load(path, map_location="cpu", weights_only=True)
-        entry, root = manifest["splits"][split], Path(manifest["folder"])
-    except KeyError:
-        raise DataError(f"{path}: no '{split}' split in this ImageNet manifest") from None
-    except Exception as err:  # truncated or foreign files raise assorted errors
-        raise DataError(f"{path}: unreadable ImageNet manifest ({type(err).__name__})") from None
+def _loader(root: Path, files: list[str]) -> Callable[[int], torch.Tensor]:
+    """index ``i`` -> image ``root / files[i]`` as float32 [3, 224, 224] in [0, 1]."""
     from robust._torchvision import import_torchvision
 
     tv = import_torchvision()
     transform = tv.transforms.Compose(
         [tv.transforms.Resize(256), tv.transforms.CenterCrop(224), tv.transforms.ToTensor()]
     )
-    files = entry["files"]
 
     def load(i: int) -> torch.Tensor:
         try:
@@ -122,4 +108,31 @@ def open_manifest(
             reason = " ".join(str(err).split())
             raise DataError(f"{root / files[i]}: unreadable image ({reason})") from None
 
-    return entry["labels"], list(manifest["class_names"]), load
+    return load
+
+
+def open_manifest(manifest: dict, split: str, path: Path) -> SplitParts:
+    """``split`` of ``manifest``, the dict of the manifest file ``path``, opened.
+
+    Raises:
+        DataError: a split that was not prepared, or (when loading) a missing or unreadable image.
+    """
+    if split not in manifest["splits"]:
+        raise DataError(f"{path}: no '{split}' split in this ImageNet manifest")
+    entry, root = manifest["splits"][split], Path(manifest["folder"])
+    return entry["labels"], list(manifest["class_names"]), _loader(root, entry["files"])
+
+
+def open_folder(root: Path, split: str) -> SplitParts:
+    """An image folder read directly, opened: ``root/split``, or for split "val" ``root`` itself
+    when it holds the class folders."""
+    folder = root / split
+    if not folder.is_dir():
+        if split != "val" or not any(child.is_dir() for child in root.iterdir()):
+            raise DataError(f"{root}: no image folder for split '{split}' (expected {folder})")
+        folder = root
+    classes, samples = _scan(folder)
+    if not samples:
+        raise DataError(f"{folder}: unusable image folder: no images in its class folders")
+    labels = torch.tensor([label for _, label in samples], dtype=torch.long)
+    return labels, classes, _loader(folder, [file for file, _ in samples])

@@ -1,8 +1,6 @@
-"""Atomic file writes: a reader never sees a partial file.
-
-Every output goes to a temporary file in the destination folder, is flushed and fsynced, then
-renamed over the destination with ``os.replace`` (atomic on POSIX within one file system).
-"""
+"""Atomic file writes: a reader never sees a partial file. Every output goes to a temporary file
+in the destination folder, is flushed and fsynced, then renamed over the destination with
+``os.replace`` (atomic on POSIX within one file system)."""
 
 from __future__ import annotations
 
@@ -22,10 +20,8 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
-    """Open a temporary sibling of ``path`` for writing; rename it to ``path`` on success.
-
-    On an exception the temporary file is removed and ``path`` is left untouched.
-    """
+    """Open a temporary sibling of ``path`` for writing; rename it to ``path`` on success. On an
+    exception the temporary file is removed and ``path`` is left untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -1,7 +1,5 @@
-"""LaTeX text of the tables and in-text numbers: number formats, booktabs tables, macros.
-
-Table helpers emit complete booktabs ``tabular`` environments as plain strings.
-"""
+"""LaTeX text of the tables and in-text numbers: number formats, booktabs tables (complete
+``tabular`` environments as plain strings), macros."""
 
 from __future__ import annotations
 
@@ -11,7 +9,6 @@ from collections.abc import Sequence
 from robust.report import ReportError
 
 
-# ------------------------------------------------------------------------------- formatting
 def format_float(x: float) -> str:
     """Shortest plain form of a parameter value: 0.25 -> '0.25', 8.0 -> '8', 0.001 -> '0.001'."""
     text = f"{float(x):.6f}".rstrip("0").rstrip(".")
@@ -33,9 +30,8 @@ def format_signed(x: float | None, digits: int = 2) -> str:
     if x is None:
         return "--"
     text = f"{abs(x):.{digits}f}"
-    if float(text) == 0.0:
-        return f"${text}$"
-    return f"${'+' if x > 0 else '-'}{text}$"
+    sign = "" if float(text) == 0.0 else "+" if x > 0 else "-"
+    return f"${sign}{text}$"
 
 
 def format_int(n: int) -> str:
@@ -45,10 +41,8 @@ def format_int(n: int) -> str:
 
 def join_words(items: Sequence[str]) -> str:
     """'a', 'a and b', 'a, b and c' (empty -> 'n/a')."""
-    items = list(items)
-    if not items:
-        return "n/a"
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    *head, last = list(items) or ["n/a"]
+    return f"{', '.join(head)} and {last}" if head else last
 
 
 def tex_escape(text: str) -> str:
@@ -56,18 +50,15 @@ def tex_escape(text: str) -> str:
     return re.sub(r"([_&%$#{}])", r"\\\1", str(text))
 
 
-# -------------------------------------------------------------------------------- tables
 def bold_max(cells: Sequence[str]) -> list[str]:
     """Wrap the largest numeric cell(s) in ``\\textbf{}``, comparing the values as displayed.
 
     Ties after rounding are all bold; non-numeric cells ('--') are never bold.
     """
     values = [as_number(c) for c in cells]
-    numbers = [v for v in values if v is not None]
-    if not numbers:
-        return list(cells)
-    best = max(numbers)
-    return [rf"\textbf{{{c}}}" if v == best else c for c, v in zip(cells, values, strict=True)]
+    best = max((v for v in values if v is not None), default=None)
+    pairs = zip(cells, values, strict=True)
+    return [rf"\textbf{{{c}}}" if v is not None and v == best else c for c, v in pairs]
 
 
 def as_number(cell: str) -> float | None:
@@ -80,10 +71,8 @@ def as_number(cell: str) -> float | None:
 
 def table_number(value: float, digits: int) -> str:
     """A table number with a typeset minus sign and no negative zero ('-0.00' -> '0.00')."""
-    text = f"{value:.{digits}f}"
-    if float(text) == 0.0:
-        return text.lstrip("-")
-    return "$-$" + text[1:] if text.startswith("-") else text
+    text = f"{abs(value):.{digits}f}"
+    return "$-$" + text if value < 0 and float(text) != 0.0 else text
 
 
 def interval_cell(stat: dict, digits: int, bold: bool = False) -> str:
@@ -103,7 +92,6 @@ def tabular(colspec: str, header: Sequence[str], body: Sequence[str]) -> str:
     return "\n".join([*lines, r"\bottomrule", r"\end{tabular}", ""])
 
 
-# -------------------------------------------------------------------------------- macros
 def newcommand(name: str, value: str) -> str:
     """``\\newcommand{\\Name}{value}``; the name must be a backslash followed by letters only."""
     if not re.fullmatch(r"\\[A-Za-z]+", name):

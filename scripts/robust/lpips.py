@@ -31,7 +31,6 @@ import torch
 from torch import Tensor, nn
 
 CHANNELS = (64, 192, 384, 256, 256)  # channels of the five compared layers
-_CONVS = (0, 3, 6, 8, 10)  # convolutions of torchvision's alexnet.features
 _RELUS = (1, 4, 7, 9, 11)  # the ReLUs whose outputs are compared
 # Input scaling of the reference implementation: x -> (x - shift) / scale per RGB channel, which
 # maps [-1, 1] images to roughly the ImageNet normalisation AlexNet was trained with.
@@ -45,45 +44,41 @@ class LpipsError(ValueError):
     """A weight file does not have the expected keys or shapes, or the inputs do not fit."""
 
 
-def _check_keys(state: Mapping[str, Tensor], expected: Sequence[str], what: str, ignore=()) -> None:
-    """One-line LpipsError naming the first missing or unexpected key of ``state``."""
+def _checked(
+    state: Mapping[str, Tensor], shapes: Mapping[str, tuple], what: str, ignore=()
+) -> dict[str, Tensor]:
+    """The tensors of ``state`` named in ``shapes`` (key -> shape), float32; a one-line LpipsError
+    names the first missing or unexpected key (unless it starts with ``ignore``) or wrong shape."""
     keys = set(state)
-    missing = [k for k in expected if k not in keys]
-    unexpected = sorted(k for k in keys - set(expected) if not k.startswith(tuple(ignore)))
+    missing = [k for k in shapes if k not in keys]
+    unexpected = sorted(k for k in keys - set(shapes) if not k.startswith(tuple(ignore)))
     for problem, found in (("missing", missing), ("unexpected", unexpected)):
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
             raise LpipsError(f"{what}: {problem} key '{found[0]}'{more}")
+    for key, shape in shapes.items():
+        if tuple(state[key].shape) != shape:
+            raise LpipsError(
+                f"{what}: '{key}' has shape {tuple(state[key].shape)}, expected {shape}"
+            )
+    return {key: state[key].detach().float() for key in shapes}
 
 
 def alexnet_features(state: Mapping[str, Tensor]) -> nn.Sequential:
-    """torchvision's ``alexnet().features`` up to the last ReLU, holding the weights of ``state``.
-
-    Args:
-        state: torchvision AlexNet state dict (``features.N.weight/bias``; ``classifier.*`` is
-            ignored).
+    """torchvision's ``alexnet().features`` up to the last ReLU, holding the weights of ``state``,
+    a torchvision AlexNet state dict (``features.N.weight/bias``; ``classifier.*`` is ignored).
 
     Raises:
         LpipsError: a key is missing or unexpected, or a tensor has the wrong shape.
     """
     from robust._torchvision import import_torchvision
 
-    tv = import_torchvision()
     with torch.device("meta"):  # shapes only: every weight is then taken from ``state``
-        features = tv.models.alexnet(weights=None).features[: _RELUS[-1] + 1]
-    expected = [f"features.{i}.{p}" for i in _CONVS for p in ("weight", "bias")]
-    _check_keys(state, expected, "AlexNet weights", ignore=("classifier.",))
-    own = {}
-    for key in expected:
-        name = key.removeprefix("features.")
-        shape = tuple(features.get_parameter(name).shape)
-        if tuple(state[key].shape) != shape:
-            raise LpipsError(
-                f"AlexNet weights: '{key}' has shape {tuple(state[key].shape)}, expected {shape}"
-            )
-        own[name] = state[key].detach().float()
+        features = import_torchvision().models.alexnet(weights=None).features[: _RELUS[-1] + 1]
+    shapes = {f"features.{name}": tuple(p.shape) for name, p in features.named_parameters()}
+    own = _checked(state, shapes, "AlexNet weights", ignore=("classifier.",))
     features = features.to_empty(device="cpu")
-    features.load_state_dict(own)
+    features.load_state_dict({key.removeprefix("features."): w for key, w in own.items()})
     return features.eval().requires_grad_(False)
 
 
@@ -94,19 +89,12 @@ def linear_weights(state: Mapping[str, Tensor]) -> list[Tensor]:
         LpipsError: a key is missing or unexpected, a shape is wrong, or a weight is negative
             (the distance is defined with w >= 0).
     """
-    expected = [f"lin{i}.model.1.weight" for i in range(len(CHANNELS))]
-    _check_keys(state, expected, "LPIPS weights")
-    weights = []
-    for key, c in zip(expected, CHANNELS, strict=True):
-        w = state[key].detach().float()
-        if tuple(w.shape) != (1, c, 1, 1):
-            raise LpipsError(
-                f"LPIPS weights: '{key}' has shape {tuple(w.shape)}, expected (1, {c}, 1, 1)"
-            )
-        if bool((w < 0).any()):
-            raise LpipsError(f"LPIPS weights: '{key}' has negative entries; LPIPS needs w >= 0")
-        weights.append(w)
-    return weights
+    shapes = {f"lin{i}.model.1.weight": (1, c, 1, 1) for i, c in enumerate(CHANNELS)}
+    weights = _checked(state, shapes, "LPIPS weights")
+    negative = [key for key, w in weights.items() if bool((w < 0).any())]
+    if negative:
+        raise LpipsError(f"LPIPS weights: '{negative[0]}' has negative entries; LPIPS needs w >= 0")
+    return list(weights.values())
 
 
 def _unit(f: Tensor) -> Tensor:

@@ -9,23 +9,19 @@ radius of at least r; abstentions (predict == -1) are wrong. The time column is
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def _as_1d(name: str, values: Sequence | np.ndarray) -> np.ndarray:
+def _as_1d(name: str, values: ArrayLike) -> np.ndarray:
     array = np.asarray(values)
     if array.ndim != 1 or array.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array, got shape {array.shape}")
     return array
 
 
-def certified_accuracy(
-    radius: Sequence[float] | np.ndarray,
-    correct: Sequence[int] | np.ndarray,
-    radii: Sequence[float] | np.ndarray,
-) -> np.ndarray:
+def certified_accuracy(radius: ArrayLike, correct: ArrayLike, radii: ArrayLike) -> np.ndarray:
     """Share of images certified correct at each radius.
 
     Args:
@@ -44,9 +40,7 @@ def certified_accuracy(
     return hits.mean(axis=1)
 
 
-def average_certified_radius(
-    radius: Sequence[float] | np.ndarray, correct: Sequence[int] | np.ndarray
-) -> float:
+def average_certified_radius(radius: ArrayLike, correct: ArrayLike) -> float:
     """Mean over images of radius * correct (wrong and abstained images count as 0)."""
     radius, correct = _as_1d("radius", radius), _as_1d("correct", correct)
     if radius.shape != correct.shape:
@@ -54,7 +48,7 @@ def average_certified_radius(
     return float(np.mean(radius.astype(np.float64) * (correct == 1)))
 
 
-def abstention_rate(predict: Sequence[int] | np.ndarray) -> float:
+def abstention_rate(predict: ArrayLike) -> float:
     """Share of images where the smoothed classifier abstained (predict == -1)."""
     return float(np.mean(_as_1d("predict", predict) == -1))
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from robust.archs.airbench import AirbenchNet
 from robust.archs.cifar_resnet import CifarResNet
-from robust.archs.robustness_resnet import BottleneckResNet
+from robust.archs.robustness_resnet import BottleneckResNet50
 from robust.archs.tiny import SmallCNN, TinyCNN
 from robust.data import dataset_info
 
@@ -53,29 +53,25 @@ ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
     "small_cnn": SmallCNN,
     "resnet50": _resnet50,
     # the robustness library's CIFAR ResNet-50 (its released L2-robust CIFAR-10 models)
-    "robustness_resnet50": partial(BottleneckResNet, 50),
+    "robustness_resnet50": BottleneckResNet50,
 }
 
 
 def build_model(arch: str, dataset: str, *, seed: int | None = None) -> nn.Sequential:
-    """A freshly initialised ``Sequential(Normalize(mean, std), net)`` for ``dataset``, on the CPU.
+    """A freshly initialised ``Sequential(Normalize(mean, std), net)`` on the CPU, in training
+    mode, mapping [B, C, H, W] images in [0, 1] to logits [B, K].
 
     Args:
         arch: a key of ``ARCHITECTURES``.
         dataset: a name known to ``robust.data.dataset_info`` (gives num_classes, mean, std).
         seed: if given, the initial weights are a function of the seed alone (drawn from a private
             copy of the global RNG, which is left untouched); otherwise torch's global RNG is used.
-
-    Returns:
-        The model in training mode; it maps [B, C, H, W] images in [0, 1] to logits [B, K].
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture '{arch}'; valid: {', '.join(ARCHITECTURES)}")
     info = dataset_info(dataset)
-    if seed is None:
-        net = ARCHITECTURES[arch](info.num_classes)
-    else:
-        with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
             torch.manual_seed(seed)
-            net = ARCHITECTURES[arch](info.num_classes)
+        net = ARCHITECTURES[arch](info.num_classes)
     return nn.Sequential(Normalize(info.mean, info.std), net)

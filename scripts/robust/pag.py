@@ -5,13 +5,10 @@ ascent on the log-probability of a target class t, each iterate projected onto
 { ||x - x0||_2 <= eps } and [0, 1] (Santurkar et al. 2019 / MadryLab ``robustness`` conventions).
 
 Both kinds of classifier are seen through one interface, :class:`Scorer`, so a figure compares
-columns on equal terms:
-
-* :class:`PlainScorer`: log softmax(f(x))_t.
-* :class:`SmoothedScorer`: log G(x)_t for the soft smoothed classifier
-  G(x) = E_delta[softmax f(x + delta)], delta ~ N(0, sigma^2 I), estimated as in Salman et al.
-  (2019): log((1/m) sum_i softmax(f(x + delta_i))_t), i.e. the softmax is averaged over the m noisy
-  copies and the log is taken of the average (not the average of log-softmaxes).
+columns on equal terms: :class:`PlainScorer` is log softmax(f(x))_t, :class:`SmoothedScorer` is
+log G(x)_t for the soft smoothed classifier G(x) = E_delta[softmax f(x + delta)],
+delta ~ N(0, sigma^2 I), estimated as in Salman et al. (2019): the log of the softmax averaged over
+m noisy copies (not the average of log-softmaxes).
 
 Images are float32 [B, C, H, W] in [0, 1]; eps, step_size and sigma are in [0, 1] pixel units.
 """
@@ -26,21 +23,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robust.attacks import L2, threat_model
+from robust.attacks import threat_model
 
 
 class Scorer(Protocol):
-    """What :func:`generate_pag` ascends.
+    """What :func:`generate_pag` ascends."""
 
-    ``log_prob(x, target)``: x [B, C, H, W], target int64 [B] -> log-probability of the target
-    under the classifier, shape [B], differentiable w.r.t. x.
-    ``reset(x0)``: called with each batch of start images before its first step, so a scorer that
-    keeps per-image state (fixed noise) can set it up; stateless scorers do nothing.
-    """
+    def log_prob(self, x: Tensor, target: Tensor) -> Tensor:
+        """Log-probability [B] of target int64 [B] at x [B, C, H, W]; differentiable w.r.t. x."""
 
-    def log_prob(self, x: Tensor, target: Tensor) -> Tensor: ...
-
-    def reset(self, x0: Tensor) -> None: ...
+    def reset(self, x0: Tensor) -> None:
+        """Called with each batch of start images before its first step (sets up per-image state
+        such as fixed noise; stateless scorers do nothing)."""
 
 
 def _targets(target: Tensor | int, n: int, device: torch.device) -> Tensor:
@@ -53,11 +47,9 @@ def _targets(target: Tensor | int, n: int, device: torch.device) -> Tensor:
 
 
 def _per_image_noise(x: Tensor, m: int, sigma: float, generator: torch.Generator) -> Tensor:
-    """Gaussian noise [B, m, C, H, W] with std sigma, float32, on x's device.
-
-    Drawn image after image (m draws each) on the generator's device, so image i's noise depends
-    only on how many images the generator served before it, not on how images are batched.
-    """
+    """Gaussian noise [B, m, C, H, W] with std sigma, float32, on x's device, drawn image after
+    image (m draws each) on the generator's device: image i's noise depends only on how many images
+    the generator served before it, not on how images are batched."""
     shape = (m, *x.shape[1:])
     blocks = [
         torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
@@ -74,8 +66,7 @@ class PlainScorer:
 
     def log_prob(self, x: Tensor, target: Tensor) -> Tensor:
         """Log-probability [B] of ``target`` [B] at x [B, C, H, W]; differentiable w.r.t. x."""
-        logits = self.model(x)
-        return F.log_softmax(logits, dim=1).gather(1, target.view(-1, 1)).squeeze(1)
+        return F.log_softmax(self.model(x), dim=1).gather(1, target.view(-1, 1)).squeeze(1)
 
     def reset(self, x0: Tensor) -> None:
         """Stateless: nothing to do."""
@@ -84,10 +75,9 @@ class PlainScorer:
 class SmoothedScorer:
     """Scorer of the soft smoothed classifier G(x) = E_delta[softmax model(x + delta)].
 
-    log_prob returns the Monte Carlo estimate log((1/m) sum_i softmax(model(x + delta_i))_t),
-    delta_i ~ N(0, sigma^2 I), computed stably as logsumexp_i(log_softmax_t) - log m. The m noisy
-    copies of the B images go through the model as one [B*m, C, H, W] batch; they are not
-    clipped to [0, 1] (as in Cohen et al. and Salman et al.).
+    log_prob is the Monte Carlo estimate log((1/m) sum_i softmax(model(x + delta_i))_t), computed
+    as logsumexp_i(log_softmax_t) - log m; the B * m noisy copies go through the model as one batch,
+    not clipped to [0, 1] (as in Cohen et al. and Salman et al.).
 
     Args:
         model: base classifier f, images in [0, 1] -> logits [., K]; use it in eval mode.
@@ -100,12 +90,7 @@ class SmoothedScorer:
     """
 
     def __init__(
-        self,
-        model: nn.Module,
-        sigma: float,
-        m: int,
-        fixed_noise: bool,
-        generator: torch.Generator,
+        self, model: nn.Module, sigma: float, m: int, fixed_noise: bool, generator: torch.Generator
     ) -> None:
         if sigma < 0 or m < 1:
             raise ValueError(f"need sigma >= 0 and m >= 1, got sigma={sigma}, m={m}")
@@ -114,62 +99,23 @@ class SmoothedScorer:
         self.noise: Tensor | None = None  # [B, m, C, H, W] when fixed_noise and drawn
 
     def reset(self, x0: Tensor) -> None:
-        """Start a new batch of images x0 [B, C, H, W]: redraw the fixed noise (if fixed_noise)."""
-        # Fresh-noise mode keeps no state, and must not consume the generator here.
-        self.noise = None
-        if self.fixed_noise:
-            self.noise = _per_image_noise(x0, self.m, self.sigma, self.generator)
+        """Start a new batch of images x0 [B, C, H, W]: redraw the fixed noise (if fixed_noise).
+        Fresh-noise mode keeps no state, and must not consume the generator here."""
+        fixed = self.fixed_noise
+        self.noise = _per_image_noise(x0, self.m, self.sigma, self.generator) if fixed else None
 
     def log_prob(self, x: Tensor, target: Tensor) -> Tensor:
-        """MC estimate [B] of log G(x)_target, differentiable w.r.t. x [B, C, H, W].
-
-        With fixed_noise the noise of the last :meth:`reset` is used (drawn now if there is none
-        for a batch of this size).
-        """
-        if not self.fixed_noise:
-            noise = _per_image_noise(x, self.m, self.sigma, self.generator)
-        else:
-            if self.noise is None or self.noise.shape[0] != x.shape[0]:
-                self.reset(x)
-            noise = self.noise
-        b = x.shape[0]
-        noisy = (x.unsqueeze(1) + noise).reshape(b * self.m, *x.shape[1:])
-        log_p = F.log_softmax(self.model(noisy), dim=1).view(b, self.m, -1)
-        log_p_t = log_p.gather(2, target.view(b, 1, 1).expand(b, self.m, 1)).squeeze(2)
-        return torch.logsumexp(log_p_t, dim=1) - math.log(self.m)
-
-
-def _pag_batch(
-    scorer: Scorer,
-    x0: Tensor,
-    target: Tensor,
-    threat: L2,
-    steps: int,
-    use_best: bool,
-    progress: Callable[[int], None] | None = None,
-) -> Tensor:
-    """Targeted L2 PGD ascent on scorer.log_prob for one batch of start images x0 [B, C, H, W]."""
-    scorer.reset(x0)
-    x = threat.project(x0, x0)
-    best, best_score = x.clone(), torch.full((x.shape[0],), -math.inf, device=x.device)
-    for _ in range(steps):
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            score = scorer.log_prob(x, target)
-            (grad,) = torch.autograd.grad(score.sum(), x)
-        x = x.detach()
-        if use_best:  # score belongs to the iterate before this step
-            better = score.detach() > best_score
-            best[better], best_score[better] = x[better], score.detach()[better]
-        x = threat.project(threat.step(x, grad), x0)
-        if progress is not None:
-            progress(1)
-    if not use_best:
-        return x
-    with torch.no_grad():
-        better = scorer.log_prob(x, target) > best_score
-    best[better] = x[better]
-    return best
+        """MC estimate [B] of log G(x)_target, differentiable w.r.t. x [B, C, H, W]. With
+        fixed_noise the noise of the last :meth:`reset` is used (drawn now if there is none for a
+        batch of this size)."""
+        b, m, sigma = x.shape[0], self.m, self.sigma
+        if self.fixed_noise and (self.noise is None or self.noise.shape[0] != b):
+            self.reset(x)
+        noise = self.noise if self.fixed_noise else _per_image_noise(x, m, sigma, self.generator)
+        noisy = (x.unsqueeze(1) + noise).reshape(b * m, *x.shape[1:])
+        log_p = F.log_softmax(self.model(noisy), dim=1).view(b, m, -1)
+        log_p_t = log_p.gather(2, target.view(b, 1, 1).expand(b, m, 1)).squeeze(2)
+        return torch.logsumexp(log_p_t, dim=1) - math.log(m)
 
 
 def generate_pag(
@@ -203,21 +149,40 @@ def generate_pag(
             With fresh noise "highest" is judged on a noisy estimate.
         progress: called with 1 after each step of each batch (a progress bar).
 
-    Returns:
-        Detached images [B, C, H, W] inside the eps-ball around x0 and [0, 1].
+    Returns detached images [B, C, H, W] inside the eps-ball around x0 and [0, 1].
     """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
     threat = threat_model("l2", eps, step_size)
     x0 = x0.detach()
     t = _targets(target, x0.shape[0], x0.device)
     size = x0.shape[0] if batch_size is None else batch_size
-    if size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    chunks = [
-        _pag_batch(scorer, x0[i : i + size], t[i : i + size], threat, steps, use_best, progress)
-        for i in range(0, x0.shape[0], size)
-    ]
+    if steps < 0 or size < 1:
+        raise ValueError(f"need steps >= 0 and batch_size >= 1, got {steps}, {batch_size}")
+
+    def ascend(x0: Tensor, target: Tensor) -> Tensor:
+        """The PAG images of one batch of start images."""
+        scorer.reset(x0)
+        x = threat.project(x0, x0)
+        best, best_score = x.clone(), torch.full((x.shape[0],), -math.inf, device=x.device)
+        for _ in range(steps):
+            x = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                score = scorer.log_prob(x, target)
+                (grad,) = torch.autograd.grad(score.sum(), x)
+            x = x.detach()
+            if use_best:  # score belongs to the iterate before this step
+                better = score.detach() > best_score
+                best[better], best_score[better] = x[better], score.detach()[better]
+            x = threat.project(threat.step(x, grad), x0)
+            if progress is not None:
+                progress(1)
+        if not use_best:
+            return x
+        with torch.no_grad():
+            better = scorer.log_prob(x, target) > best_score
+        best[better] = x[better]
+        return best
+
+    chunks = [ascend(x0[i : i + size], t[i : i + size]) for i in range(0, x0.shape[0], size)]
     return torch.cat(chunks).detach()
 
 
@@ -248,22 +213,18 @@ def smoothed_probability(
         batch_size: most noisy copies per forward pass (None: all B * m at once). The noise of
             whole images is drawn at once, so memory holds at least m * C * H * W floats.
 
-    Returns:
-        Mean over the m draws of the target's softmax probability, shape [B], standard error at
-        most 0.5 / sqrt(m).
+    Returns the mean over the m draws of the target's softmax probability, shape [B], with a
+    standard error of at most 0.5 / sqrt(m).
     """
     if m < 1:
         raise ValueError(f"m must be >= 1, got {m}")
     t = _targets(target, x.shape[0], x.device)
     per_group = max(1, x.shape[0] if batch_size is None else batch_size // m)
     out = []
-    for i in range(0, x.shape[0], per_group):
-        xg, tg = x[i : i + per_group], t[i : i + per_group]
+    for xg, tg in zip(x.split(per_group), t.split(per_group), strict=True):
         noisy = (xg.unsqueeze(1) + _per_image_noise(xg, m, sigma, generator)).flatten(0, 1)
         step = noisy.shape[0] if batch_size is None else batch_size
-        probs = torch.cat(
-            [F.softmax(model(noisy[j : j + step]), dim=1) for j in range(0, len(noisy), step)]
-        )
+        probs = torch.cat([F.softmax(model(part), dim=1) for part in noisy.split(step)])
         out.append(probs.view(len(xg), m, -1).gather(2, tg.view(-1, 1, 1).expand(-1, m, 1)).mean(1))
     return torch.cat(out).squeeze(1)
 

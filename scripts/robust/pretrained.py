@@ -25,15 +25,13 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from robust.download_cache import cached_fetch, check_member_name, extract_member
+from robust.download import cached_fetch, check_member_name, extract_member
 from robust.models import build_model
 
-FORMATS = ("cohen", "robustness")
 _GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
@@ -75,7 +73,7 @@ def fetch_source(
     url: str, sha256: str | None, member: str | None, fmt: str, cache_dir: Path
 ) -> tuple[dict, str]:
     """(the dict of a published checkpoint, the sha256 of its download): ``url`` downloaded into
-    the shared cache (``robust.download_cache.cached_fetch``; sha256 None = unpinned), ``member``
+    the shared cache (``robust.download.cached_fetch``; sha256 None = unpinned), ``member``
     of the archive extracted if given, read with :func:`read_source`. The format and the member
     path are checked before anything is downloaded."""
     if fmt not in EXTRACTORS:
@@ -141,18 +139,14 @@ def robustness_weights(source: dict, arch: str) -> tuple[dict[str, Tensor], Tens
     The attacker's copies of the net and of the normaliser must equal the main ones: they are
     the same modules in the library, so a difference means a damaged or foreign file.
     """
-    state = dict(_state_dict(source, ("model", "state_dict"), "robustness"))
+    state = _state_dict(source, ("model", "state_dict"), "robustness")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     norm = _normaliser(state, "normalizer")
     if not torch.equal(_normaliser(state, "attacker.normalize"), norm):
         raise PretrainedError("robustness checkpoint: the attacker's normaliser differs")
-    net = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-    copy = {
-        k[len("attacker.model.") :]: v for k, v in state.items() if k.startswith("attacker.model.")
-    }
-    stray = [k for k in state if not k.startswith(("model.", "attacker.model."))]
-    if stray:
-        raise PretrainedError(f"robustness checkpoint has unexpected key {stray[0]}")
+    attacker = {k: v for k, v in state.items() if k.startswith("attacker.")}
+    copy = _strip(attacker, "attacker.model.", "robustness")
+    net = _strip({k: v for k, v in state.items() if k not in attacker}, "model.", "robustness")
     if copy.keys() != net.keys() or not all(torch.equal(copy[k], net[k]) for k in net):
         raise PretrainedError("robustness checkpoint: the attacker's copy of the net differs")
     return net, norm, {"source_arch": arch, "source_epoch": _epoch(source)}
@@ -170,14 +164,12 @@ def _describe(keys: list[str]) -> str:
     return f"{len(keys)} ({', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''})"
 
 
-def convert(
-    source: dict, fmt: str, arch: str, dataset: str
-) -> tuple[nn.Sequential, dict[str, Any]]:
+def convert(source: dict, fmt: str, arch: str, dataset: str) -> tuple[nn.Sequential, dict]:
     """Our model holding the weights of a published checkpoint.
 
     Args:
         source: the dict of :func:`read_source`.
-        fmt: one of ``FORMATS``.
+        fmt: a key of ``EXTRACTORS``.
         arch: a key of ``robust.models.ARCHITECTURES``.
         dataset: gives num_classes and the default normalisation.
 
@@ -201,14 +193,14 @@ def convert(
         raise PretrainedError(f"{fmt} checkpoint: normaliser of shape {tuple(norm.shape)} unusable")
     full["0.mean"] = norm[0].reshape(normalize.mean.shape)
     full["0.std"] = norm[1].reshape(normalize.std.shape)
-    for key, value in model.state_dict().items():
+    expected = model.state_dict()
+    for key, value in expected.items():
         # BN batch counters only drive momentum=None averaging, never inference; files from torch
         # before 0.4.1 lack them.
         if key.endswith(".num_batches_tracked") and key not in full:
             full[key] = torch.zeros_like(value)
-    expected = set(model.state_dict())
-    missing = sorted(expected - full.keys())
-    unexpected = sorted(full.keys() - expected)
+    missing = sorted(expected.keys() - full.keys())
+    unexpected = sorted(full.keys() - expected.keys())
     if missing or unexpected:
         raise PretrainedError(
             f"{fmt} checkpoint does not fit arch '{arch}': missing {_describe(missing)}, "

@@ -1,8 +1,6 @@
-"""Shared pieces of the figure, table and number scripts: their error and the plot style.
-
-Figures use matplotlib's Agg backend with mathtext only (no TeX at plot time) and a Computer Modern
-look; ``save_figure`` writes byte-identical PDF and PNG files for identical inputs. LaTeX text
-helpers are in ``robust.latex``, the readers of result files in ``robust.results``.
+"""Shared pieces of the figure, table and number scripts: their error and the plot style
+(matplotlib's Agg backend, mathtext only, a Computer Modern look; byte-identical PDF and PNG files
+for identical inputs). LaTeX text is in ``robust.latex``, the result readers in ``robust.results``.
 """
 
 from __future__ import annotations
@@ -39,7 +37,6 @@ def latex_available() -> bool:
     return shutil.which("latexmk") is not None
 
 
-# ----------------------------------------------------------------------------------- figures
 def use_style():
     """Select Agg and the shared rcParams; returns ``matplotlib.pyplot``."""
     import matplotlib
@@ -54,17 +51,20 @@ def use_style():
 
 
 def save_figure(fig, out: Path) -> tuple[Path, Path]:
-    """Write ``<out>.pdf`` and ``<out>.png`` (dpi 300) byte-deterministically and atomically.
+    """Write ``<out>.pdf`` and ``<out>.png`` (dpi 300) byte-deterministically and atomically, and
+    close the figure in pyplot (it can still be saved again).
 
     Both are rendered in memory first, so a rendering error leaves no file behind. Dates and
     software versions are dropped from the metadata (they are the only run-dependent bytes).
     """
-    out = Path(out)
+    import matplotlib.pyplot as plt
+
     pdf, png = io.BytesIO(), io.BytesIO()
     meta = {"CreationDate": None, "Creator": None, "Producer": None}
     fig.savefig(pdf, format="pdf", metadata=meta)
     fig.savefig(png, format="png", dpi=PNG_DPI, metadata={"Software": None})
+    plt.close(fig)
     paths = (out.with_name(out.name + ".pdf"), out.with_name(out.name + ".png"))
-    write_bytes(paths[0], pdf.getvalue())
-    write_bytes(paths[1], png.getvalue())
+    for path, data in zip(paths, (pdf, png), strict=True):
+        write_bytes(path, data.getvalue())
     return paths

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +16,33 @@ import numpy as np
 
 from robust.latex import as_number, format_float, tex_escape
 from robust.report import ReportError
+from robust.stats import norm_ppf
 
 
-# ------------------------------------------------------------------------------- readers
-def load_json(path: Path) -> dict:
-    """A result JSON as a dict; a missing, binary or malformed file -> one-line error."""
-    path = Path(path)
+def read_text(path: Path, what: str, role: str = "result") -> str:
+    """The UTF-8 text of a ``role`` file; missing, binary or not UTF-8 -> a one-line error."""
     if not path.is_file():
-        raise ReportError(f"missing result file {path}")
+        raise ReportError(f"missing {role} file {path}")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ReportError(f"{path}: not a JSON text file (binary or not UTF-8)") from None
+        text = "\x00"
+    if "\x00" in text:
+        raise ReportError(f"{path}: not a {what} (binary or not UTF-8)")
+    return text
+
+
+def load_json(path: Path, keys: Sequence[str] = ()) -> dict:
+    """A result JSON as a dict that has ``keys``; a missing, binary or malformed file -> one-line
+    error."""
+    try:
+        record = json.loads(read_text(path, "JSON text file"))
     except json.JSONDecodeError as err:
         raise ReportError(f"malformed JSON in {path}: {err.msg} (line {err.lineno})") from None
     if not isinstance(record, dict):
         raise ReportError(f"{path}: a JSON object was expected, found {type(record).__name__}")
+    for key in keys:
+        require(record, key, path)
     return record
 
 
@@ -50,16 +62,7 @@ def read_certify(
     """(radius float64 [N], correct bool [N]) from a certify TSV (Cohen et al.'s columns), checked:
     the columns, ``rows`` rows when given (what the run's summary says), finite radii in
     [0, ``max_radius``], correct 0 or 1. Anything else: a one-line error naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ReportError(f"missing result file {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is None or "\x00" in text:
-        raise ReportError(f"{path}: not a certify TSV (binary or not UTF-8)")
-    reader = csv.DictReader(text.splitlines(), delimiter="\t")
+    reader = csv.DictReader(read_text(path, "certify TSV").splitlines(), delimiter="\t")
     missing = [c for c in CERTIFY_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise ReportError(f"{path}: no column {', '.join(missing)} (expected a header "
@@ -84,11 +87,8 @@ def read_certify(
 
 def read_reference(path: Path) -> dict[float, dict[float, float]]:
     """Published certified accuracies: {sigma: {radius: accuracy}} (non-numeric columns dropped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ReportError(f"missing reference file {path}")
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle, delimiter="\t"))
+    text = read_text(path, "reference TSV", role="reference")
+    rows = list(csv.reader(text.splitlines(), delimiter="\t"))
     if not rows or rows[0][0] != "sigma":
         raise ReportError(f"{path}: the header must start with 'sigma'")
     radii = {i: as_number(h) for i, h in enumerate(rows[0]) if i > 0 and as_number(h) is not None}
@@ -105,19 +105,21 @@ def load_certify_run(certify_dir: Path, run: str, reference: dict) -> dict:
     (floats), ``radius`` and ``correct`` (arrays of the TSV) and ``published``, Cohen et al.'s
     certified accuracy {radius: value} at its sigma ({} for a model certified at another sigma
     than its training sigma: nothing was published for those)."""
-    from robust.stats import norm_ppf
-
-    path = Path(certify_dir) / f"{run}.json"
-    meta = load_json(path)
-    sigma = float(require(meta, "sigma", path))
+    meta = load_json(certify_dir / f"{run}.json", ("sigma", "n0", "n", "alpha", "n_images"))
+    sigma = float(meta["sigma"])
     train_sigma = float(meta.get("train_sigma", sigma))
-    n, alpha, images = (require(meta, key, path) for key in ("n", "alpha", "n_images"))
     # the largest radius n samples can certify: p_A's lower bound is at most alpha ** (1 / n)
-    largest = sigma * norm_ppf(float(alpha) ** (1.0 / float(n)))
-    radius, correct = read_certify(Path(certify_dir) / f"{run}.tsv", int(images), largest)
+    largest = sigma * norm_ppf(float(meta["alpha"]) ** (1.0 / float(meta["n"])))
+    radius, correct = read_certify(certify_dir / f"{run}.tsv", int(meta["n_images"]), largest)
     published = (lookup(reference, sigma) if math.isclose(sigma, train_sigma) else None) or {}
     return meta | {"sigma": sigma, "train_sigma": train_sigma, "radius": radius,
                    "correct": correct, "published": published}  # fmt: skip
+
+
+def train_note(run: dict) -> str:
+    """' (train 0.25)' for a run certified at another sigma than its training sigma, else ''."""
+    same = math.isclose(run["sigma"], run["train_sigma"])
+    return "" if same else f" (train {format_float(run['train_sigma'])})"
 
 
 PAG_KEYS = ("column", "kind", "sigma", "eps", "labels", "targets", "class_names", "x0", "images")
@@ -127,7 +129,6 @@ def load_pag(path: Path) -> dict:
     """A PAG result (.pt, see the result formats) as a dict; missing/corrupt -> one-line error."""
     import torch
 
-    path = Path(path)
     if not path.is_file():
         raise ReportError(f"missing PAG result {path}")
     try:

@@ -1,10 +1,7 @@
 """A resumable row log: TSV rows flushed one by one to a scratch file, published atomically at the
-end.
-
-The scratch file starts with a fingerprint line (a hash of everything that determines the rows). A
-restart with the same fingerprint keeps the complete rows already written and drops a torn last
-line; a restart with another fingerprint starts afresh. Rows must start with their key (the image
-index).
+end. The scratch file starts with a fingerprint line (a hash of everything that determines the
+rows): a restart with the same fingerprint keeps the complete rows already written and drops a torn
+last line, one with another fingerprint starts afresh. Rows start with their key (the image index).
 """
 
 from __future__ import annotations
@@ -55,12 +52,8 @@ class RowLog:
         lines = text.split("\n")
         if len(lines) < 2 or lines[0] != self.tag or lines[1] != "\t".join(self.header):
             return []
-        complete = lines[2:-1]  # the piece after the last newline is torn (or empty)
-        return [
-            tuple(line.split("\t"))
-            for line in complete
-            if len(line.split("\t")) == len(self.header)
-        ]
+        rows = [tuple(line.split("\t")) for line in lines[2:-1]]  # lines[-1]: torn or empty
+        return [row for row in rows if len(row) == len(self.header)]
 
     def _text(self, rows: list[tuple[str, ...]], with_tag: bool) -> str:
         lines = ([self.tag] if with_tag else []) + ["\t".join(self.header)]
@@ -93,11 +86,7 @@ class RowLog:
 
     def mean_seconds(self) -> float:
         """Mean of the ``time`` column (h:mm:ss.ffffff) in seconds, 0.0 without rows."""
-        if "time" not in self.header or not self.rows:
-            return 0.0
         col = self.header.index("time")
-        total = 0.0
-        for row in self.rows:
-            h, m, s = row[col].split(":")
-            total += int(h) * 3600 + int(m) * 60 + float(s)
-        return total / len(self.rows)
+        times = [row[col].split(":") for row in self.rows]
+        total = sum(int(h) * 3600 + int(m) * 60 + float(s) for h, m, s in times)
+        return total / len(self.rows) if self.rows else 0.0

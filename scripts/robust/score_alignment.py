@@ -1,34 +1,110 @@
 """Score alignment (Srinivas et al. 2023): how far a classifier's input gradient is, perceptually,
-from the score of the data distribution.
+from the score of the data distribution. Per image x, two maps of the shape of x are compared:
 
-Per image x, two maps of the shape of x are compared:
-
-* the model direction g(x) = d/dx sum_k f_k(x), the input gradient of the sum of all logits;
-  for a smoothed classifier the gradient of the noise-averaged logits,
-  d/dx E_delta[sum_k f_k(x + delta)] = E_delta[d/dx sum_k f_k(x + delta)], delta ~ N(0, sigma^2 I),
-  estimated by the mean over m draws. (Logits, not probabilities: the softmax sums to 1 over the
-  classes, so the gradient of its sum is 0.) sigma = 0 gives the plain model's gradient.
-* the reference direction: the score of a diffusion model's noisy data distribution
-  (:mod:`robust.score`).
+* the model direction g(x) = d/dx sum_k f_k(x), the input gradient of the sum of all logits (not
+  probabilities: the softmax sums to 1 over the classes, so the gradient of its sum is 0); for a
+  smoothed classifier the gradient of the noise-averaged logits, E_delta[d/dx sum_k f_k(x + delta)],
+  delta ~ N(0, sigma^2 I), estimated by the mean over m draws (sigma = 0: the plain model).
+* the reference direction: the score of the noisy data distribution p_sigma = p * N(0, sigma^2 I),
+  read off a diffusion model's minimum-MSE denoiser D(y; sigma) = E[x | x + sigma n = y] by
+  Tweedie's formula (Robbins 1956; Miyasawa 1961), as EDM (Karras et al. 2022) does:
+  grad_y log p_sigma(y) = (D(y; sigma) - y) / sigma^2. Srinivas et al. take EDM's unconditional
+  CIFAR-10 model at sigma = 0.5; EDM works on images in [-1, 1], so y and this sigma are in
+  [-1, 1] units (0.5 is 0.25 in [0, 1] pixel units).
 
 Each map is divided by its largest absolute entry, which puts it in [-1, 1] like an image and
 removes its scale (and any change of pixel units), and the two are compared with LPIPS
-(:mod:`robust.lpips`). Lower means more aligned; identical directions give 0.
+(:mod:`robust.lpips`). Lower means more aligned; identical directions give 0. Images x are
+float32 [N, C, H, W] in [0, 1] pixels; the classifier's sigma is in the same units.
 
-Images x are float32 [N, C, H, W] in [0, 1] pixels; sigma is in the same units.
+The denoiser is read from a local file without the code that defined it: ``.pt2``, a
+``torch.export`` program (``torch.export.save``); any other suffix, a TorchScript module
+(``torch.jit.save``, deprecated in torch 2.13 but read). It is called as ``D(y, sigma)``, y float32
+[B, C, H, W] in [-1, 1] and sigma float32 [B] (one noise level per image), and returns the
+denoised images [B, C, H, W]. config/README.md shows how to export EDM's released network.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from robust.pag import _per_image_noise  # the noise stream of the PAG images: image by image
 
+Denoiser = Callable[[Tensor, Tensor], Tensor]
 # Largest absolute entry below which a map counts as zero (it stays zero after scaling).
 _TINY = 1e-30
+
+
+class DenoiserError(RuntimeError):
+    """The denoiser file cannot be loaded or its output does not fit its input."""
+
+
+def load_denoiser(path: Path, device: torch.device | str = "cpu") -> Denoiser:
+    """The denoiser saved at ``path`` (format by suffix, see the module docstring) on ``device``.
+
+    Export the network on the device it will run on: a traced graph may record the device of
+    the tensors it creates.
+
+    Raises:
+        FileNotFoundError: no file; DenoiserError: the file is not a loadable program.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"denoiser not found: {path}")
+    try:
+        if path.suffix == ".pt2":
+            return torch.export.load(path).module().to(device)
+        with warnings.catch_warnings():  # deprecated, and said so in the module docstring
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(path, map_location=device).eval()
+    except Exception as err:  # zip, format and version errors all mean: not a usable program
+        reason = " ".join(str(err).split())[:200]
+        kind = "torch.export program" if path.suffix == ".pt2" else "TorchScript module"
+        raise DenoiserError(f"cannot load {path} as a {kind}: {reason}") from None
+
+
+@torch.no_grad()
+def diffusion_score(denoiser: Denoiser, y: Tensor, sigma: float) -> Tensor:
+    """(D(y; sigma) - y) / sigma^2, the score of p_sigma at y (see the module docstring).
+
+    Args:
+        denoiser: called as ``denoiser(y, sigma [B])``; y: float [B, C, H, W] in [-1, 1].
+        sigma: noise level in [-1, 1] units, > 0.
+
+    Returns:
+        float32 [B, C, H, W] in units of 1 / ([-1, 1] units).
+
+    Raises:
+        ValueError: sigma <= 0; DenoiserError: the output has another shape or is not finite.
+    """
+    if not sigma > 0:
+        raise ValueError(f"the score needs a noise level sigma > 0, got {sigma}")
+    y = y.float()
+    denoised = denoiser(y, torch.full((y.shape[0],), float(sigma), device=y.device))
+    if not isinstance(denoised, Tensor) or denoised.shape != y.shape:
+        shape = tuple(denoised.shape) if isinstance(denoised, Tensor) else type(denoised).__name__
+        raise DenoiserError(f"the denoiser returned {shape} for images of shape {tuple(y.shape)}")
+    if not bool(torch.isfinite(denoised).all()):
+        raise DenoiserError("the denoiser returned non-finite values")
+    return (denoised.float() - y) / sigma**2
+
+
+def score_maps(denoiser: Denoiser, x: Tensor, sigma: float, batch_size: int) -> Tensor:
+    """:func:`diffusion_score` of images x [N, C, H, W] in [0, 1], ``batch_size`` at a time.
+
+    Returns float32 [N, C, H, W] on x's device (the gradient w.r.t. the [-1, 1] image 2x - 1;
+    w.r.t. the [0, 1] image it is twice that, a factor that max-abs scaling removes).
+    """
+    chunks = [
+        diffusion_score(denoiser, 2.0 * x[i : i + batch_size] - 1.0, sigma)
+        for i in range(0, x.shape[0], batch_size)
+    ]
+    return torch.cat(chunks)
 
 
 def logit_sum_gradient(
@@ -68,10 +144,8 @@ def logit_sum_gradient(
 
 
 def max_abs_scale(v: Tensor) -> Tensor:
-    """Each map v_i [C, H, W] of v [B, C, H, W] divided by max |v_i|, so it spans [-1, 1].
-
-    An all-zero map stays zero.
-    """
+    """Each map v_i [C, H, W] of v [B, C, H, W] divided by max |v_i|, so it spans [-1, 1]; an
+    all-zero map stays zero."""
     peak = v.detach().flatten(1).abs().amax(dim=1).view(-1, *([1] * (v.dim() - 1)))
     return torch.where(peak > _TINY, v / peak.clamp_min(_TINY), torch.zeros_like(v))
 
@@ -100,13 +174,11 @@ def score_alignment(
         x: images [N, C, H, W] in [0, 1]; scores: the reference maps [N, C, H, W] (any scale).
         lpips: distance between two batches of [-1, 1] images (:class:`robust.lpips.LPIPS`).
         batch_size: most model inputs per backward pass, noisy copies included (images per pass:
-            batch_size // m for sigma > 0).
+            batch_size // m, at least 1, for sigma > 0).
     """
     if x.shape != scores.shape:
         raise ValueError(f"images {tuple(x.shape)} and scores {tuple(scores.shape)} differ")
     per_pass = max(1, batch_size // m) if sigma > 0 else batch_size
-    if per_pass < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = []
     for i in range(0, x.shape[0], per_pass):
         g = logit_sum_gradient(model, x[i : i + per_pass], sigma, m, generator)

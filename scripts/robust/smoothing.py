@@ -1,19 +1,18 @@
 """Randomized smoothing (Cohen, Rosenfeld & Kolter 2019): Monte Carlo PREDICT and CERTIFY.
 
 The smoothed classifier is g(x) = argmax_c P(f(x + eps) = c) with eps ~ N(0, sigma^2 I) in
-pixel units ([0, 1] images; normalisation is the base classifier's first layer). Noisy copies
-are not clipped to [0, 1], as in Cohen et al.
+pixel units ([0, 1] images, not clipped after the noise, as in Cohen et al.; normalisation is the
+base classifier's first layer).
 
 One noise draw: sample i of an image's stream (selection, estimation, predict) comes from chunk
 i // chunk_size, drawn whole by its own ``torch.Generator`` on the image's device, seeded from
-(seed, idx, stream, chunk). The noisy copies of several images are packed into batches of
+(seed, idx, stream, chunk). Noisy copies of several images are packed into batches of
 ``batch_size``, so neither the batch size nor how images are grouped changes a count. A chunk holds
-chunk_size * x.numel() float32 values (lower it for large images: 1000 ImageNet chunks take 0.6 GB).
+chunk_size * x.numel() float32 values (1000 ImageNet samples: 0.6 GB; lower it for large images).
 
 Precision: "fp32" is IEEE float32 (TF32 off, as on the GPUs of Cohen et al.); "bf16" runs the base
-classifier under bfloat16 autocast (noise stays float32). A bf16 network is another fixed base
-classifier: its counts are exact binomial samples, so its certificate is exact for the bf16
-classifier, which is not the fp32 network's certificate.
+classifier under bfloat16 autocast (noise stays float32): another fixed base classifier, whose
+counts are exact binomial samples, so its certificate is exact for it but not the fp32 network's.
 """
 
 from __future__ import annotations
@@ -85,9 +84,10 @@ def noisy_batches(
 
 
 def _join(pieces: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
+    """One batch of noisy rows and its segment ids from (rows, segment) pieces."""
     batch = pieces[0][0] if len(pieces) == 1 else torch.cat([p for p, _ in pieces])
     segment = [torch.full((len(p),), s, dtype=torch.int64, device=p.device) for p, s in pieces]
-    return batch, segment[0] if len(segment) == 1 else torch.cat(segment)
+    return batch, torch.cat(segment)
 
 
 @contextmanager
@@ -108,16 +108,11 @@ def ieee_fp32() -> Iterator[None]:
 def certify_from_counts(
     selection: Sequence[int], estimation: Sequence[int], n: int, alpha: float, sigma: float
 ) -> tuple[int, float]:
-    """CERTIFY's decision from the counts [K] of the n0 selection and n estimation samples.
-
-    Returns:
-        (c_a_hat, sigma * Phi^-1(p_a_lower)), or (ABSTAIN, 0.0) when p_a_lower < 1/2.
-    """
+    """CERTIFY's decision from the counts [K] of the n0 selection and n estimation samples:
+    (c_a_hat, sigma * Phi^-1(p_a_lower)), or (ABSTAIN, 0.0) when p_a_lower < 1/2."""
     c_a_hat = max(range(len(selection)), key=selection.__getitem__)  # first maximum on ties
     p_a_lower = clopper_pearson_lower(estimation[c_a_hat], n, alpha)
-    if p_a_lower < 0.5:
-        return ABSTAIN, 0.0
-    return c_a_hat, sigma * norm_ppf(p_a_lower)
+    return (ABSTAIN, 0.0) if p_a_lower < 0.5 else (c_a_hat, sigma * norm_ppf(p_a_lower))
 
 
 def predict_from_counts(counts: Sequence[int], alpha: float) -> int:
@@ -141,8 +136,7 @@ class Smooth:
             train/eval mode is left untouched (the caller sets eval); it runs under no_grad.
         num_classes: number of classes of the base classifier (>= 2).
         sigma: noise standard deviation in [0, 1] pixel units (> 0).
-        chunk_size: samples per independently seeded noise chunk.
-        seed: base seed of all noise streams.
+        chunk_size, seed: samples per independently seeded noise chunk; base seed of all noise.
         precision: "fp32" or "bf16" (see the module docstring).
     """
 
@@ -150,16 +144,12 @@ class Smooth:
         self, base_classifier: nn.Module, num_classes: int, sigma: float, chunk_size: int = 1000,
         seed: int = 0, precision: str = "fp32",
     ) -> None:  # fmt: skip
-        checks = {
-            "num_classes must be >= 2": num_classes >= 2,
-            "sigma must be positive": sigma > 0,
-            "chunk_size must be >= 1": chunk_size >= 1,
-            "seed must be non-negative": seed >= 0,
-            f"precision must be one of {', '.join(PRECISIONS)}": precision in PRECISIONS,
-        }
-        for message, ok in checks.items():
-            if not ok:
-                raise ValueError(f"{message}; got {num_classes=}, {sigma=}, {seed=}, {precision=}")
+        valid = num_classes >= 2 and sigma > 0 and chunk_size >= 1 and seed >= 0
+        if not valid or precision not in PRECISIONS:
+            raise ValueError(
+                f"need num_classes >= 2, sigma > 0, chunk_size >= 1, seed >= 0, precision in "
+                f"{PRECISIONS}; got {num_classes=}, {sigma=}, {chunk_size=}, {seed=}, {precision=}"
+            )
         self.base_classifier, self.num_classes, self.sigma = base_classifier, num_classes, sigma
         self.chunk_size, self.seed, self.precision = chunk_size, seed, precision
 
@@ -171,8 +161,7 @@ class Smooth:
         Args:
             xs: images [B, C, H, W], float32 in [0, 1], on the base classifier's device.
             idxs: the images' dataset indices (>= 0); they select the noise with ``seed``.
-            streams: (stream name, samples >= 1) per image, e.g. (("selection", n0),
-                ("estimation", n)).
+            streams: (name in ``STREAMS``, samples >= 1) drawn for every image, in this order.
             batch_size: noisy copies per forward pass (speed only: counts do not depend on it).
 
         Returns:

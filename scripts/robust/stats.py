@@ -1,13 +1,10 @@
 """Exact binomial statistics for randomized smoothing, in the standard library only.
 
-Cohen et al. bound the top-class probability with a one-sided Clopper-Pearson interval and
-PREDICT uses the exact two-sided binomial test (Hung & Fithian). Both reduce to the regularized
-incomplete beta function I_x(a, b), evaluated here by its continued fraction in log space
-(DLMF 8.17.22), so that tail probabilities far below the float range still give usable logs.
-
-Guarantees (checked in the tests against exact rational arithmetic and direct tail sums):
-``clopper_pearson_lower`` is accurate to about 1e-12 absolute for n up to 10^6 (1e-15 for small n),
-increasing in k, and costs a few milliseconds per call at n = 10^6.
+CERTIFY's one-sided Clopper-Pearson bound and PREDICT's exact two-sided binomial test (Hung &
+Fithian) both reduce to the regularized incomplete beta function I_x(a, b), evaluated by its
+continued fraction in log space (DLMF 8.17.22), so that tails far below the float range keep usable
+logs. ``clopper_pearson_lower`` is accurate to about 1e-12 absolute for n up to 10^6 (1e-15 for
+small n; tested against exact rational arithmetic), increasing in k, a few ms per call at n = 10^6.
 """
 
 from __future__ import annotations
@@ -45,8 +42,9 @@ def _log_beta(a: float, b: float) -> float:
     return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
 
 
-def _beta_cf(a: float, b: float, x: float) -> float:
-    """Continued fraction of I_x(a, b) (modified Lentz); converges fast for x < (a+1)/(a+b+2)."""
+def _log_betainc_cf(a: float, b: float, x: float) -> float:
+    """log I_x(a, b) from its continued fraction (modified Lentz); accurate and fast for
+    x <= (a+1)/(a+b+2)."""
     # Iterations grow like sqrt(a + b) near the mean; the cap only catches pathological inputs.
     max_iter = 1000 + int(20.0 * math.sqrt(a + b))
     c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
@@ -64,14 +62,9 @@ def _beta_cf(a: float, b: float, x: float) -> float:
             c = c if abs(c) > _CF_TINY else _CF_TINY
             result *= c * d
         if abs(c * d - 1.0) < _CF_EPS:
-            return result
+            log_front = a * math.log(x) + b * math.log1p(-x) - _log_beta(a, b)
+            return log_front - math.log(a) + math.log(result)
     raise RuntimeError(f"incomplete beta continued fraction did not converge (a={a}, b={b}, x={x})")
-
-
-def _log_betainc_cf(a: float, b: float, x: float) -> float:
-    """log I_x(a, b) straight from the continued fraction; accurate for x <= (a+1)/(a+b+2)."""
-    log_front = a * math.log(x) + b * math.log1p(-x) - _log_beta(a, b)
-    return log_front - math.log(a) + math.log(_beta_cf(a, b, x))
 
 
 def _log_betainc(a: float, b: float, x: float) -> float:
@@ -86,26 +79,14 @@ def _log_betainc(a: float, b: float, x: float) -> float:
     return math.log1p(-math.exp(_log_betainc_cf(b, a, 1.0 - x)))
 
 
-def _log_beta_pdf(a: float, b: float, x: float) -> float:
-    return (a - 1.0) * math.log(x) + (b - 1.0) * math.log1p(-x) - _log_beta(a, b)
-
-
 def _binom_cdf(m: int, n: int, p: float) -> float:
-    """P(X <= m) for X ~ Binomial(n, p)."""
-    if m < 0:
-        return 0.0
-    if m >= n:
-        return 1.0
-    return math.exp(_log_betainc(n - m, m + 1, 1.0 - p))
+    """P(X <= m) for X ~ Binomial(n, p) and m < n."""
+    return math.exp(_log_betainc(n - m, m + 1, 1.0 - p)) if m >= 0 else 0.0
 
 
 def _binom_sf_from(m: int, n: int, p: float) -> float:
-    """P(X >= m) for X ~ Binomial(n, p)."""
-    if m <= 0:
-        return 1.0
-    if m > n:
-        return 0.0
-    return math.exp(_log_betainc(m, n - m + 1, p))
+    """P(X >= m) for X ~ Binomial(n, p) and m >= 1."""
+    return math.exp(_log_betainc(m, n - m + 1, p)) if m <= n else 0.0
 
 
 def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
@@ -113,15 +94,8 @@ def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
 
     This is the alpha-quantile of Beta(k, n - k + 1), i.e. the p solving P(Bin(n, p) >= k) = alpha,
     and equals the lower end of the two-sided "beta" interval at level 2 * alpha that Cohen et al.
-    take from statsmodels.
-
-    Args:
-        k: number of successes, 0 <= k <= n.
-        n: number of trials, n >= 1.
-        alpha: error probability in (0, 1).
-
-    Returns:
-        The bound in [0, 1): 0 for k == 0 and alpha ** (1 / n) for k == n.
+    take from statsmodels. Takes k successes in n trials (0 <= k <= n, n >= 1) and alpha in (0, 1);
+    returns the bound in [0, 1): 0 for k == 0 and alpha ** (1 / n) for k == n.
     """
     k, n = _check_counts(k, n)
     alpha = _check_open_unit("alpha", alpha)
@@ -136,15 +110,15 @@ def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
     z = norm_ppf(1.0 - alpha)
     center, spread = (k + z * z / 2.0) / (n + z * z), z / (n + z * z)
     p = center - spread * math.sqrt(k * (n - k) / n + z * z / 4.0)
-    lo, hi = 0.0, 1.0
-    p = p if lo < p < hi else 0.5
+    p, lo, hi = (p if 0.0 < p < 1.0 else 0.5), 0.0, 1.0
     for _ in range(200):
         log_cdf = _log_betainc(a, b, p)
         h = log_cdf - log_alpha
         if h == 0.0:
             return p
         lo, hi = (lo, p) if h > 0.0 else (p, hi)
-        slope = math.exp(_log_beta_pdf(a, b, p) - log_cdf)  # dh/dp; 0 far in the upper tail
+        log_pdf = (a - 1.0) * math.log(p) + (b - 1.0) * math.log1p(-p) - _log_beta(a, b)
+        slope = math.exp(log_pdf - log_cdf)  # dh/dp; 0 far in the upper tail
         p_new = p - h / slope if slope > 0.0 else -1.0
         if not lo < p_new < hi:
             p_new = 0.5 * (lo + hi)
@@ -173,16 +147,9 @@ def _first_at_most(lo: int, hi: int, key: Callable[[int], float], threshold: flo
 def binom_test_two_sided(k: int, n: int, p: float = 0.5) -> float:
     """p-value of the exact two-sided binomial test, defined as in ``scipy.stats.binomtest``.
 
-    The p-value sums P(X = j) over all outcomes j at most as likely as the observed k (with scipy's
-    relative tolerance 1e-7), X ~ Binomial(n, p). For p = 0.5 this is min(1, 2 P(X <= min(k, n-k))).
-
-    Args:
-        k: number of successes, 0 <= k <= n.
-        n: number of trials, n >= 1.
-        p: success probability under the null hypothesis, in (0, 1).
-
-    Returns:
-        The p-value in [0, 1].
+    The p-value in [0, 1] sums P(X = j) over all outcomes j at most as likely as the observed k
+    (with scipy's relative tolerance 1e-7), X ~ Binomial(n, p) for k successes in n trials
+    (0 <= k <= n, n >= 1) and p in (0, 1). For p = 0.5 it is min(1, 2 P(X <= min(k, n - k))).
     """
     k, n = _check_counts(k, n)
     p = _check_open_unit("p", p)
@@ -192,19 +159,15 @@ def binom_test_two_sided(k: int, n: int, p: float = 0.5) -> float:
     if k == p * n:
         return 1.0
     threshold = _binom_logpmf(k, n, p) + math.log(_BINOM_TEST_RERR)
-
-    def logpmf(j: int) -> float:
-        return _binom_logpmf(j, n, p)
-
     # The pmf rises up to its mode (floor(pn) or ceil(pn)) and falls after it, so the other tail is
     # a contiguous run found by binary search.
     if k < p * n:
-        first = _first_at_most(math.ceil(p * n), n, logpmf, threshold)
+        first = _first_at_most(math.ceil(p * n), n, lambda j: _binom_logpmf(j, n, p), threshold)
         p_value = _binom_cdf(k, n, p) + _binom_sf_from(first, n, p)
     else:
         # Largest j <= floor(pn) with pmf(j) <= threshold, searched on the mirrored index.
-        floor_pn = math.floor(p * n)
-        last = floor_pn - _first_at_most(0, floor_pn, lambda i: logpmf(floor_pn - i), threshold)
+        top = math.floor(p * n)
+        last = top - _first_at_most(0, top, lambda i: _binom_logpmf(top - i, n, p), threshold)
         p_value = _binom_cdf(last, n, p) + _binom_sf_from(k, n, p)
     return min(1.0, p_value)
 

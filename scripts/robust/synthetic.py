@@ -1,25 +1,17 @@
 """An offline, CIFAR-shaped data set whose ten classes are shapes a person recognises at a glance.
 
 Each image (3x32x32, uint8) is a light shape on a darker background. Only the shape carries the
-class: foreground and background colours, position, scale, rotation, a smooth brightness texture and
-pixel noise are drawn independently of the class, and every shape covers about the same area (~28%
-of the image at scale 1), so colour or mean brightness alone predicts the class no better than
-chance.
-
-Each class also has a clean prototype (the shape centred, scale 1, no rotation, grey foreground on a
-darker grey background, no texture or noise) in the expected colours of the data, so the mean image
-of a class is a blurred copy of its prototype. Alignment metrics compare perturbations with
-``prototype[target] - x0``.
-
-Everything is vectorised torch on the CPU and deterministic for a seed: 10,000 images take about a
-second.
+class: colours, position, scale, rotation, a smooth brightness texture and pixel noise are drawn
+independently of it, and every shape covers about the same area, so colour or mean brightness alone
+predicts the class no better than chance. Each class also has a clean prototype (centred, grey, in
+the mean colours of the data), of which the class mean is a blurred copy; alignment metrics compare
+perturbations with ``prototype[target] - x0``. Deterministic for a seed; 10,000 images take ~1 s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +33,8 @@ _BG = (0.0, 0.45)  # ... so that class means resemble the prototypes
 _TEXTURE = 0.08  # std of a smooth, low-frequency brightness field (lighting, stains)
 _NOISE = 0.06  # largest per-image std of Gaussian pixel noise
 _CHUNK = 500  # images rendered at a time
-_PROTO_FG = sum(_FG) / 2  # prototypes use the mean colours of the data
-_PROTO_BG = sum(_BG) / 2
 
 SPLIT_STREAMS = {"train": 0, "test": 1}
-
-# Shapes as signed distances (positive inside, in shape units, so a one-pixel ramp anti-aliases the
-# edge). Sizes are chosen so every shape covers about 1.1 of the 4 square units of the image.
 
 
 def _box(u: torch.Tensor, v: torch.Tensor, half: float = 0.75) -> torch.Tensor:
@@ -58,39 +45,10 @@ def _stripes(t: torch.Tensor, period: float = 0.5, half_width: float = 0.12) -> 
     return half_width - (t - period * torch.round(t / period)).abs()
 
 
-def _disc(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return 0.6 - torch.hypot(u, v)
-
-
-def _ring(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return 0.15 - (torch.hypot(u, v) - 0.58).abs()
-
-
-def _square(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return 0.12 - (torch.maximum(u.abs(), v.abs()) - 0.58).abs()
-
-
 def _cross(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     horizontal = torch.minimum(0.2 - v.abs(), 0.8 - u.abs())
     vertical = torch.minimum(0.2 - u.abs(), 0.8 - v.abs())
     return torch.maximum(horizontal, vertical)
-
-
-def _x(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return _cross((u + v) / _ROOT2, (v - u) / _ROOT2)
-
-
-def _hbars(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return torch.minimum(_box(u, v), _stripes(v))
-
-
-def _vbars(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return _hbars(v, u)
-
-
-def _triangle(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    # Apex at (0, -0.75), base from (-0.75, 0.75) to (0.75, 0.75); v points down as in images.
-    return torch.minimum(0.75 - v, (0.75 - 2 * u.abs() + v) / math.sqrt(5.0))
 
 
 def _checker(u: torch.Tensor, v: torch.Tensor, cell: float = 0.375) -> torch.Tensor:
@@ -100,14 +58,22 @@ def _checker(u: torch.Tensor, v: torch.Tensor, cell: float = 0.375) -> torch.Ten
     return torch.minimum(_box(u, v), sign * edge)
 
 
-def _diagonal(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return torch.minimum(_box(u, v), _stripes((u + v) / _ROOT2))
-
-
+# The classes, in label order, as signed distances of shape coordinates (u, v), v pointing down:
+# positive inside, in shape units, so a one-pixel ramp anti-aliases the edge. Sizes are chosen so
+# every shape covers about 1.1 of the 4 square units of the image.
 _SHAPES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "disc": _disc, "ring": _ring, "square": _square, "cross": _cross, "x": _x, "hbars": _hbars,
-    "vbars": _vbars, "triangle": _triangle, "checker": _checker, "diagonal": _diagonal,
-}  # fmt: skip
+    "disc": lambda u, v: 0.6 - torch.hypot(u, v),
+    "ring": lambda u, v: 0.15 - (torch.hypot(u, v) - 0.58).abs(),
+    "square": lambda u, v: 0.12 - (torch.maximum(u.abs(), v.abs()) - 0.58).abs(),
+    "cross": _cross,
+    "x": lambda u, v: _cross((u + v) / _ROOT2, (v - u) / _ROOT2),
+    "hbars": lambda u, v: torch.minimum(_box(u, v), _stripes(v)),
+    "vbars": lambda u, v: torch.minimum(_box(u, v), _stripes(u)),
+    # apex at (0, -0.75), base from (-0.75, 0.75) to (0.75, 0.75)
+    "triangle": lambda u, v: torch.minimum(0.75 - v, (0.75 - 2 * u.abs() + v) / math.sqrt(5.0)),
+    "checker": _checker,
+    "diagonal": lambda u, v: torch.minimum(_box(u, v), _stripes((u + v) / _ROOT2)),
+}
 CLASS_NAMES: tuple[str, ...] = tuple(_SHAPES)
 NUM_CLASSES = len(CLASS_NAMES)
 
@@ -148,14 +114,6 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
 
 
-def _generator(seed: int, split: str) -> torch.Generator:
-    if split not in SPLIT_STREAMS:
-        raise ValueError(f"unknown split '{split}'; valid: {', '.join(SPLIT_STREAMS)}")
-    # Independent streams per (seed, split): the test set does not depend on the train set's size.
-    state = np.random.SeedSequence([seed, SPLIT_STREAMS[split]]).generate_state(1, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(state[0]))
-
-
 def _render(y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Draw the nuisances for labels ``y`` from ``g`` and render: uint8 [len(y), 3, SIZE, SIZE]."""
     n = len(y)
@@ -185,32 +143,25 @@ def generate(n: int, seed: int, split: str = "train") -> tuple[torch.Tensor, tor
     Returns:
         x: uint8 [n, 3, 32, 32]; y: int64 [n] in [0, 10).
     """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    g = _generator(seed, split)
+    if split not in SPLIT_STREAMS:
+        raise ValueError(f"unknown split '{split}'; valid: {', '.join(SPLIT_STREAMS)}")
+    # Independent streams per (seed, split): the test set does not depend on the train set's size.
+    state = np.random.SeedSequence([seed, SPLIT_STREAMS[split]]).generate_state(1, dtype=np.uint64)
+    g = torch.Generator().manual_seed(int(state[0]))
     y = (torch.arange(n) % NUM_CLASSES)[torch.randperm(n, generator=g)]
     # Fixed-size chunks keep the float work in cache (several times faster than one big batch) and
     # keep the random stream, hence the output, independent of the machine.
+    # One thread (same results): on small chunks intra-op threads gain little, and when another
+    # process holds a core they wait on each other at every op, 10x slower on a busy 2-core machine.
     x = torch.empty(n, 3, SIZE, SIZE, dtype=torch.uint8)
-    with _one_thread():
-        for start in range(0, n, _CHUNK):
-            x[start : start + _CHUNK] = _render(y[start : start + _CHUNK], g)
-    return x, y
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch ops single-threaded for a while (the results are identical either way).
-
-    On small chunks intra-op threads gain little, and when another process holds a core they wait on
-    each other at every op: 10x slower on a busy two-core machine.
-    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        for start in range(0, n, _CHUNK):
+            x[start : start + _CHUNK] = _render(y[start : start + _CHUNK], g)
     finally:
         torch.set_num_threads(threads)
+    return x, y
 
 
 def prototypes() -> torch.Tensor:
@@ -218,16 +169,13 @@ def prototypes() -> torch.Tensor:
     k = torch.arange(NUM_CLASSES)
     zeros, ones = torch.zeros(NUM_CLASSES), torch.ones(NUM_CLASSES)
     mask = masks(k, zeros, zeros, ones, zeros)[:, None].expand(-1, 3, -1, -1)
-    return _to_uint8(_PROTO_BG + (_PROTO_FG - _PROTO_BG) * mask)
+    fg, bg = sum(_FG) / 2, sum(_BG) / 2  # the mean colours of the data
+    return _to_uint8(bg + (fg - bg) * mask)
 
 
 def prepare_synthetic(out: Path, seed: int, n_train: int, n_test: int) -> None:
-    """Generate the data set and write it, atomically, as one prepared tensor file.
-
-    The file is a plain dict (``torch.load(out, weights_only=True)``) with ``x_train``/``x_test``
-    uint8 [N, 3, 32, 32], ``y_train``/``y_test`` int64, ``class_names``, ``prototypes`` uint8
-    [10, 3, 32, 32] and ``meta`` (seed and sizes).
-    """
+    """Generate the data set and write it, atomically, as one prepared tensor file in the format
+    of ``robust.data``, with ``prototypes`` uint8 [10, 3, 32, 32] and ``meta`` (seed and sizes)."""
     x_train, y_train = generate(n_train, seed, "train")
     x_test, y_test = generate(n_test, seed, "test")
     data = {

@@ -1,7 +1,9 @@
 """One training loop for standard, Gaussian-noise (Cohen et al.) and PGD (Madry et al.) training.
 
-The three kinds differ only in ``perturb(model, x, y, generator)`` (robust.perturbation), applied
-to each batch before the loss. Images are [B, C, H, W] in [0, 1]; sigma and eps are in pixel units.
+The kinds differ only in the batch perturbation ``perturb(model, x, y, generator)`` applied before
+the loss: none; sigma * N(0, I), fresh per example and step, not clipped; or untargeted PGD in an
+eps-ball, run with the model in eval mode as the ``robustness`` library does. Images are
+[B, C, H, W] in [0, 1]; sigma and eps are in pixel units.
 
 Reproducibility: all randomness (shuffling, augmentation, noise, PGD starts) comes from generators
 seeded from ``config.seed``, and the learning rate is a pure function of the step. A resumable state
@@ -26,13 +28,89 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robust.attacks import pgd
 from robust.checkpoint import CheckpointError, read_torch_file
 from robust.io import torch_save
-from robust.perturbation import Perturbation
 
+KINDS = ("standard", "gaussian", "adversarial")  # the classifier kinds of params.yaml
 SCHEDULES = ("step", "cosine", "onecycle")
-Generators = dict[str, torch.Generator]
 _STATE_FORMAT = 1
+Perturbation = Callable[[nn.Module, Tensor, Tensor, torch.Generator], Tensor]
+
+
+@dataclass(frozen=True)
+class NoPerturbation:
+    """Standard training: the batch as it is."""
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, generator: Any) -> Tensor:
+        return x
+
+
+@dataclass(frozen=True)
+class GaussianNoise:
+    """x + sigma * N(0, I), fresh per example and call, drawn in float32; not clipped to [0, 1]."""
+
+    sigma: float
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, generator: Any) -> Tensor:
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+        return x + self.sigma * noise
+
+
+@dataclass(frozen=True)
+class PGDPerturbation:
+    """Untargeted ``robust.attacks.pgd`` in the ``norm`` ball of radius eps, model in eval mode."""
+
+    norm: str
+    eps: float
+    steps: int
+    step_size: float
+    random_start: bool
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, generator: Any) -> Tensor:
+        was_training = model.training
+        model.eval()  # batch-norm statistics must not move while attacking
+        try:
+            return pgd(
+                model, x, y, norm=self.norm, eps=self.eps, steps=self.steps,
+                step_size=self.step_size, random_start=self.random_start, generator=generator,
+            )  # fmt: skip
+        finally:
+            model.train(was_training)
+
+
+def make_perturbation(
+    kind: str,
+    *,
+    sigma: float = 0.0,
+    norm: str = "l2",
+    eps: float = 0.0,
+    steps: int = 0,
+    step_size: float = 0.0,
+    random_start: bool = True,
+) -> Perturbation:
+    """The batch perturbation ``perturb(model, x, y, generator) -> x_train`` of a training kind.
+
+    Args:
+        kind: "standard", "gaussian" (sigma >= 0) or "adversarial" (PGD: norm "l2" or "linf",
+            eps > 0, steps >= 1, step_size > 0).
+        sigma, eps, step_size: in [0, 1] pixel units.
+        norm, steps, random_start: PGD settings (see ``robust.attacks.pgd``).
+    """
+    if kind == "standard":
+        return NoPerturbation()
+    if kind == "gaussian":
+        if sigma < 0:
+            raise ValueError(f"gaussian training needs sigma >= 0, got {sigma}")
+        return GaussianNoise(float(sigma))
+    if kind == "adversarial":
+        if norm not in ("l2", "linf") or eps <= 0 or steps < 1 or step_size <= 0:
+            raise ValueError(
+                "adversarial training needs norm l2 or linf, eps > 0, steps >= 1 and step_size"
+                f" > 0; got norm={norm!r}, eps={eps}, steps={steps}, step_size={step_size}"
+            )
+        return PGDPerturbation(norm, float(eps), int(steps), float(step_size), bool(random_start))
+    raise ValueError(f"unknown training kind '{kind}'; valid: {', '.join(KINDS)}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,15 +178,13 @@ def learning_rate(config: TrainConfig, epoch: int, step: int, steps_per_epoch: i
 
 
 def augment_batch(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
-    """Random crop of the zero-padded image and horizontal flip (p = 1/2), per example.
+    """Random crop of the zero-padded image and horizontal flip (p = 1/2), per example, made with
+    one gather (no loop over examples); the result has x's shape and dtype.
 
     Args:
         x: [B, C, H, W] images of any dtype, on the generator's device.
         generator: source of the crop offsets (uniform in [0, 2 * pad]) and the flips.
         pad: zero padding on each side, in pixels.
-
-    Returns:
-        [B, C, H, W] tensor of x's dtype, made with one gather (no loop over examples).
     """
     b, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
@@ -125,10 +201,6 @@ def augment_batch(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor
 def _seed(seed: int, stream: str) -> int:
     """An independent 63-bit seed per named stream (nearby seeds give unrelated streams)."""
     return int.from_bytes(hashlib.sha256(f"{seed}/{stream}".encode()).digest()[:8], "little") >> 1
-
-
-def _autocast(device: torch.device, enabled: bool) -> torch.autocast:
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def _to_input(x_uint8: Tensor, config: TrainConfig) -> Tensor:
@@ -150,15 +222,9 @@ def _accuracy(
         y = y_all[start : start + config.batch_size].to(device)
         if sigma > 0:
             x = x + sigma * torch.randn(x.shape, generator=generator, device=device)
-        with _autocast(device, config.bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             correct += (model(x).argmax(dim=1) == y).sum()
     return correct.item() / len(y_all) if len(y_all) else float("nan")
-
-
-def _evaluate(model: nn.Module, data: tuple[Tensor, Tensor], config: TrainConfig) -> dict:
-    clean = _accuracy(model, data, config, 0.0)
-    noisy = _accuracy(model, data, config, config.eval_sigma) if config.eval_sigma else clean
-    return {"test_accuracy": clean, "test_noise_accuracy": noisy}
 
 
 def _train_epoch(
@@ -167,7 +233,7 @@ def _train_epoch(
     data: tuple[Tensor, Tensor],
     perturb: Perturbation,
     config: TrainConfig,
-    generators: Generators,
+    generators: dict[str, torch.Generator],
     epoch: int,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> dict[str, float]:
@@ -187,7 +253,7 @@ def _train_epoch(
         idx = order[step * batch : (step + 1) * batch]
         x, y = x_all[idx], y_all[idx]
         x = _to_input(augment_batch(x, generators["batch"]) if config.augment else x, config)
-        with _autocast(device, config.bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             logits = model(perturb(model, x, y, generators["batch"]))
             loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
@@ -203,26 +269,8 @@ def _train_epoch(
     return {"loss": loss, "train_accuracy": correct.item() / n, "lr": lr}
 
 
-def _run_identity(
-    perturb: Perturbation, config: TrainConfig, num_train: int, device: torch.device
-) -> dict:
-    """What a saved state must share with the run that resumes it."""
-    describe = repr(perturb) if dataclasses.is_dataclass(perturb) else type(perturb).__qualname__
-    identity = {"perturbation": describe, "num_train": num_train, "device": device.type}
-    identity.update(asdict(config))
-    if config.schedule == "step":  # the only schedule that does not depend on the epoch count
-        del identity["epochs"]
-    return identity
-
-
-def _restore(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    generators: Generators,
-    identity: dict,
-) -> list[dict]:
-    """Load a state into model, optimizer and generators; refuse one from a different run."""
+def _read_state(path: Path, identity: dict) -> dict:
+    """The training state at ``path``; one from a different run is refused."""
     state = read_torch_file(path, "training state")
     if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
         raise CheckpointError(f"{path} is not a training state of this version")
@@ -230,30 +278,7 @@ def _restore(
     differ = sorted(k for k in identity.keys() | saved.keys() if saved.get(k) != identity.get(k))
     if differ:
         raise ValueError(f"training state {path} is from another run ({', '.join(differ)})")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    for name, generator in generators.items():
-        generator.set_state(state["generators"][name])
-    return list(state["history"])
-
-
-def _save(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    generators: Generators,
-    identity: dict,
-    history: list[dict],
-) -> None:
-    state = {
-        "format": _STATE_FORMAT,
-        "identity": identity,
-        "history": history,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "generators": {name: g.get_state() for name, g in generators.items()},
-    }
-    torch_save(state, path)
+    return state
 
 
 def train(
@@ -275,7 +300,6 @@ def train(
         train, test: ``robust.data.Split``-like: ``tensors()`` gives uint8 x [N, C, H, W] and
             int64 y [N]. The training set is moved to the model's device once.
         perturb: from :func:`make_perturbation` (or any callable with its signature).
-        config: optimisation settings.
         state_path: resumable state, written atomically after every epoch and resumed from if
             present (it must come from the same config, perturbation, data size and device type).
         log: called with each epoch's metrics, after the state is saved.
@@ -291,9 +315,8 @@ def train(
     device = next(model.parameters()).device
     x_train, y_train = train.tensors()
     x_test, y_test = test.tensors()
-    if x_train.dtype != torch.uint8 or x_test.dtype != torch.uint8:
-        raise ValueError(f"training needs uint8 images, got {x_train.dtype} and {x_test.dtype}")
     data = (x_train.to(device), y_train.to(device))
+    test_data = (x_test[:eval_size], y_test[:eval_size])
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
@@ -304,20 +327,36 @@ def train(
         "shuffle": torch.Generator().manual_seed(_seed(config.seed, "shuffle")),
         "batch": torch.Generator(device).manual_seed(_seed(config.seed, "batch")),
     }
-    identity = _run_identity(perturb, config, len(y_train), device)
+    # What a saved state must share with the run that resumes it.
+    describe = repr(perturb) if dataclasses.is_dataclass(perturb) else type(perturb).__qualname__
+    identity = {"perturbation": describe, "num_train": len(y_train), "device": device.type}
+    identity |= asdict(config)
+    if config.schedule == "step":  # the only schedule that does not depend on the epoch count
+        del identity["epochs"]
     history: list[dict] = []
     if state_path is not None and Path(state_path).exists():
-        history = _restore(Path(state_path), model, optimizer, generators, identity)
+        state = _read_state(Path(state_path), identity)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for name, generator in generators.items():
+            generator.set_state(state["generators"][name])
+        history = list(state["history"])
         if len(history) > config.epochs:
             raise ValueError(f"training state {state_path} is past epoch {config.epochs}")
     for epoch in range(len(history), config.epochs):
         start = time.perf_counter()
         metrics = _train_epoch(model, optimizer, data, perturb, config, generators, epoch, progress)
         model.eval()
-        metrics.update(_evaluate(model, (x_test[:eval_size], y_test[:eval_size]), config))
+        clean = _accuracy(model, test_data, config, 0.0)
+        sigma = config.eval_sigma
+        noisy = _accuracy(model, test_data, config, sigma) if sigma else clean
+        metrics |= {"test_accuracy": clean, "test_noise_accuracy": noisy}
         history.append({"epoch": epoch + 1, **metrics, "seconds": time.perf_counter() - start})
         if state_path is not None:
-            _save(Path(state_path), model, optimizer, generators, identity, history)
+            state = {"format": _STATE_FORMAT, "identity": identity, "history": history}
+            state |= {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+            state["generators"] = {name: g.get_state() for name, g in generators.items()}
+            torch_save(state, state_path)
         if log is not None:
             log(dict(history[-1]))
     model.eval()

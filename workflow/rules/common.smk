@@ -9,13 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 
 from robust import config as params_check  # noqa: E402
-from robust.deps import (
-    certify_files,
-    id_files,
-    library_deps,
-    result_inputs,
-    result_outputs,
-)  # noqa: E402
+from robust.deps import certify_files, id_files, library_deps  # noqa: E402
+from robust.deps import result_inputs, result_outputs  # noqa: E402
 
 SCHEMA = Path(workflow.basedir) / "schemas" / "params.schema.yaml"
 # The files the configuration came from, in merge order (later ones override).
@@ -142,10 +137,8 @@ def one_of(names):
     return "|".join(sorted(names)) or "(?!)"
 
 
-RESULTS = result_inputs(config)  # stage -> the result files of the ids it lists
-RESULT_OUTPUTS = result_outputs(
-    config
-)  # stage -> the summary files of the ids it lists
+# stage -> the result files of the ids it lists, and the summary files it writes for them
+RESULTS, RESULT_OUTPUTS = result_inputs(config), result_outputs(config)
 
 
 def existing_files(paths):
@@ -171,9 +164,8 @@ def final_targets():
     targets += expand("results/pag/{column}.pt", column=config["pag"]["columns"])
     # without its weight files the score-alignment job writes a skip record
     targets.append("results/metrics/score_alignment.json")
-    if shutil.which(
-        "latexmk"
-    ):  # robust.report.latex_available, without importing numpy
+    # robust.report.latex_available, without importing numpy
+    if shutil.which("latexmk"):
         targets.append("paper/main.pdf")
     else:
         print(

@@ -1,11 +1,12 @@
 """A fast CIFAR-10 network in the style of Jordan's airbench94 (arXiv 2404.00498).
 
-Layout: a 2x2 stem convolution (airbench's patch-whitening layer, here simply learned), three
-conv groups (conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU) of widths 64/256/256, a
-max pool over the remaining 3x3 map and a bias-free linear layer. The airbench tricks that need a
-custom optimiser or a data-dependent init (frozen whitening, Dirac init, Muon, frozen BN scales) are
-left out, so the net trains with plain SGD + momentum like the other architectures. The fixed logit
-scale keeps the initial softmax soft, which airbench found to matter at large learning rates.
+Layout: a 2x2 stem convolution with 24 channels (airbench's patch-whitening layer, here simply
+learned), three conv groups (conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU) of
+airbench94's widths 64/256/256, a max pool over the remaining 3x3 map and a bias-free linear layer.
+The airbench tricks that need a custom optimiser or a data-dependent init (frozen whitening, Dirac
+init, Muon, frozen BN scales) are left out, so the net trains with plain SGD + momentum like the
+other architectures. The fixed logit scale keeps the initial softmax soft, which airbench found to
+matter at large learning rates.
 """
 
 from __future__ import annotations
@@ -31,33 +32,16 @@ class ConvGroup(nn.Sequential):
 
 
 class AirbenchNet(nn.Module):
-    """[B, 3, 32, 32] -> logits [B, num_classes] (any H, W >= 17 work; the head pools globally).
+    """[B, 3, 32, 32] -> logits [B, num_classes] (any H, W >= 17 work; the head pools globally)."""
 
-    Args:
-        num_classes: output size.
-        widths: channels of the three conv groups (airbench94: 64/256/256; 95: 128/384/384).
-        stem_channels: output channels of the 2x2 stem convolution.
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        widths: tuple[int, int, int] = (64, 256, 256),
-        stem_channels: int = 24,
-    ) -> None:
+    def __init__(self, num_classes: int) -> None:
         super().__init__()
         # 2x2 valid conv: 32x32 -> 31x31, then the groups give 15, 7 and 3.
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, stem_channels, 2, bias=False), nn.BatchNorm2d(stem_channels), nn.GELU()
-        )
-        self.groups = nn.Sequential(
-            ConvGroup(stem_channels, widths[0]),
-            ConvGroup(widths[0], widths[1]),
-            ConvGroup(widths[1], widths[2]),
-        )
+        self.stem = nn.Sequential(nn.Conv2d(3, 24, 2, bias=False), nn.BatchNorm2d(24), nn.GELU())
+        self.groups = nn.Sequential(ConvGroup(24, 64), ConvGroup(64, 256), ConvGroup(256, 256))
         self.pool = nn.AdaptiveMaxPool2d(1)
-        self.fc = nn.Linear(widths[2], num_classes, bias=False)
+        self.fc = nn.Linear(256, num_classes, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.pool(self.groups(self.stem(x))).flatten(1)  # [B, widths[2]]
+        x = self.pool(self.groups(self.stem(x))).flatten(1)  # [B, 256]
         return self.fc(x) * _LOGIT_SCALE

@@ -19,7 +19,6 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 EXPANSION = 4
-BLOCKS = {50: (3, 4, 6, 3)}  # depth -> Bottleneck blocks per stage
 
 
 class Bottleneck(nn.Module):
@@ -52,24 +51,16 @@ class Bottleneck(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class BottleneckResNet(nn.Module):
-    """Bottleneck ResNet for 32x32 inputs: [B, 3, 32, 32] -> logits [B, num_classes].
+class BottleneckResNet50(nn.Module):
+    """ResNet-50 for 32x32 inputs (the only depth the library released CIFAR-10 models for):
+    [B, 3, 32, 32] -> logits [B, num_classes]."""
 
-    Args:
-        depth: 50 (the only depth the library released CIFAR-10 models for).
-        num_classes: output size.
-    """
-
-    def __init__(self, depth: int, num_classes: int) -> None:
+    def __init__(self, num_classes: int) -> None:
         super().__init__()
-        if depth not in BLOCKS:
-            raise ValueError(f"unsupported depth {depth}; valid: {', '.join(map(str, BLOCKS))}")
         self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         in_channels, stages = 64, []
-        for i, (channels, blocks) in enumerate(
-            zip((64, 128, 256, 512), BLOCKS[depth], strict=True)
-        ):
+        for i, (channels, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True)):
             stride = 1 if i == 0 else 2  # 32x32, 16x16, 8x8, 4x4
             layers = [Bottleneck(in_channels, channels, stride)]
             in_channels = EXPANSION * channels
