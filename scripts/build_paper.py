@@ -11,14 +11,13 @@ import argparse
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 from robust import cli, report
 from robust.io import write_bytes, write_text
 
 INSTALL = (
-    "error: latexmk not found, so the PDF is not built (all figures and tables are written); "
+    "latexmk not found, so the PDF is not built (all figures and tables are written); "
     "to build it install TeX: apt-get install texlive-latex-base texlive-latex-recommended "
     "texlive-fonts-recommended latexmk"
 )
@@ -80,7 +79,12 @@ def run_latexmk(tex: Path, build_dir: Path, log: Path) -> int:
     return proc.returncode
 
 
-def build(args: argparse.Namespace) -> None:
+@cli.entrypoint
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not report.latex_available():
+        raise report.ReportError(INSTALL)
+    cli.setup_logging(args.log, outputs=args)
     tex = args.tex.resolve()
     if not tex.is_file():
         raise report.ReportError(f"missing LaTeX source {args.tex}")
@@ -98,16 +102,6 @@ def build(args: argparse.Namespace) -> None:
     for problem in layout_problems(text):
         cli.LOG.warning("layout: %s", problem)
     write_bytes(args.out, (build_dir / f"{tex.stem}.pdf").read_bytes())
-
-
-@cli.entrypoint
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if not report.latex_available():
-        print(INSTALL, file=sys.stderr)
-        return 2
-    cli.setup_logging(args.log, outputs=args)
-    build(args)
     return 0
 
 

@@ -41,15 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     x, y = (t.to(device) for t in split.get(idx))
     generator = torch.Generator(device=device).manual_seed(args.seed)
     robust = {}
-    bar = cli.progress(f"evaluate {args.model_id}", len(idx) * len(args.eps), "image")
-    for eps in args.eps:
-        robust[str(eps)] = attacks.robust_accuracy(
-            model, x, y, norm=args.norm, eps=eps, steps=args.steps, batch_size=args.batch,
-            step_size=args.step_factor * eps / args.steps, random_start=args.random_start,
-            generator=generator, progress=bar.update,
-        )  # fmt: skip
-        cli.LOG.info("eps %s: robust accuracy %.4f", eps, robust[str(eps)])
-    bar.close()
+    with cli.progress(f"evaluate {args.model_id}", len(idx) * len(args.eps), "image") as bar:
+        for eps in args.eps:
+            robust[str(eps)] = attacks.robust_accuracy(
+                model, x, y, norm=args.norm, eps=eps, steps=args.steps, batch_size=args.batch,
+                step_size=args.step_factor * eps / args.steps, random_start=args.random_start,
+                generator=generator, progress=bar.update,
+            )  # fmt: skip
+            cli.LOG.info("eps %s: robust accuracy %.4f", eps, robust[str(eps)])
     params = ckpt["params"]
     cli.write_json(args.out, {
         "model_id": args.model_id, "arch": ckpt["arch"], "kind": params.get("kind"),

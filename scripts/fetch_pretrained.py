@@ -14,8 +14,6 @@ from pathlib import Path
 
 from robust import cli
 
-UNPINNED = ("None", "none", "null")
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.Parser(description=__doc__.splitlines()[0])
@@ -27,7 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag in ("data", "cache_dir", "out", "record", "log"):  # record: provenance (JSON)
         p.add_argument(f"--{flag}", type=Path, required=True)
     args = p.parse_args(argv)
-    args.sha256 = None if args.sha256 in UNPINNED else args.sha256
+    args.sha256 = None if args.sha256 in ("None", "none", "null") else args.sha256
     args.member = None if args.member == "none" else args.member
     return args
 
@@ -55,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint.save_checkpoint(args.out, model, model_id=args.model_id, arch=args.arch,
                                dataset=args.dataset, dataset_kind=kind, params=params,
                                extra={"pretrained": provenance})  # fmt: skip
-    record = {"model_id": args.model_id, "arch": args.arch, "dataset": args.dataset,
-              "dataset_kind": kind}  # fmt: skip
+    record = {k: getattr(args, k) for k in ("model_id", "arch", "dataset")} | {"dataset_kind": kind}
     record |= {"kind": args.kind, "params": params, "epochs": [], "final": {}, "seconds": 0.0}
     cli.write_json(args.record, {**record, "pretrained": provenance})
     cli.LOG.info("wrote %s from %s (%s format)", args.out, args.url, args.format)

@@ -52,10 +52,8 @@ def pair_label(record: dict, row: int) -> str:
     return f"{start} $\\rightarrow$ {target}"
 
 
-def cell(record: dict, e: int | None, row: int) -> tuple[torch.Tensor, str | None]:
-    """(image [C,H,W], caption) of one pair: x0 when e is None, else the image at eps index e."""
-    if e is None:
-        return record["x0"][row], None
+def cell(record: dict, e: int, row: int) -> tuple[torch.Tensor, str | None]:
+    """(image [C,H,W], caption) of pair ``row`` at eps index e; the original is (x0[row], None)."""
     prob = record.get("target_prob")
     caption = None if prob is None else f"$p_t$ = {float(prob[e][row]):.2f}"
     return record["images"][e][row], caption
@@ -70,16 +68,16 @@ def label_width(plt, labels: list[str]) -> float:
     return max(widths, default=0.0) / fig.dpi
 
 
-def draw(plt, grid: list[list], labels: list[str], titles: list[list], block: int):
+def draw(plt, grid: list[list], labels: list[str], titles: list[list]):
     """A figure of square image cells placed in inches (same cell size whatever the grid), with a
     left margin that fits the widest row label.
 
-    grid[r][c] is (image [C,H,W], caption) or None (an empty cell); a new block of ``block`` rows
-    starts with extra space for its titles.
+    grid[r][c] is (image [C,H,W], caption) or None (an empty cell); titles[r][c] is a title or
+    None, and a row with titles (a new block) gets extra space above it.
     """
     nrows, ncols = len(grid), len(grid[0])
     left = label_width(plt, labels) + 0.15  # the label's pad from its axes
-    gaps = [0.0] + [ROW_GAP + (BLOCK_GAP if r % block == 0 else 0.0) for r in range(1, nrows)]
+    gaps = [0.0] + [ROW_GAP + (BLOCK_GAP if any(titles[r]) else 0.0) for r in range(1, nrows)]
     width = left + ncols * CELL + (ncols - 1) * COL_GAP + PAD
     height = TOP + nrows * CELL + sum(gaps) + BOTTOM
     fig = plt.figure(figsize=(width, height))
@@ -110,7 +108,7 @@ def layout_fixed_eps(records: list[dict], rows: list[int], eps: float, paths: li
     """Rows = pairs; columns = Original + one per record, all at generation radius eps."""
     index = [results.eps_index(r, eps, path) for r, path in zip(records, paths, strict=True)]
     grid = [
-        [cell(records[0], None, p)] + [cell(r, e, p) for r, e in zip(records, index, strict=True)]
+        [(records[0]["x0"][p], None)] + [cell(r, e, p) for r, e in zip(records, index, strict=True)]
         for p in rows
     ]
     head = ["Original"] + [results.pag_title(r) for r in records]
@@ -127,7 +125,7 @@ def layout_eps_sweep(records: list[dict], rows: list[int], paths: list[Path]):
     grid, labels, titles = [], [], []
     for p in rows:
         for k, record in enumerate(records):
-            original = cell(record, None, p) if k == 0 else None
+            original = (record["x0"][p], None) if k == 0 else None
             grid.append([original] + [cell(record, e, p) for e in range(len(eps))])
             labels.append(results.pag_title(record))
             head = [pair_label(record, p)] + [rf"$\epsilon$ = {latex.format_float(e)}" for e in eps]
@@ -140,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(args.log, outputs=args)
     records, paths = load_columns(args.pag_dir, args.columns, args.rows)
-    sweep = args.eps == "all"
-    if sweep:
+    if args.eps == "all":
         grid, labels, titles = layout_eps_sweep(records, args.rows, paths)
     else:
         try:
@@ -149,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             raise report.ReportError(f"--eps: a generation radius or all, got {args.eps}") from None
         grid, labels, titles = layout_fixed_eps(records, args.rows, eps, paths)
-    block = len(args.columns) if sweep else len(grid)
-    report.save_figure(draw(report.use_style(), grid, labels, titles, block=block), args.out)
+    report.save_figure(draw(report.use_style(), grid, labels, titles), args.out)
     return 0
 
 

@@ -57,7 +57,7 @@ def draw_eps(ax, summary: dict, columns: dict, name: str, colours: dict) -> None
     for control, info in summary["controls"].items():
         keys = sorted(info["eps"], key=float)
         means = [info["eps"][k][name]["mean"] for k in keys]
-        ax.plot([float(k) for k in keys], means, **CONTROL_STYLE[control])
+        ax.plot([float(k) for k in keys], means, label=info["title"], **CONTROL_STYLE[control])
     eps = summary["settings"]["eps"]
     if min(eps) > 0 and len(eps) > 1:
         ax.set_xscale("log", base=2)
@@ -66,8 +66,8 @@ def draw_eps(ax, summary: dict, columns: dict, name: str, colours: dict) -> None
 
 
 def draw_sweep(ax, summary: dict, name: str, key: str, columns: list[str], colours: dict) -> None:
-    """The metric at the largest generation eps against a model parameter (sigma or train eps)."""
-    at = str(summary["paired"]["eps"])
+    """The metric and the controls at the largest generation eps against sigma or training eps."""
+    at = summary["settings"]["eps_key"]
     infos = [summary["columns"][c] for c in columns]
     xs = [i[key] if i["role"] != "standard" else 0.0 for i in infos]
     mean, low, high = zip(*(stats(i, at, name) for i in infos), strict=True)
@@ -76,6 +76,8 @@ def draw_sweep(ax, summary: dict, name: str, key: str, columns: list[str], colou
         ax.errorbar([x], [m], yerr=[[m - lo], [hi - m]], fmt="o", ms=3, capsize=2,
                     color=colours[c])  # fmt: skip
     ax.set_xticks(xs, [f"{x:g}" for x in xs], rotation=45 if len(xs) > 3 else 0)
+    for control, info in summary["controls"].items():
+        ax.axhline(info["eps"][at][name]["mean"], **CONTROL_STYLE[control])
 
 
 def build(summary: dict, out: Path) -> None:
@@ -92,13 +94,10 @@ def build(summary: dict, out: Path) -> None:
     # Fixed margins in inches instead of a layout engine: several times faster, same bytes each run.
     fig.subplots_adjust(left=LEFT / WIDTH, right=1 - 0.1 / WIDTH, top=1 - TOP / height,
                         bottom=BOTTOM / height, wspace=0.3, hspace=0.35)  # fmt: skip
-    at_key = summary["settings"]["eps_key"]
     for row, (name, spec) in enumerate(metrics.items()):
         draw_eps(axes[row][0], summary, columns, name, colours)
         for col, (_, key, chosen) in enumerate(panels, start=1):
             draw_sweep(axes[row][col], summary, name, key, chosen, colours)
-            for control, info in summary["controls"].items():
-                axes[row][col].axhline(info["eps"][at_key][name]["mean"], **CONTROL_STYLE[control])
         if name.startswith("judge_"):
             for ax in axes[row]:
                 ax.set_ylim(-0.03, 1.03)
@@ -111,10 +110,7 @@ def build(summary: dict, out: Path) -> None:
     for col, (label, _, _) in enumerate(panels, start=1):
         axes[-1][col].set_xlabel(label)
         axes[0][col].set_title(rf"at generation $\epsilon$ = {at}")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for control, info in summary["controls"].items():
-        handles.append(plt.Line2D([], [], **CONTROL_STYLE[control]))
-        labels.append(info["title"])
+    handles, labels = axes[0][0].get_legend_handles_labels()  # the columns, then the controls
     fig.legend(handles, labels, loc="upper center", ncols=min(4, len(labels)), frameon=False)
     report.save_figure(fig, out)
 

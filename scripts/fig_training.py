@@ -16,7 +16,6 @@ from robust import cli, report, results
 PER_ROW = 3  # models per row of small multiples
 LEGEND_IN = 0.25  # inches above the panels for the legend
 NOISY = "under the model's training noise"
-EPOCH_KEYS = ("epoch", "loss", "test_accuracy", "test_noise_accuracy")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,26 +32,21 @@ def load_model(train_dir: Path, model: str) -> dict:
     of a pretrained model has no epochs, only its provenance."""
     path = train_dir / f"{model}.json"
     record = results.load_json(path, ["epochs"])
-    if "pretrained" in record:
-        return record
-    if not record["epochs"]:
-        raise report.ReportError(f"{path}: no epochs recorded")
-    for key in EPOCH_KEYS:
-        results.require(record["epochs"][0], key, path)
+    if "pretrained" not in record:
+        if not record["epochs"]:
+            raise report.ReportError(f"{path}: no epochs recorded")
+        for key in ("epoch", "loss", "test_accuracy", "test_noise_accuracy"):
+            results.require(record["epochs"][0], key, path)
     return record
 
 
-def model_title(model: str, record: dict) -> str:
+def draw_model(ax_loss, ax_acc, model: str, record: dict) -> None:
+    """Titled by the model and its training: loss above test accuracy per epoch; for a pretrained
+    model, which has no training curve here, an empty panel naming its source."""
     params = record.get("params", {})
     kind = str(record.get("kind", params.get("kind", "")))
     label = results.training_label(kind, params.get("sigma", 0.0), params.get("eps", 0.0))
-    return f"{model} ({label})" if kind else model
-
-
-def draw_model(ax_loss, ax_acc, model: str, record: dict) -> None:
-    """Loss above test accuracy per epoch; for a pretrained model, which has no training curve
-    here, an empty panel naming its source."""
-    ax_loss.set_title(model_title(model, record), fontsize=7)
+    ax_loss.set_title(f"{model} ({label})" if kind else model, fontsize=7)
     if "pretrained" in record:
         text = f"pretrained ({record['pretrained'].get('format', '')})\nno training curve"
         ax_loss.text(0.5, 0.5, text, ha="center", va="center")
@@ -64,8 +58,7 @@ def draw_model(ax_loss, ax_acc, model: str, record: dict) -> None:
     ax_loss.plot(x, [e["loss"] for e in epochs], color="C0")
     ax_loss.set_ylabel("training loss")
     ax_acc.plot(x, [e["test_accuracy"] for e in epochs], color="C1", label="clean")
-    eval_sigma = float(record.get("params", {}).get("eval_sigma", 0.0))
-    if eval_sigma > 0:
+    if float(params.get("eval_sigma", 0.0)) > 0:
         noisy = [e["test_noise_accuracy"] for e in epochs]
         ax_acc.plot(x, noisy, color="C2", ls="--", label=NOISY)
     ax_acc.set(ylim=(0.0, 1.0))

@@ -77,11 +77,7 @@ def certify_macros(args: argparse.Namespace, m: dict) -> None:
                 diffs.append((abs(float(value) - ref), NUM(run["sigma"]), NUM(r)))
     m[r"\CertCleanList"] = latex.join_words(clean)
     m[r"\CertRefCleanList"] = latex.join_words(clean_ref)
-    comparison_macros(diffs, m)
-
-
-def comparison_macros(diffs: list[tuple[float, str, str]], m: dict) -> None:
-    """Summary of |ours - published| over (difference, sigma, radius) cells; 'n/a' without any."""
+    # |ours - published| over the (difference, sigma, radius) cells; 'n/a' without any
     m[r"\CertNumCompared"] = str(len(diffs))
     worst = max(diffs, default=(None, NA, NA))
     m[r"\CertMeanAbsDiff"] = FMT(sum(d[0] for d in diffs) / len(diffs)) if diffs else NA

@@ -34,18 +34,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def certified_cells(runs: list[dict], radii: list[float]) -> tuple[list[list[str]], ...]:
-    """Displayed cells per run: (ours, published), '--' where nothing is published."""
-    ours = [
-        [FMT(a) for a in metrics.certified_accuracy(r["radius"], r["correct"], radii)] for r in runs
-    ]
-    return ours, [[FMT(results.lookup(r["published"], x)) for x in radii] for r in runs]
-
-
-def difference(ours: list[str], published: list[str]) -> list[str]:
-    """Signed differences of the displayed two-decimal values ('--' without a published value)."""
+def certified_cells(run: dict, radii: list[float]) -> tuple[list[str], list[str], list[str]]:
+    """Displayed cells of a run: ours, published and their signed difference (of the displayed
+    two-decimal values); '--' where nothing is published."""
+    ours = [FMT(a) for a in metrics.certified_accuracy(run["radius"], run["correct"], radii)]
+    published = [FMT(results.lookup(run["published"], r)) for r in radii]
     pairs = zip(ours, published, strict=True)
-    return ["--" if p == "--" else latex.format_signed(float(o) - float(p)) for o, p in pairs]
+    diff = ["--" if p == "--" else latex.format_signed(float(o) - float(p)) for o, p in pairs]
+    return ours, published, diff
 
 
 def certified_markdown(runs: list[dict], radii: list[float]) -> str:
@@ -53,7 +49,8 @@ def certified_markdown(runs: list[dict], radii: list[float]) -> str:
     below it, Cohen et al.'s published values ('--' where none)."""
     header = ["", *(f"r = {NUM(r)}" for r in radii)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run, mine, theirs in zip(runs, *certified_cells(runs, radii), strict=True):
+    for run in runs:
+        mine, theirs, _ = certified_cells(run, radii)
         label = f"σ = {NUM(run['sigma'])}{results.train_note(run)}"
         lines.append(f"| {label}, ours | " + " | ".join(mine) + " |")
         lines.append("| Cohen et al. (2019) | " + " | ".join(theirs) + " |")
@@ -62,10 +59,9 @@ def certified_markdown(runs: list[dict], radii: list[float]) -> str:
 
 def certified_table(runs: list[dict], radii: list[float]) -> str:
     labels = [rf"$\sigma = {NUM(run['sigma'])}$" + results.train_note(run) for run in runs]
-    ours, published = certified_cells(runs, radii)
-    diff = [difference(o, p) for o, p in zip(ours, published, strict=True)]
-    blocks = [("Ours", ours, True), ("Cohen et al. (2019)", published, True)]
-    blocks.append((r"Ours $-$ Cohen et al.", diff, False))
+    ours, published, diff = zip(*(certified_cells(run, radii) for run in runs), strict=True)
+    blocks = [("Ours", ours, True), ("Cohen et al. (2019)", published, True),
+              (r"Ours $-$ Cohen et al.", diff, False)]  # fmt: skip
     header = [latex.table_row([""] + [rf"$r = {NUM(r)}$" for r in radii])]
     body: list[str] = []
     for title, rows, bold in blocks:
@@ -77,9 +73,7 @@ def certified_table(runs: list[dict], radii: list[float]) -> str:
     return latex.tabular("l" + "c" * len(radii), header, body)
 
 
-def accuracy_table(eval_dir: Path, models: list[str]) -> str:
-    keys = ("clean_accuracy", "robust_accuracy")
-    records = [results.load_json(eval_dir / f"{model}.json", keys) for model in models]
+def accuracy_table(models: list[str], records: list[dict]) -> str:
     robust = [{float(k): v for k, v in m["robust_accuracy"].items()} for m in records]
     eps = sorted({e for r in robust for e in r})
     columns = [[latex.format_percent(meta["clean_accuracy"]) for meta in records]]
@@ -105,12 +99,11 @@ def _short(value):
     return None if value is None else round(float(value), 3)
 
 
-def summaries(args: argparse.Namespace, runs: list[dict]) -> dict[Path, dict]:
+def summaries(args: argparse.Namespace, runs: list[dict], evals: list[dict]) -> dict[Path, dict]:
     """Path -> content of every summary file (see the module docstring); None if not recorded."""
     out = {}
-    for model in args.models:
+    for model, evaluation in zip(args.models, evals, strict=True):
         train = results.load_json(args.train_dir / f"{model}.json")
-        evaluation = results.load_json(args.eval_dir / f"{model}.json")
         final = train.get("final") or {}
         out[args.summary_dir / "models" / f"{model}.json"] = {
             "clean": _short(evaluation["clean_accuracy"]),
@@ -133,12 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     # Everything is computed before anything is written, so bad input leaves no partial output.
     reference = results.read_reference(args.reference)
     runs = [results.load_certify_run(args.certify_dir, run, reference) for run in args.runs]
+    keys = ("clean_accuracy", "robust_accuracy")
+    evals = [results.load_json(args.eval_dir / f"{model}.json", keys) for model in args.models]
     tables = {
         "certified_accuracy.tex": certified_table(runs, args.radii),
         "certified_accuracy.md": certified_markdown(runs, args.radii),
-        "accuracy.tex": accuracy_table(args.eval_dir, args.models),
+        "accuracy.tex": accuracy_table(args.models, evals),
     }
-    summary = summaries(args, runs)
+    summary = summaries(args, runs, evals)
     for name, text in tables.items():
         write_text(args.out_dir / name, text)
     for path, content in summary.items():

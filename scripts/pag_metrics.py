@@ -103,21 +103,20 @@ def evaluate(args, records: dict, judges: dict, reference, device) -> tuple[dict
     first = next(iter(records.values()))[0]
     x0, t, eps_values = first["x0"].float(), first["targets"], [float(e) for e in first["eps"]]
 
-    def score(x):
-        return alignment.pag_metrics(x0, x.float().to(device), t, reference, by_role, args.cutoff,
-                                     args.batch)  # fmt: skip
+    def score(images: list) -> dict:  # {metric: [R, P]} of the images [P, C, H, W] of R runs
+        scored = [alignment.pag_metrics(x0, x.float().to(device), t, reference, by_role,
+                                        args.cutoff, args.batch) for x in images]  # fmt: skip
+        return {n: torch.stack([s[n] for s in scored]).numpy() for n in scored[0]}
 
     out: dict = {column: {} for column in records}
     for column, runs in records.items():
         for e, eps in enumerate(eps_values):
-            scored = [score(r["images"][e]) for r in runs]
-            out[column][str(eps)] = {n: torch.stack([s[n] for s in scored]).numpy()
-                                     for n in scored[0]}  # fmt: skip
+            out[column][str(eps)] = score([r["images"][e] for r in runs])
     controls: dict = {"random": {}, "reference": {}}
     for eps in eps_values:
         generator = torch.Generator().manual_seed(args.seed)
         for name, x in alignment.controls(x0, t, reference, eps, generator).items():
-            controls[name][str(eps)] = {n: v.numpy()[None] for n, v in score(x).items()}
+            controls[name][str(eps)] = score([x])
     return out, controls
 
 

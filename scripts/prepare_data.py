@@ -15,18 +15,18 @@ KIND_FLAGS = {"cifar10": ("url", "md5", "archive"), "synthetic": ("seed",), "ima
 
 def parse_args(argv: list[str] | None) -> cli.argparse.Namespace:
     parser = cli.Parser(description=__doc__.splitlines()[0])
-    for flag in ("dataset", "kind"):
-        parser.add_argument(f"--{flag}", required=True)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--kind", required=True, choices=KIND_FLAGS)
     for flag in ("url", "md5", "archive", "folder"):  # the flags of the kinds
         parser.add_argument(f"--{flag}")
     for flag in ("seed", "n_train", "n_test"):
         parser.add_argument(f"--{flag}", type=int, required=flag != "seed")
-    for flag in ("out", "work_dir", "log"):  # work_dir: downloads and extraction
+    for flag in ("out", "work_dir", "log"):  # work_dir: downloads
         parser.add_argument(f"--{flag}", type=Path, required=True)
     args = parser.parse_args(argv)
-    missing = [flag for flag in KIND_FLAGS.get(args.kind, ()) if getattr(args, flag) is None]
-    if args.kind not in KIND_FLAGS or missing:
-        parser.error(f"--kind {args.kind} takes {', '.join(KIND_FLAGS.get(args.kind, ()))}")
+    missing = [f"--{flag}" for flag in KIND_FLAGS[args.kind] if getattr(args, flag) is None]
+    if missing:
+        parser.error(f"--kind {args.kind} needs {', '.join(missing)}")
     return args
 
 

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     model = models.build_model(args.arch, kind, seed=args.seed).to(device)
     perturb = training.make_perturbation(
         args.kind, sigma=args.sigma, norm=args.norm, eps=args.eps, steps=args.attack_steps,
-        step_size=args.attack_step_size, random_start=True,
+        step_size=args.attack_step_size,
     )  # fmt: skip
     params = training_params(args)
     fields = {field.name for field in dataclasses.fields(training.TrainConfig)}

@@ -24,6 +24,10 @@ TRAIN = train_argv(
     eval_sigma=0.0,
     eval_size=8,
 )
+PREPARE = (
+    "--dataset c --kind cifar10 --url u --md5 m --archive none --n_train 1 --n_test 1 --out d.pt "
+    "--work_dir w --log p.log"
+).split()
 
 
 def replace(argv: list[str], flag: str, value: str | None) -> list[str]:
@@ -46,6 +50,8 @@ CASES = [
     ("predict", PREDICT, "--alpha", "high", "--alpha"),
     ("train", TRAIN, "--epochs", "two", "--epochs"),
     ("train", TRAIN, "--seed", None, "--seed"),
+    ("prepare_data", PREPARE, "--kind", "cifar", "--kind"),
+    ("prepare_data", PREPARE, "--md5", None, "--md5"),  # a flag of the chosen kind
 ]
 
 

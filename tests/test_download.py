@@ -18,7 +18,6 @@ from robust.download import (
     CIFAR10_CLASSES,
     CIFAR10_URL,
     DataError,
-    extract_tar,
     fetch,
     prepare_cifar10,
 )
@@ -174,21 +173,24 @@ def test_local_archive_replaces_the_url(tmp_path):
     assert not (tmp_path / "x.tar.gz").exists()
 
 
-def test_extract_tar_replaces_its_folder_and_refuses_escaping_members(tmp_path):
-    good = tmp_path / "good.tar.gz"
-    good.write_bytes(_archive({"batches.meta": {}}))
-    dest = tmp_path / "dest"
-    (dest / "stale").mkdir(parents=True)
-    assert extract_tar(good, dest) == dest
-    assert sorted(p.name for p in dest.iterdir()) == ["cifar-10-batches-py"]
-
-    evil = io.BytesIO()
-    with tarfile.open(fileobj=evil, mode="w:gz") as tar:
-        info = tarfile.TarInfo("../escaped")
-        tar.addfile(info, io.BytesIO(b""))
-    bad = tmp_path / "bad.tar.gz"
-    bad.write_bytes(evil.getvalue())
-    with pytest.raises(DataError, match="bad.tar.gz"):
-        extract_tar(bad, tmp_path / "other")
-    assert not (tmp_path / "escaped").exists() and not (tmp_path / "other").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tar.gz", "dest", "good.tar.gz"]
+def test_only_the_batches_are_read_and_nothing_is_extracted(tmp_path):
+    """Members are read from the archive, never written: one that would escape the folder (or a
+    file CIFAR-10 does not need, like its readme) is ignored."""
+    buffer = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(_archive(_members()))) as good,
+        tarfile.open(fileobj=buffer, mode="w:gz") as tar,
+    ):
+        for info in good:
+            tar.addfile(info, good.extractfile(info))
+        for name, payload in (("../escaped", b"x"), ("cifar-10-batches-py/readme.html", b"<html>")):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    local = tmp_path / "mine.tar.gz"
+    local.write_bytes(buffer.getvalue())
+    out, work = tmp_path / "out.pt", tmp_path / "work"
+    prepare_cifar10(out, work, md5=_md5(buffer.getvalue()), archive=local)
+    assert torch.load(out, weights_only=True)["x_train"].shape == (5 * N_PER_BATCH, 3, 32, 32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.tar.gz", "out.pt", "work"]
+    assert sorted(p.name for p in work.iterdir()) == ["cifar-10-python.tar.gz"]

@@ -134,7 +134,7 @@ def test_row_labels_fit_inside_the_figure(label: str) -> None:
 
     plt = report.use_style()
     cell = (torch.rand(3, 8, 8), "$p_t$ = 1.00")
-    fig = load_script("fig_pag").draw(plt, [[cell, cell]], [label], [["a", "b"]], block=1)
+    fig = load_script("fig_pag").draw(plt, [[cell, cell]], [label], [["a", "b"]])
     fig.canvas.draw()
     box = fig.bbox
     for text in fig.findobj(Text):

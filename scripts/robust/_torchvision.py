@@ -11,10 +11,6 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-_SCHEMAS = (
-    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
-    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
-)
 _library = None  # keeps the schema definitions alive for the life of the process
 
 
@@ -31,7 +27,7 @@ def import_torchvision() -> ModuleType:
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]
         _library = torch.library.Library("torchvision", "DEF")
-        for schema in _SCHEMAS:
-            _library.define(schema)
+        for op in ("nms", "qnms"):
+            _library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         import torchvision
     return torchvision

@@ -53,19 +53,6 @@ def _check_plain(value: Any, where: str) -> None:
         raise ValueError(f"{where} is a {type(value).__name__}; checkpoints hold plain types only")
 
 
-def _versions() -> dict[str, str | None]:
-    try:  # the installed version, without importing torchvision (slow, fragile on CPU-only torch)
-        torchvision = importlib.metadata.version("torchvision")
-    except importlib.metadata.PackageNotFoundError:
-        torchvision = None
-    return {
-        "torch": str(torch.__version__),  # TorchVersion would need its class to load
-        "torchvision": torchvision,
-        "python": platform.python_version(),
-        "robust": robust.__version__,
-    }
-
-
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
@@ -87,6 +74,10 @@ def save_checkpoint(
     extra = {} if extra is None else extra
     _check_plain(params, "params")
     _check_plain(extra, "extra")
+    try:  # the installed version, without importing torchvision (slow, fragile on CPU-only torch)
+        torchvision = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        torchvision = None
     state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     checkpoint = {
         "state_dict": state_dict,
@@ -96,7 +87,12 @@ def save_checkpoint(
         "dataset": dataset,
         "dataset_kind": dataset if dataset_kind is None else dataset_kind,
         "params": params,
-        "versions": _versions(),
+        "versions": {
+            "torch": str(torch.__version__),  # TorchVersion would need its class to load
+            "torchvision": torchvision,
+            "python": platform.python_version(),
+            "robust": robust.__version__,
+        },
         "extra": extra,
     }
     torch_save(checkpoint, path)
@@ -123,13 +119,13 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
 
 
 def load_checkpoint(
-    path: str | os.PathLike, map_location: Any = "cpu"
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Sequential, dict]:
     """Rebuild the model saved at ``path``.
 
     Args:
         path: a file written by :func:`save_checkpoint`.
-        map_location: as for ``torch.load``; a device (str or ``torch.device``) also gets the model.
+        map_location: the device (str or ``torch.device``) of the tensors and the model.
 
     Returns:
         (model in eval mode, the checkpoint dict).
@@ -155,6 +151,4 @@ def load_checkpoint(
             f"checkpoint {path} does not fit arch '{checkpoint['arch']}' on "
             f"'{checkpoint['dataset_kind']}': {reason}"
         ) from err
-    if isinstance(map_location, (str, torch.device)):
-        model.to(map_location)
-    return model.eval(), checkpoint
+    return model.to(map_location).eval(), checkpoint

@@ -108,11 +108,10 @@ def check_writable(args: argparse.Namespace) -> None:
     import errno
     import tempfile
 
-    for name in OUTPUT_FILES + OUTPUT_FOLDERS:
-        path = getattr(args, name, None)
-        if path is None:
-            continue
-        folder = Path(path) if name in OUTPUT_FOLDERS else Path(path).parent
+    flags = vars(args)
+    folders = [Path(flags[name]).parent for name in OUTPUT_FILES if flags.get(name) is not None]
+    folders += [Path(flags[name]) for name in OUTPUT_FOLDERS if flags.get(name) is not None]
+    for folder in folders:
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
         if not folder.is_dir():
@@ -121,10 +120,10 @@ def check_writable(args: argparse.Namespace) -> None:
             pass
 
 
-def setup_logging(path: Path | None, outputs: argparse.Namespace | None = None) -> None:
+def setup_logging(path: Path | None, outputs: argparse.Namespace) -> None:
     """Log to ``path`` (overwritten; None: no file) and to stderr; records logged with
-    ``extra=FILE_ONLY`` skip stderr. With ``outputs`` (the parsed flags), then check that every
-    output can be written (:func:`check_writable`): a bad folder fails in the log at once."""
+    ``extra=FILE_ONLY`` skip stderr. Then check that every output flag of ``outputs`` (the parsed
+    flags) can be written (:func:`check_writable`): a bad folder fails in the log at once."""
     LOG.handlers.clear()
     LOG.setLevel(logging.INFO)
     LOG.propagate = False
@@ -136,8 +135,7 @@ def setup_logging(path: Path | None, outputs: argparse.Namespace | None = None) 
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         LOG.addHandler(handler)
     LOG.info("command: %s", " ".join(sys.argv), extra=FILE_ONLY)
-    if outputs is not None:
-        check_writable(outputs)
+    check_writable(outputs)
 
 
 # CPU threads of every stage: CPU results depend on the thread count (sums split differently), so
@@ -187,7 +185,7 @@ class Timer:
         return time.perf_counter() - self.start
 
 
-def progress(label: str, total: int | None, unit: str = "it", initial: int = 0):
+def progress(label: str, total: int | None, unit: str, initial: int = 0):
     """A progress bar on stderr, labelled (``train cifar10-gauss-025``) so that the bars of
     parallel jobs stay apart: each redraw is one whole labelled line, at most every 2 s, and the
     final state stays on its own line; log lines print above it. Quiet when stderr is not a

@@ -77,11 +77,11 @@ def _lines(error, root: dict) -> list[tuple[list, str]]:
     """(key path, reason) of one schema error: a missing or unexpected key is named in the path
     (with the keys expected there), a choice of schemas (oneOf, anyOf) lists its alternatives."""
     path = list(error.absolute_path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+    if error.validator == "additionalProperties":
         expected = error.schema.get("properties", {})
         extra = [k for k in error.instance if k not in expected]
         return [([*path, k], f"not expected here (expected: {', '.join(expected)})") for k in extra]
-    if error.validator == "required" and isinstance(error.instance, dict):
+    if error.validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         return [([*path, k], "required, missing") for k in missing]
     if error.validator == "pattern" and error.validator_value == root["$defs"]["id"]["pattern"]:
@@ -142,10 +142,10 @@ def _unknown(key: str, ids: str | list[str], pool: dict, what: str) -> Iterator[
             yield f"{key}: unknown {what} '{i}'; defined: {', '.join(pool) or 'none'}"
 
 
-def _model_checks(models: dict, datasets: dict) -> Iterator[str]:
-    for mid, m in models.items():
+def _model_checks(params: dict) -> Iterator[str]:
+    for mid, m in params["models"].items():
         key = f"models.{mid}"
-        yield from _unknown(f"{key}.dataset", m["dataset"], datasets, "dataset")
+        yield from _unknown(f"{key}.dataset", m["dataset"], params["datasets"], "dataset")
         if m["kind"] == "gaussian" and m["sigma"] <= 0:
             yield f"{key}.sigma: kind gaussian needs sigma > 0"
         if m["warmup_epochs"] >= m["epochs"]:
@@ -177,10 +177,9 @@ def _pretrained_checks(params: dict) -> Iterator[str]:
         if mid in models:
             yield f"{key}: the id is also in models; one id names one checkpoint"
         yield from _unknown(f"{key}.dataset", m["dataset"], datasets, "dataset")
-        if (m["kind"] == "gaussian") != (m["sigma"] > 0):
-            yield f"{key}.sigma: {m['sigma']} does not fit kind {m['kind']} (> 0 only if gaussian)"
-        if (m["kind"] == "adversarial") != (m["eps"] > 0):
-            yield f"{key}.eps: {m['eps']} does not fit kind {m['kind']} (> 0 only if adversarial)"
+        for name, kind in (("sigma", "gaussian"), ("eps", "adversarial")):
+            if (m["kind"] == kind) != (m[name] > 0):
+                yield f"{key}.{name}: {m[name]} does not fit kind {m['kind']} (> 0 only if {kind})"
         member = m["member"]
         if m["format"] == "cohen" and member == "none":
             yield f"{key}.member: cohen checkpoints come in one archive; name the file inside it"
@@ -188,9 +187,11 @@ def _pretrained_checks(params: dict) -> Iterator[str]:
             yield f"{key}.member: '{member}' must be a relative path without '..'"
 
 
-def _run_checks(section: str, runs: dict, models: dict) -> Iterator[str]:
-    for rid, run in runs.items():
-        key, model = f"{section}.{rid}", models.get(run["model"])
+def _run_checks(params: dict) -> Iterator[str]:
+    models = all_models(params)
+    runs = [(f"{s}.{rid}", run) for s in ("certify", "predict") for rid, run in params[s].items()]
+    for key, run in runs:
+        model = models.get(run["model"])
         yield from _unknown(f"{key}.model", run["model"], models, "model")
         if model is not None and run["dataset"] != model["dataset"]:
             run_dataset, model_dataset = run["dataset"], model["dataset"]
@@ -199,7 +200,8 @@ def _run_checks(section: str, runs: dict, models: dict) -> Iterator[str]:
             yield f"{key}.n0: n0 ({run['n0']}) must not exceed n ({run['n']})"
 
 
-def _pag_checks(pag: dict, models: dict, datasets: dict) -> Iterator[str]:
+def _pag_checks(params: dict) -> Iterator[str]:
+    models, datasets, pag = all_models(params), params["datasets"], params["pag"]
     settings, pairs = pag["settings"], pag["settings"]["pairs"]
     dataset = datasets.get(settings["dataset"])
     yield from _unknown("pag.settings.dataset", settings["dataset"], datasets, "dataset")
@@ -223,8 +225,9 @@ def _pag_checks(pag: dict, models: dict, datasets: dict) -> Iterator[str]:
             yield f"{key}: model dataset '{model['dataset']}' is not pag's dataset"
 
 
-def _report_checks(report: dict, params: dict) -> Iterator[str]:
-    columns, settings, runs = params["pag"]["columns"], params["pag"]["settings"], params["certify"]
+def _report_checks(params: dict) -> Iterator[str]:
+    report, runs, columns = params["report"], params["certify"], params["pag"]["columns"]
+    settings = params["pag"]["settings"]
     for fig, grid in report["pag_figures"].items():
         key = f"report.pag_figures.{fig}"
         yield from _unknown(f"{key}.columns", grid["columns"], columns, "PAG column")
@@ -343,17 +346,16 @@ def _score_alignment_checks(params: dict) -> Iterator[str]:
             yield f"{key}.models: '{model}' was trained on another dataset than {dataset}"
 
 
+# The cross-reference checks of a params dict, in the order their lines are reported.
+CHECKS = (_model_checks, _pretrained_checks, _run_checks, _pag_checks, _metrics_checks,
+          _score_alignment_checks, _report_checks)  # fmt: skip
+
+
 def semantic_errors(params: dict, root: Path = Path(".")) -> list[str]:
-    """Cross-reference problems of a schema-valid params dict, one line each."""
-    models, datasets, report = all_models(params), params["datasets"], params["report"]
-    lines = list(_model_checks(params["models"], datasets))
-    lines += _pretrained_checks(params)
-    lines += _run_checks("certify", params["certify"], models)
-    lines += _run_checks("predict", params["predict"], models)
-    lines += _pag_checks(params["pag"], models, datasets)
-    lines += _metrics_checks(params)
-    lines += _score_alignment_checks(params)
-    lines += _report_checks(report, params)
+    """Cross-reference problems of a schema-valid params dict, one line each; ``root`` holds the
+    report's reference files."""
+    lines = [line for check in CHECKS for line in check(params)]
+    report = params["report"]
     figures = {"certified": report["certified"]}
     figures |= {f"train_vs_certify.{k}": v for k, v in report["train_vs_certify"].items()}
     for key, figure in figures.items():
@@ -386,12 +388,11 @@ def attribute(message: str, sources: list[tuple[Path, dict]]) -> str:
             data, found = data[part], found + 1
         return found
 
-    lines = []
-    for line in message.splitlines():
+    def origin(line: str) -> Path:
         key = re.sub(r"\{([^,}]+)[^}]*\}", r"\1", line.split(": ", 1)[0])  # models.{a,b} -> a
-        path, _ = max(reversed(sources), key=lambda source: depth(source[1], key))
-        lines.append(f"{path}: {line}")
-    return "\n".join(lines)
+        return max(reversed(sources), key=lambda pair: depth(pair[1], key))[0]
+
+    return "\n".join(f"{origin(line)}: {line}" for line in message.splitlines())
 
 
 def check(params: dict, schema_path: Path, root: Path = Path(".")) -> None:

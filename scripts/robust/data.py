@@ -30,7 +30,6 @@ from robust.synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
 class DatasetInfo:
     """Static facts of a dataset: classes, image shape (C, H, W) and normalisation constants."""
 
-    name: str
     num_classes: int
     shape: tuple[int, int, int]
     mean: tuple[float, ...]
@@ -41,14 +40,14 @@ class DatasetInfo:
 # fmt: off
 DATASETS: dict[str, DatasetInfo] = {
     # Cohen et al.'s CIFAR-10 constants.
-    "cifar10": DatasetInfo("cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465),
-                           (0.2023, 0.1994, 0.2010), CIFAR10_CLASSES),
+    "cifar10": DatasetInfo(10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),
+                           CIFAR10_CLASSES),
     # Round values near the pixel statistics of synthetic.generate(10000, seed=0): per-channel mean
     # 0.374 and std 0.267 (light shapes on darker backgrounds); they only condition the inputs.
-    "synthetic": DatasetInfo("synthetic", 10, (3, 32, 32), (0.4, 0.4, 0.4), (0.25, 0.25, 0.25),
+    "synthetic": DatasetInfo(10, (3, 32, 32), (0.4, 0.4, 0.4), (0.25, 0.25, 0.25),
                              SYNTHETIC_CLASSES),
     # torchvision's ImageNet constants; real class names come from the image folder.
-    "imagenet": DatasetInfo("imagenet", 1000, (3, 224, 224), (0.485, 0.456, 0.406),
+    "imagenet": DatasetInfo(1000, (3, 224, 224), (0.485, 0.456, 0.406),
                             (0.229, 0.224, 0.225), tuple(f"class_{i}" for i in range(1000))),
 }
 # fmt: on
@@ -130,10 +129,11 @@ def _load_prepared(path: Path) -> dict:
         raise DataError(
             f"{path}: prepared dataset is unreadable ({type(err).__name__}: {reason})"
         ) from None
-    kind = data.get("dataset") if isinstance(data, dict) else None
+    data = data if isinstance(data, dict) else {}  # then every key is missing
+    kind = data.get("dataset")
     tensors = ("x_train", "y_train", "x_test", "y_test", "class_names", "sha256")
     required = ("dataset", *(("splits",) if kind == "imagenet" else tensors))
-    missing = [key for key in required if not isinstance(data, dict) or key not in data]
+    missing = [key for key in required if key not in data]
     if missing:
         raise DataError(f"{path}: not a prepared dataset file (missing {', '.join(missing)}); "
                         "run its prepare stage again")  # fmt: skip
@@ -174,13 +174,11 @@ def open_split(path: Path, split: str) -> Split:
     """
     path = Path(path)
     if path.is_dir():
-        labels, class_names, loader = imagenet.open_folder(path, split)
-        return Split(None, labels, class_names, loader=loader, kind="imagenet")
+        return Split(None, *imagenet.open_folder(path, split), kind="imagenet")
     data = _load_prepared(path)
     kind = str(data["dataset"])
     if kind == "imagenet":
-        labels, class_names, loader = imagenet.open_manifest(data, split, path)
-        return Split(None, labels, class_names, loader=loader, kind=kind)
+        return Split(None, *imagenet.open_manifest(data, split, path), kind=kind)
     if split not in _TENSOR_SPLITS:
         raise ValueError(f"unknown split '{split}'; valid: {', '.join(_TENSOR_SPLITS)}")
     x, y = data[f"x_{split}"], data[f"y_{split}"]
@@ -207,13 +205,12 @@ def class_means(split: Split) -> torch.Tensor:
     Sums in float64, ``_CHUNK`` images at a time (a float copy of all of CIFAR-10 would need GBs).
     A class without images gets NaN, so a metric built on it cannot pass for a real number.
     """
-    sums: torch.Tensor | None = None
-    for start in range(0, len(split), _CHUNK):
-        x, y = split.get(torch.arange(start, min(start + _CHUNK, len(split))))
-        if sums is None:
-            sums = torch.zeros((split.num_classes, *x.shape[1:]), dtype=torch.float64)
-        sums.index_add_(0, y, x.double())
-    if sums is None:
+    if not len(split):
         raise ValueError("class_means of an empty split")
+    shape = split.get([0])[0].shape[1:]
+    sums = torch.zeros((split.num_classes, *shape), dtype=torch.float64)
+    for idx in torch.arange(len(split)).split(_CHUNK):
+        x, y = split.get(idx)
+        sums.index_add_(0, y, x.double())
     counts = torch.bincount(split.labels, minlength=split.num_classes).double()
     return (sums / counts.view(-1, 1, 1, 1)).float()

@@ -15,19 +15,22 @@ PACKAGE = "robust"
 
 @cache
 def _imported_modules(source: Path) -> frozenset[str]:
-    """Dotted names of ``robust`` modules imported anywhere in ``source`` (also inside
-    functions). Cached: a Snakefile asks for every stage script, and they share their imports."""
+    """Dotted names of the ``robust`` modules (or attributes) imported anywhere in ``source``,
+    also inside functions, with their packages: ``a.b.c`` runs ``a``, ``a.b`` and ``a.b.c``.
+    Cached: a Snakefile asks for every stage script, and they share their imports."""
     text = source.read_text(encoding="utf-8")
     if PACKAGE not in text:
         return frozenset()
     found: set[str] = set()
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
+            names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.split(".")[0] == PACKAGE:
-                found.add(node.module)
-                found |= {f"{node.module}.{a.name}" for a in node.names}
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for parts in (name.split(".") for name in names if name.split(".")[0] == PACKAGE):
+            found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
     return frozenset(found)
 
 
@@ -38,23 +41,18 @@ def _module_file(root: Path, dotted: str) -> Path | None:
 
 
 @cache
-def library_deps(script: str, root: str = "scripts") -> tuple[str, ...]:
-    """Sorted paths (relative to the repository) of the ``robust`` files that ``script`` (e.g.
-    ``"scripts/train.py"``) imports, transitively; ``root`` holds the ``robust`` package."""
-    base = Path(root)
-    todo, seen = [Path(script)], set()
-    files = {base / PACKAGE / "__init__.py"}
+def library_deps(script: str) -> tuple[str, ...]:
+    """Sorted paths (relative to the repository, the working folder) of the ``robust`` files that
+    ``script`` (e.g. ``"scripts/train.py"``) imports, transitively."""
+    base = Path("scripts")  # holds the robust package
+    todo, files = [Path(script)], {base / PACKAGE / "__init__.py"}
     while todo:
         for dotted in _imported_modules(todo.pop()):
-            parts = dotted.split(".")
-            # importing a.b.c also runs a/__init__ and a/b/__init__
-            inits = (_module_file(base, ".".join(parts[:i])) for i in range(1, len(parts)))
-            files.update(init for init in inits if init is not None)
             path = _module_file(base, dotted)
-            if path is not None and path not in seen:
-                seen.add(path)
+            if path is not None and path not in files:
+                files.add(path)
                 todo.append(path)
-    return tuple(sorted(str(p) for p in files | seen))
+    return tuple(sorted(map(str, files)))
 
 
 def id_files(pattern: str, ids) -> list[str]:
@@ -130,7 +128,7 @@ def refresh_dvc_yaml(text: str, params: dict) -> str:
     right after the script, and in every list of :func:`generated_lists` the entries under its
     prefixes become those entries, at the end of the list. Every other line is kept."""
     lists, out, section = generated_lists(params), [], None
-    key, key_indent, indent, pending = None, 0, "", []
+    key, key_indent, indent, prefixes, pending = None, 0, "", (), []
     for line in text.splitlines():
         depth, item = len(line) - len(line.lstrip()), line.strip().removeprefix("- ")
         if key is not None and line.strip() and depth <= key_indent:
@@ -139,7 +137,6 @@ def refresh_dvc_yaml(text: str, params: dict) -> str:
             section = item.rstrip(":")  # a stage, or a top-level plot
         if key is not None:
             indent = line[:depth] + ("- " if line.strip().startswith("- ") else "")
-            prefixes = lists.get((section, key), ((),))[0]
             generated = item.startswith(prefixes) and "${" not in item
             if generated or (key == "deps" and item.startswith("scripts/robust/")):
                 continue
@@ -151,7 +148,7 @@ def refresh_dvc_yaml(text: str, params: dict) -> str:
         if line.rstrip().endswith(":") and item.rstrip(":") in ("deps", "metrics", "y"):
             key, key_indent = item.rstrip(":"), depth
             indent = " " * (depth + 2) + ("" if key == "y" else "- ")
-            pending = lists.get((section, key), ((), []))[1]
+            prefixes, pending = lists.get((section, key), ((), []))
     if key is not None:
         out += [indent + e for e in pending]
     return "\n".join(out) + "\n"
@@ -180,7 +177,7 @@ def checked_names(params) -> set[str]:
     that is safe in a shell command unquoted: ``check_params`` writes one file per name, which the
     DVC stages whose commands interpolate it unquoted depend on."""
     if isinstance(params, dict):
-        return set().union(*map(checked_names, [*params, *params.values()]))
+        params = [*params, *params.values()]
     if isinstance(params, list):
         return set().union(*map(checked_names, params))
     text = str(params).lower() if isinstance(params, bool) else str(params)

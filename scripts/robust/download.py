@@ -3,7 +3,7 @@ and CIFAR-10 prepared from its python-pickle batches.
 
 Every failure is a ``DataError`` with a one-line message naming the file, the source and, for
 downloads, the expected and actual checksums. Writes are atomic (a temporary sibling, then a
-rename): no partial file or folder is left behind, not even by a killed job.
+rename): no partial file is left behind, not even by a killed job.
 """
 
 from __future__ import annotations
@@ -11,13 +11,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import http.client
-import os
 import pickle
 import posixpath
 import re
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -36,7 +34,10 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
+_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR_FILES = (*_TRAIN_BATCHES, "test_batch", "batches.meta")
 _BLOCK = 1 << 20
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error)
 
 
 class DataError(RuntimeError):
@@ -165,32 +166,6 @@ def cached_fetch(
     return dest, actual
 
 
-def extract_tar(archive: Path, dest_dir: Path) -> Path:
-    """Extract a (gzipped) tar archive into ``dest_dir``: a temporary sibling folder, then a rename.
-
-    An existing ``dest_dir`` is replaced. Members that would land outside the folder (absolute
-    paths, ``..``, escaping links) are refused by tarfile's ``data`` filter.
-
-    Raises:
-        DataError: truncated or corrupt archive; neither the temporary folder nor ``dest_dir``
-            remains.
-    """
-    archive, dest_dir = Path(archive), Path(dest_dir)
-    dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.", suffix=".tmp", dir=dest_dir.parent))
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(tmp, filter="data")
-        if dest_dir.exists():
-            shutil.rmtree(dest_dir)
-        os.replace(tmp, dest_dir)
-    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as err:
-        raise DataError(f"{archive.name}: cannot extract archive {archive}: {_line(err)}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest_dir
-
-
 def _normalise(name: str) -> str:
     return posixpath.normpath(name.replace("\\", "/")).lstrip("/")
 
@@ -240,7 +215,7 @@ def extract_member(archive: Path, member: str, dest: Path) -> Path:
                 names = zipped.namelist()
         else:
             raise DataError(f"{archive.name}: not a tar or zip archive; cannot extract {member}")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as err:
+    except _ARCHIVE_ERRORS as err:
         raise DataError(f"{archive.name}: cannot extract {member}: {_line(err)}") from None
     # A few names to show: those with the member's file name first.
     similar = [n for n in names if posixpath.basename(n) == posixpath.basename(member)] or names
@@ -263,28 +238,33 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _load_pickle(path: Path) -> dict:
+def _read_cifar(tarball: Path) -> dict[str, dict]:
+    """The unpickled CIFAR-10 files of ``tarball`` (``cifar-10-batches-py/<name>``) by name, read
+    in one pass over the archive: nothing is extracted to disk."""
+    files: dict[str, dict] = {}
     try:
-        with open(path, "rb") as handle:
-            return _ArrayUnpickler(handle, encoding="bytes").load()
-    except FileNotFoundError:
-        raise DataError(
-            f"{path.name}: missing from the extracted archive ({path.parent})"
-        ) from None
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError, AttributeError) as err:
-        raise DataError(f"{path.name}: unreadable CIFAR-10 file {path}: {_line(err)}") from None
+        with tarfile.open(tarball, "r:*") as tar:
+            for info in tar:
+                folder, name = posixpath.split(_normalise(info.name))
+                if folder == "cifar-10-batches-py" and name in _CIFAR_FILES and info.isfile():
+                    files[name] = _ArrayUnpickler(tar.extractfile(info), encoding="bytes").load()
+    except (*_ARCHIVE_ERRORS, pickle.UnpicklingError, ValueError, AttributeError) as err:
+        raise DataError(f"{tarball.name}: unreadable CIFAR-10 archive: {_line(err)}") from None
+    missing = [name for name in _CIFAR_FILES if name not in files]
+    if missing:
+        raise DataError(f"{tarball.name}: {', '.join(missing)} missing from the archive")
+    return files
 
 
-def _read_batches(folder: Path, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_batches(files: dict, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenate CIFAR batches: uint8 [N, 3, 32, 32] and int64 [N]."""
     xs, ys = [], []
     for name in names:
-        batch = _load_pickle(folder / name)
         try:
-            x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            y = np.asarray(batch[b"labels"], dtype=np.int64).reshape(-1)
+            x = np.asarray(files[name][b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            y = np.asarray(files[name][b"labels"], dtype=np.int64).reshape(-1)
         except (KeyError, ValueError, TypeError) as err:
-            raise DataError(f"{name}: malformed CIFAR-10 batch in {folder}: {_line(err)}") from None
+            raise DataError(f"{name}: malformed CIFAR-10 batch: {_line(err)}") from None
         if len(x) != len(y) or (len(y) and not 0 <= y.min() <= y.max() < len(CIFAR10_CLASSES)):
             raise DataError(f"{name}: {len(x)} images but {len(y)} labels or labels outside 0..9")
         xs.append(x)
@@ -292,12 +272,11 @@ def _read_batches(folder: Path, names: Sequence[str]) -> tuple[torch.Tensor, tor
     return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
 
-def _class_names(folder: Path) -> list[str]:
-    meta = _load_pickle(folder / "batches.meta")
+def _class_names(files: dict) -> list[str]:
     try:
-        names = [name.decode() for name in meta[b"label_names"]]
+        names = [name.decode() for name in files["batches.meta"][b"label_names"]]
     except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
-        raise DataError(f"batches.meta: malformed in {folder}: {_line(err)}") from None
+        raise DataError(f"batches.meta: malformed: {_line(err)}") from None
     if len(names) != len(CIFAR10_CLASSES):
         raise DataError(f"batches.meta: {len(names)} class names, expected {len(CIFAR10_CLASSES)}")
     return names
@@ -313,34 +292,29 @@ def prepare_cifar10(
     n_test: int | None = None,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> None:
-    """Fetch, verify and extract CIFAR-10 under ``work_dir``; write the prepared file ``out``
-    atomically, in the format of ``robust.data`` (``class_names`` from ``batches.meta``).
-    ``n_train``/``n_test`` keep the first n images of each split (all when None); ``progress``:
-    as for :func:`fetch`, for the download.
+    """Fetch and verify CIFAR-10 under ``work_dir``, read its batches from the archive and write
+    the prepared file ``out`` atomically, in the format of ``robust.data`` (``class_names`` from
+    ``batches.meta``); ``n_train``/``n_test`` keep the first n images of each split (all when
+    None); ``progress``: as for :func:`fetch`, for the download.
 
     Raises:
-        DataError: any fetch, checksum, extraction or format problem. An archive this call
-            downloaded is then removed and ``out`` is not written. The extracted folder never
-            outlives the call.
+        DataError: any fetch, checksum, archive or format problem. An archive this call
+            downloaded is then removed and ``out`` is not written.
     """
-    work_dir = Path(work_dir)
-    tarball = work_dir / "cifar-10-python.tar.gz"
+    tarball = Path(work_dir) / "cifar-10-python.tar.gz"
     had_tarball = tarball.exists()
     fetch(url, tarball, md5, archive=archive, progress=progress)
-    extracted = work_dir / "extracted"
     try:
-        folder = extract_tar(tarball, extracted) / "cifar-10-batches-py"
-        x_train, y_train = _read_batches(folder, [f"data_batch_{i}" for i in range(1, 6)])
-        x_test, y_test = _read_batches(folder, ["test_batch"])
-        names = _class_names(folder)
+        files = _read_cifar(tarball)
+        x_train, y_train = _read_batches(files, _TRAIN_BATCHES)
+        x_test, y_test = _read_batches(files, ["test_batch"])
+        names = _class_names(files)
     except DataError as err:
         # A verified but unusable archive would fail the same way next time: leave nothing behind.
         if not had_tarball:
             tarball.unlink(missing_ok=True)
         source = url if archive is None else archive
         raise DataError(f"{err} (archive from {source}, md5 {md5} matched)") from None
-    finally:
-        shutil.rmtree(extracted, ignore_errors=True)  # everything needed is now in memory
     data = {
         "dataset": "cifar10",
         "x_train": x_train[:n_train].clone(),

@@ -29,20 +29,22 @@ NUM_CLASSES = 1000
 FOLDERS = {"test": "val", "train": "train"}  # split -> sub-folder of the ImageNet root
 # The extensions torchvision's ImageFolder accepts.
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-# An opened split: labels int64 [N], class names, loader (index -> float32 [3, 224, 224] in [0, 1])
+# An opened split, in the order of robust.data.Split's arguments: labels int64 [N], class names,
+# loader (index -> float32 [3, 224, 224] in [0, 1])
 SplitParts = tuple[torch.Tensor, list[str], Callable[[int], torch.Tensor]]
 
 
-def _scan(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """(class folder names, [(file path relative to ``folder``, label)]) in ImageFolder order."""
+def _scan(folder: Path) -> tuple[list[str], list[str], list[int]]:
+    """(class folders, image paths relative to ``folder``, their labels) in ImageFolder order."""
     classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
-    samples = []
+    files, labels = [], []
     for label, name in enumerate(classes):
-        for root, _, files in sorted(os.walk(folder / name, followlinks=True)):
-            for file in sorted(files):
+        for root, _, names in sorted(os.walk(folder / name, followlinks=True)):
+            for file in sorted(names):
                 if file.lower().endswith(EXTENSIONS):
-                    samples.append((os.path.relpath(os.path.join(root, file), folder), label))
-    return classes, samples
+                    files.append(os.path.relpath(os.path.join(root, file), folder))
+                    labels.append(label)
+    return classes, files, labels
 
 
 def evenly_spaced(total: int, n: int) -> list[int]:
@@ -74,19 +76,18 @@ def prepare_imagenet(out: Path, folder: Path, n_train: int, n_test: int) -> None
         root = folder / FOLDERS[split]
         if not root.is_dir():
             raise DataError(f"{root}: not found; the {split} split needs it (n images: {n})")
-        classes, samples = _scan(root)
+        classes, files, labels = _scan(root)
         if len(classes) != NUM_CLASSES or (names is not None and classes != names):
             raise DataError(
                 f"{root}: {len(classes)} class folders; ImageNet labels need the same "
                 f"{NUM_CLASSES} class folders in val/ and train/"
             )
-        if n > len(samples):
-            raise DataError(f"{root}: {n} images asked but {len(samples)} found")
-        keep = [samples[i] for i in evenly_spaced(len(samples), n)]
-        files = [os.path.join(FOLDERS[split], path) for path, _ in keep]
-        labels = torch.tensor([label for _, label in keep], dtype=torch.long)
-        splits[split] = {"files": files, "labels": labels}
-        names, found[split] = classes, len(samples)
+        if n > len(files):
+            raise DataError(f"{root}: {n} images asked but {len(files)} found")
+        keep = evenly_spaced(len(files), n)
+        paths = [os.path.join(FOLDERS[split], files[i]) for i in keep]
+        splits[split] = {"files": paths, "labels": torch.tensor(labels)[keep]}
+        names, found[split] = classes, len(files)
     manifest = {"dataset": "imagenet", "folder": str(folder), "class_names": names or []}
     manifest |= {"splits": splits, "meta": {"n_train": n_train, "n_test": n_test, "found": found}}
     io.torch_save(manifest, out)
@@ -131,8 +132,7 @@ def open_folder(root: Path, split: str) -> SplitParts:
         if split != "val" or not any(child.is_dir() for child in root.iterdir()):
             raise DataError(f"{root}: no image folder for split '{split}' (expected {folder})")
         folder = root
-    classes, samples = _scan(folder)
-    if not samples:
+    classes, files, labels = _scan(folder)
+    if not files:
         raise DataError(f"{folder}: unusable image folder: no images in its class folders")
-    labels = torch.tensor([label for _, label in samples], dtype=torch.long)
-    return labels, classes, _loader(folder, [file for file, _ in samples])
+    return torch.tensor(labels), classes, _loader(folder, files)

@@ -12,12 +12,6 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it to ``path`` on success. On an
@@ -26,15 +20,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from collaborators
+        umask = os.umask(0o022)  # read it (setting it is the only way) and restore it
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide results from collaborators
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as err:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError) and err.filename is None:  # a full disk: name the file
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
@@ -66,8 +61,7 @@ def sealed(data: dict) -> dict:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -83,21 +77,18 @@ def write_folder(path: str | os.PathLike, files: dict[str, str]) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    old = tmp.with_suffix(".old")
+    # a private scratch folder beside it: the new folder is built there, the old one moved there
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        tmp.chmod(0o777 & ~_umask())
+        new = work / "new"
+        new.mkdir()  # with the umask's permissions, unlike mkdtemp's 0700
         for name, text in files.items():
-            (tmp / name).write_text(text, encoding="utf-8")
+            (new / name).write_text(text, encoding="utf-8")
         if path.exists() or path.is_symlink():
-            os.replace(path, old)
-        os.replace(tmp, path)
+            os.replace(path, work / "old")
+        os.replace(new, path)
     finally:
-        for leftover in (tmp, old):
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover)
-            else:
-                leftover.unlink(missing_ok=True)
+        shutil.rmtree(work)
 
 
 def torch_save(obj: Any, path: str | os.PathLike) -> None:

@@ -117,15 +117,6 @@ class LPIPS(nn.Module):
         for i, w in enumerate(lin):
             self.register_buffer(f"lin{i}", w.clone())
 
-    def layers(self, x: Tensor) -> list[Tensor]:
-        """The five ReLU outputs [B, C_l, H_l, W_l] for images x [B, 3, H, W] in [-1, 1]."""
-        h, out = (x - self.shift) / self.scale, []
-        for i, layer in enumerate(self.features):
-            h = layer(h)
-            if i in _RELUS:
-                out.append(h)
-        return out
-
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """Distance per image pair, float [B] >= 0, for x0, x1 [B, 3, H, W] in [-1, 1].
 
@@ -140,12 +131,15 @@ class LPIPS(nn.Module):
         if min(x0.shape[-2:]) < MIN_SIZE:
             raise LpipsError(f"LPIPS (AlexNet) needs images of at least {MIN_SIZE}x{MIN_SIZE}")
         # One pass over both batches; inputs are float32 whatever the caller's dtype.
-        feats = self.layers(torch.cat([x0, x1]).float())
+        h = (torch.cat([x0, x1]).float() - self.shift) / self.scale
         total = torch.zeros(x0.shape[0], device=x0.device)
-        for i, f in enumerate(feats):
-            f0, f1 = f.chunk(2)
-            diff = (_unit(f0) - _unit(f1)).square()  # [B, C_l, H_l, W_l]
-            total = total + (diff * getattr(self, f"lin{i}")).sum(1).mean(dim=(1, 2))
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in _RELUS:  # compared layer l: ReLU output [2B, C_l, H_l, W_l]
+                f0, f1 = h.chunk(2)
+                diff = (_unit(f0) - _unit(f1)).square()
+                weight = getattr(self, f"lin{_RELUS.index(i)}")
+                total = total + (diff * weight).sum(1).mean(dim=(1, 2))
         return total
 
 

@@ -15,6 +15,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from robust._torchvision import import_torchvision
 from robust.archs.airbench import AirbenchNet
 from robust.archs.cifar_resnet import CifarResNet
 from robust.archs.robustness_resnet import BottleneckResNet50
@@ -36,13 +37,6 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def _resnet50(num_classes: int) -> nn.Module:
-    """torchvision's ImageNet ResNet-50, randomly initialised (Cohen et al.'s ImageNet model)."""
-    from robust._torchvision import import_torchvision
-
-    return import_torchvision().models.resnet50(weights=None, num_classes=num_classes)
-
-
 # name -> (num_classes -> network body without normalisation)
 ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
     "cifar_resnet20": partial(CifarResNet, 20),
@@ -51,7 +45,8 @@ ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
     "airbench": AirbenchNet,
     "tiny_cnn": TinyCNN,
     "small_cnn": SmallCNN,
-    "resnet50": _resnet50,
+    # torchvision's ImageNet ResNet-50, randomly initialised (Cohen et al.'s ImageNet model)
+    "resnet50": lambda k: import_torchvision().models.resnet50(weights=None, num_classes=k),
     # the robustness library's CIFAR ResNet-50 (its released L2-robust CIFAR-10 models)
     "robustness_resnet50": BottleneckResNet50,
 }

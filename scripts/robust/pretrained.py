@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from robust.checkpoint import CheckpointError, read_torch_file
 from robust.download import cached_fetch, check_member_name, extract_member
 from robust.models import build_model
 
@@ -47,25 +47,19 @@ def read_source(path: Path) -> dict:
         PretrainedError: unreadable, not a dict, or a pickle that needs Python code (for example
             one written with ``dill``); the message names the first global it needs.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
     try:
-        source = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling, zip and storage errors all mean: not readable here
-        text = str(err)
-        needed = _GLOBAL.search(text)
-        if needed:
-            raise PretrainedError(
-                f"{path.name}: needs the Python global {needed.group(1).rstrip('.')} to load, "
-                "which a weights-only load refuses (a pickle written with a custom pickler "
-                "such as dill?); see README, Pretrained checkpoints"
-            ) from None
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        reason = lines[-1][:200] if lines else type(err).__name__
-        raise PretrainedError(f"{path.name}: unreadable torch file: {reason}") from None
+        source = read_torch_file(path, "pretrained checkpoint")
+    except CheckpointError as err:
+        needed = _GLOBAL.search(str(err.__cause__))
+        if needed is None:
+            raise PretrainedError(str(err)) from None
+        raise PretrainedError(
+            f"{Path(path).name}: needs the Python global {needed.group(1).rstrip('.')} to load, "
+            "which a weights-only load refuses (a pickle written with a custom pickler such as "
+            "dill?); see README, Pretrained checkpoints"
+        ) from None
     if not isinstance(source, dict):
-        raise PretrainedError(f"{path.name}: holds a {type(source).__name__}, not a dict")
+        raise PretrainedError(f"{Path(path).name}: holds a {type(source).__name__}, not a dict")
     return source
 
 
@@ -152,10 +146,7 @@ def robustness_weights(source: dict, arch: str) -> tuple[dict[str, Tensor], Tens
     return net, norm, {"source_arch": arch, "source_epoch": _epoch(source)}
 
 
-EXTRACTORS: dict[str, Callable[[dict, str], tuple[dict[str, Tensor], Tensor | None, dict]]] = {
-    "cohen": cohen_weights,
-    "robustness": robustness_weights,
-}
+EXTRACTORS = {"cohen": cohen_weights, "robustness": robustness_weights}  # format -> extractor
 
 
 def _describe(keys: list[str]) -> str:
@@ -169,7 +160,7 @@ def convert(source: dict, fmt: str, arch: str, dataset: str) -> tuple[nn.Sequent
 
     Args:
         source: the dict of :func:`read_source`.
-        fmt: a key of ``EXTRACTORS``.
+        fmt: a key of ``EXTRACTORS`` (checked by :func:`fetch_source`).
         arch: a key of ``robust.models.ARCHITECTURES``.
         dataset: gives num_classes and the default normalisation.
 
@@ -178,27 +169,22 @@ def convert(source: dict, fmt: str, arch: str, dataset: str) -> tuple[nn.Sequent
         provenance: ``format``, ``source_arch``, ``source_epoch``, ``mean``, ``std``).
 
     Raises:
-        ValueError: unknown format. PretrainedError: a key layout, shape or source architecture
-            that does not fit ``arch`` (missing or unused tensors are named).
+        PretrainedError: a key layout, shape or source architecture that does not fit ``arch``
+            (missing or unused tensors are named).
     """
-    if fmt not in EXTRACTORS:
-        raise ValueError(f"unknown pretrained format '{fmt}'; valid: {', '.join(EXTRACTORS)}")
     net_state, norm, info = EXTRACTORS[fmt](source, arch)
     model = build_model(arch, dataset)
-    full = {f"1.{k}": v for k, v in net_state.items()}
-    normalize = model[0]
-    if norm is None:
-        norm = torch.stack([normalize.mean.reshape(-1), normalize.std.reshape(-1)])
-    elif norm.shape != (2, normalize.mean.numel()) or not bool((norm[1] > 0).all()):
-        raise PretrainedError(f"{fmt} checkpoint: normaliser of shape {tuple(norm.shape)} unusable")
-    full["0.mean"] = norm[0].reshape(normalize.mean.shape)
-    full["0.std"] = norm[1].reshape(normalize.std.shape)
     expected = model.state_dict()
-    for key, value in expected.items():
-        # BN batch counters only drive momentum=None averaging, never inference; files from torch
-        # before 0.4.1 lack them.
-        if key.endswith(".num_batches_tracked") and key not in full:
-            full[key] = torch.zeros_like(value)
+    if norm is None:  # the dataset's
+        norm = torch.stack([expected["0.mean"].reshape(-1), expected["0.std"].reshape(-1)])
+    elif norm.shape != (2, expected["0.mean"].numel()) or not bool((norm[1] > 0).all()):
+        raise PretrainedError(f"{fmt} checkpoint: normaliser of shape {tuple(norm.shape)} unusable")
+    # BN batch counters only drive momentum=None averaging, never inference; files from torch
+    # before 0.4.1 lack them: zero unless the file has them.
+    counters = [k for k in expected if k.endswith(".num_batches_tracked")]
+    full = {k: torch.zeros_like(expected[k]) for k in counters}
+    full |= {f"1.{k}": v for k, v in net_state.items()}
+    full |= {"0.mean": norm[0].view(1, -1, 1, 1), "0.std": norm[1].view(1, -1, 1, 1)}
     missing = sorted(expected.keys() - full.keys())
     unexpected = sorted(full.keys() - expected.keys())
     if missing or unexpected:

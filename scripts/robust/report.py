@@ -50,7 +50,7 @@ def use_style():
     return plt
 
 
-def save_figure(fig, out: Path) -> tuple[Path, Path]:
+def save_figure(fig, out: Path) -> None:
     """Write ``<out>.pdf`` and ``<out>.png`` (dpi 300) byte-deterministically and atomically, and
     close the figure in pyplot (it can still be saved again).
 
@@ -64,7 +64,5 @@ def save_figure(fig, out: Path) -> tuple[Path, Path]:
     fig.savefig(pdf, format="pdf", metadata=meta)
     fig.savefig(png, format="png", dpi=PNG_DPI, metadata={"Software": None})
     plt.close(fig)
-    paths = (out.with_name(out.name + ".pdf"), out.with_name(out.name + ".png"))
-    for path, data in zip(paths, (pdf, png), strict=True):
-        write_bytes(path, data.getvalue())
-    return paths
+    for suffix, data in ((".pdf", pdf), (".png", png)):
+        write_bytes(out.with_name(out.name + suffix), data.getvalue())

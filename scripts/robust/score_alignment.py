@@ -127,20 +127,17 @@ def logit_sum_gradient(
     """
     if sigma < 0 or m < 1:
         raise ValueError(f"need sigma >= 0 and m >= 1, got sigma={sigma}, m={m}")
-    x = x.detach().float()
+    x = inputs = x.detach().float()
     if sigma > 0:
         if generator is None:
             raise ValueError("a smoothed gradient (sigma > 0) needs a generator for its noise")
         noise = _per_image_noise(x, m, sigma, generator)  # [B, m, C, H, W]
         inputs = (x.unsqueeze(1) + noise).flatten(0, 1)  # [B*m, C, H, W]
-    else:
-        inputs = x
     inputs.requires_grad_(True)
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(model(inputs).sum(), inputs)
-    if sigma > 0:
-        grad = grad.view(x.shape[0], m, *x.shape[1:]).mean(dim=1)
-    return grad.detach()
+    # the mean over each image's copies: m of them for sigma > 0, the image itself for sigma 0
+    return grad.view(x.shape[0], -1, *x.shape[1:]).mean(dim=1).detach()
 
 
 def max_abs_scale(v: Tensor) -> Tensor:

@@ -71,10 +71,7 @@ class PGDPerturbation:
         was_training = model.training
         model.eval()  # batch-norm statistics must not move while attacking
         try:
-            return pgd(
-                model, x, y, norm=self.norm, eps=self.eps, steps=self.steps,
-                step_size=self.step_size, random_start=self.random_start, generator=generator,
-            )  # fmt: skip
+            return pgd(model, x, y, **asdict(self), generator=generator)  # fields: pgd's kwargs
         finally:
             model.train(was_training)
 
@@ -87,7 +84,6 @@ def make_perturbation(
     eps: float = 0.0,
     steps: int = 0,
     step_size: float = 0.0,
-    random_start: bool = True,
 ) -> Perturbation:
     """The batch perturbation ``perturb(model, x, y, generator) -> x_train`` of a training kind.
 
@@ -95,7 +91,7 @@ def make_perturbation(
         kind: "standard", "gaussian" (sigma >= 0) or "adversarial" (PGD: norm "l2" or "linf",
             eps > 0, steps >= 1, step_size > 0).
         sigma, eps, step_size: in [0, 1] pixel units.
-        norm, steps, random_start: PGD settings (see ``robust.attacks.pgd``).
+        norm, steps: PGD settings (see ``robust.attacks.pgd``), from a random start in the ball.
     """
     if kind == "standard":
         return NoPerturbation()
@@ -109,7 +105,7 @@ def make_perturbation(
                 "adversarial training needs norm l2 or linf, eps > 0, steps >= 1 and step_size"
                 f" > 0; got norm={norm!r}, eps={eps}, steps={steps}, step_size={step_size}"
             )
-        return PGDPerturbation(norm, float(eps), int(steps), float(step_size), bool(random_start))
+        return PGDPerturbation(norm, float(eps), int(steps), float(step_size), random_start=True)
     raise ValueError(f"unknown training kind '{kind}'; valid: {', '.join(KINDS)}")
 
 
@@ -217,9 +213,8 @@ def _accuracy(
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(_seed(config.seed, "eval"))
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    for start in range(0, len(y_all), config.batch_size):
-        x = _to_input(x_all[start : start + config.batch_size].to(device), config)
-        y = y_all[start : start + config.batch_size].to(device)
+    for x, y in zip(x_all.split(config.batch_size), y_all.split(config.batch_size), strict=True):
+        x, y = _to_input(x.to(device), config), y.to(device)
         if sigma > 0:
             x = x + sigma * torch.randn(x.shape, generator=generator, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -246,11 +241,10 @@ def _train_epoch(
     loss_sum = torch.zeros((), device=device)  # sums stay on the device: no sync per step
     correct = torch.zeros((), dtype=torch.int64, device=device)
     model.train()
-    for step in range(steps):
+    for step, idx in enumerate(order.split(batch)):
         lr = learning_rate(config, epoch, step, steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = order[step * batch : (step + 1) * batch]
         x, y = x_all[idx], y_all[idx]
         x = _to_input(augment_batch(x, generators["batch"]) if config.augment else x, config)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -313,10 +307,8 @@ def train(
         (the clean one if eval_sigma is 0); "lr" of the epoch's last step; "seconds" (train + eval).
     """
     device = next(model.parameters()).device
-    x_train, y_train = train.tensors()
-    x_test, y_test = test.tensors()
-    data = (x_train.to(device), y_train.to(device))
-    test_data = (x_test[:eval_size], y_test[:eval_size])
+    data = tuple(t.to(device) for t in train.tensors())
+    test_data = tuple(t[:eval_size] for t in test.tensors())
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
@@ -329,7 +321,7 @@ def train(
     }
     # What a saved state must share with the run that resumes it.
     describe = repr(perturb) if dataclasses.is_dataclass(perturb) else type(perturb).__qualname__
-    identity = {"perturbation": describe, "num_train": len(y_train), "device": device.type}
+    identity = {"perturbation": describe, "num_train": len(data[1]), "device": device.type}
     identity |= asdict(config)
     if config.schedule == "step":  # the only schedule that does not depend on the epoch count
         del identity["epochs"]

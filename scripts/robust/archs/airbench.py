@@ -16,19 +16,17 @@ from torch import Tensor, nn
 _LOGIT_SCALE = 1.0 / 9.0
 
 
-class ConvGroup(nn.Sequential):
+def conv_group(in_channels: int, out_channels: int) -> nn.Sequential:
     """[B, c_in, H, W] -> [B, c_out, H // 2, W // 2]."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.MaxPool2d(2),
-            nn.BatchNorm2d(out_channels),
-            nn.GELU(),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.GELU(),
-        )
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.MaxPool2d(2),
+        nn.BatchNorm2d(out_channels),
+        nn.GELU(),
+        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.GELU(),
+    )
 
 
 class AirbenchNet(nn.Module):
@@ -38,7 +36,7 @@ class AirbenchNet(nn.Module):
         super().__init__()
         # 2x2 valid conv: 32x32 -> 31x31, then the groups give 15, 7 and 3.
         self.stem = nn.Sequential(nn.Conv2d(3, 24, 2, bias=False), nn.BatchNorm2d(24), nn.GELU())
-        self.groups = nn.Sequential(ConvGroup(24, 64), ConvGroup(64, 256), ConvGroup(256, 256))
+        self.groups = nn.Sequential(conv_group(24, 64), conv_group(64, 256), conv_group(256, 256))
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(256, num_classes, bias=False)
 

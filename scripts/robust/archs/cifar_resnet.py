@@ -51,32 +51,22 @@ class CifarResNet(nn.Module):
     """ResNet-(6n+2) for 32x32 inputs: [B, 3, 32, 32] -> logits [B, num_classes].
 
     Args:
-        depth: 6n + 2 (20, 56, 110, ...), i.e. n BasicBlocks per stage.
+        depth: 6n + 2 with n >= 1 (20, 56, 110, ...), i.e. n BasicBlocks per stage.
         num_classes: output size.
     """
 
     def __init__(self, depth: int, num_classes: int) -> None:
         super().__init__()
-        if depth < 8 or (depth - 2) % 6 != 0:
-            raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1, got {depth}")
         n = (depth - 2) // 6
         self.conv1 = _conv3x3(3, 16)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._stage(16, 16, n, stride=1)  # 32x32
-        self.layer2 = self._stage(16, 32, n, stride=2)  # 16x16
-        self.layer3 = self._stage(32, 64, n, stride=2)  # 8x8
+        self.layer1, self.layer2, self.layer3 = (  # maps of 32x32, 16x16 and 8x8
+            nn.Sequential(BasicBlock(c_in, c, stride), *(BasicBlock(c, c) for _ in range(n - 1)))
+            for c_in, c, stride in ((16, 16, 1), (16, 32, 2), (32, 64, 2))
+        )
         self.avgpool = nn.AvgPool2d(8)
         self.fc = nn.Linear(64, num_classes)
-        self._init_weights()
-
-    @staticmethod
-    def _stage(in_channels: int, channels: int, blocks: int, stride: int) -> nn.Sequential:
-        layers = [BasicBlock(in_channels, channels, stride)]
-        layers += [BasicBlock(channels, channels) for _ in range(blocks - 1)]
-        return nn.Sequential(*layers)
-
-    def _init_weights(self) -> None:
         # He et al.'s fan-out normal init of convolutions, as the reference code (BN: torch's 1, 0).
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

@@ -60,13 +60,12 @@ class BottleneckResNet50(nn.Module):
         self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         in_channels, stages = 64, []
-        for i, (channels, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True)):
-            stride = 1 if i == 0 else 2  # 32x32, 16x16, 8x8, 4x4
+        for channels, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
             layers = [Bottleneck(in_channels, channels, stride)]
             in_channels = EXPANSION * channels
             layers += [Bottleneck(in_channels, channels) for _ in range(blocks - 1)]
             stages.append(nn.Sequential(*layers))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages  # 32x32, 16x16, 8x8, 4x4
         self.linear = nn.Linear(in_channels, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:

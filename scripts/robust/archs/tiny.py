@@ -12,10 +12,10 @@ class TinyCNN(nn.Module):
     head keeps coarse position information while accepting any input size.
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        for c_in, c_out in ((in_channels, 16), (16, 32), (32, 64)):
+        for c_in, c_out in ((3, 16), (16, 32), (32, 64)):
             layers += [
                 nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
                 nn.BatchNorm2d(c_out),
@@ -37,10 +37,10 @@ class SmallCNN(nn.Module):
     [B, 3, H, W] -> logits [B, num_classes]; H, W >= 4.
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 24, 5, padding=2),
+            nn.Conv2d(3, 24, 5, padding=2),
             nn.GELU(),
             nn.AvgPool2d(2),
             nn.Conv2d(24, 48, 5, padding=2),
