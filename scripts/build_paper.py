@@ -1,8 +1,8 @@
 """Build the paper PDF with latexmk, reproducibly, and fail on any LaTeX problem.
 
-The build folder is the folder of --latex_log and dates are fixed (byte-identical PDFs). The PDF is
-copied to --out only when the LaTeX log shows no error, undefined reference or citation, or missing
-file; layout defects are logged as warnings. Without latexmk it says how to get one and exits 2.
+Builds in the folder of --latex_log with fixed dates; copies the PDF to --out only when the LaTeX
+log shows no error, undefined reference or citation, or missing file (layout defects: warnings).
+Without latexmk it says how to get one and exits 2.
 """
 
 from __future__ import annotations
@@ -49,13 +49,12 @@ def latex_problems(log: str) -> list[str]:
     return found
 
 
-# Layout defects a reader sees: a float taller than the page (cut off, caption lost) and a line
-# running into the margin by more than TOLERANCE_PT.
 TOLERANCE_PT = 3.0
 
 
 def layout_problems(log: str) -> list[str]:
-    """One-line descriptions of the layout defects in a LaTeX .log (empty list: none)."""
+    """One-line descriptions of the layout defects a reader sees in a LaTeX .log: a float taller
+    than the page (cut off, caption lost), a line into the margin by more than TOLERANCE_PT."""
     found = [f"float too large for the page by {m.group(1)}pt (input line {m.group(2)})"
              for m in re.finditer(r"Float too large for page by ([\d.]+)pt on input line (\d+)",
                                   log)]  # fmt: skip

@@ -1,8 +1,6 @@
 """Certified accuracy versus L2 radius, one line per certify run (Cohen et al.'s figure).
 
-Each curve is the approximate certified accuracy (correct and radius >= r) on a 0.01 radius grid
-over [0, max(--radii)]. Published values (matched by sigma, only for runs certified at their
-training sigma) are drawn as hollow markers at --radii. Writes <out>.pdf and <out>.png.
+On a 0.01 grid up to max(--radii); hollow markers: the published values. Writes <out>.pdf/.png.
 """
 
 from __future__ import annotations

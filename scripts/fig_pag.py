@@ -1,9 +1,6 @@
 """A figure of perceptually aligned images (Figure 1 and its sweeps), from results/pag/<column>.pt.
 
-At one generation radius (--eps 16): one row per (start image, target) pair, columns Original | one
-per PAG column. --eps all: one block per pair; rows are the PAG columns, columns Original | one per
-generation radius. Writes <out>.pdf and <out>.png.
-"""
+One generation radius (--eps 16) or all of them (--eps all). Writes <out>.pdf and <out>.png."""
 
 from __future__ import annotations
 
@@ -30,8 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_columns(pag_dir: Path, columns: list[str], rows: list[int]):
-    """(PAG records, their paths) of the columns; checks they share their pairs and that the rows
-    exist."""
+    """(PAG records, their paths) of the columns, checked: same pairs, every row exists."""
     paths = [pag_dir / f"{column}.pt" for column in columns]
     records = [results.load_pag(path) for path in paths]
     first = records[0]
@@ -69,12 +65,8 @@ def label_width(plt, labels: list[str]) -> float:
 
 
 def draw(plt, grid: list[list], labels: list[str], titles: list[list]):
-    """A figure of square image cells placed in inches (same cell size whatever the grid), with a
-    left margin that fits the widest row label.
-
-    grid[r][c] is (image [C,H,W], caption) or None (an empty cell); titles[r][c] is a title or
-    None, and a row with titles (a new block) gets extra space above it.
-    """
+    """Square cells of one size placed in inches, the left margin fitting the labels. grid[r][c]:
+    (image [C,H,W], caption) or None; titles[r][c]: a title or None (titled rows get more space)."""
     nrows, ncols = len(grid), len(grid[0])
     left = label_width(plt, labels) + 0.15  # the label's pad from its axes
     gaps = [0.0] + [ROW_GAP + (BLOCK_GAP if any(titles[r]) else 0.0) for r in range(1, nrows)]
@@ -96,8 +88,7 @@ def draw(plt, grid: list[list], labels: list[str], titles: list[list]):
                 ax.set_frame_on(False)
                 continue
             image, caption = grid[r][c]
-            pixels = image.detach().float().clamp(0, 1).permute(1, 2, 0).numpy()
-            pixels = pixels[..., 0] if pixels.shape[2] == 1 else pixels  # grayscale: [H, W]
+            pixels = image.detach().float().clamp(0, 1).permute(1, 2, 0).squeeze(2).numpy()
             ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0, vmax=1)
             if caption:
                 ax.set_xlabel(caption, fontsize=6, labelpad=2)
@@ -105,7 +96,7 @@ def draw(plt, grid: list[list], labels: list[str], titles: list[list]):
 
 
 def layout_fixed_eps(records: list[dict], rows: list[int], eps: float, paths: list[Path]):
-    """Rows = pairs; columns = Original + one per record, all at generation radius eps."""
+    """One row per (start image, target) pair; columns: Original + one per record, all at eps."""
     index = [results.eps_index(r, eps, path) for r, path in zip(records, paths, strict=True)]
     grid = [
         [(records[0]["x0"][p], None)] + [cell(r, e, p) for r, e in zip(records, index, strict=True)]

@@ -1,11 +1,10 @@
 """Perceptual-alignment metrics as sweeps, from the JSON of scripts/pag_metrics.py.
 
-One row per shown metric. Left: the metric against the generation radius eps, one line and 95%
-bootstrap band per PAG column. Middle: smoothed columns against sigma; right: adversarially trained
-columns against their training eps, both at the largest generation eps with the standard model at 0
-(left out when no column of its kind exists). Grey: the calibration controls (dashed: a random
-direction of the same norm, "no better than noise"; dotted: a straight step toward the target's
-reference, "aligned"). Writes <out>.pdf and <out>.png (byte-deterministic).
+One row per shown metric. Left: against the generation radius eps, a line and 95% bootstrap band
+per PAG column. Middle: smoothed columns against sigma; right: adversarially trained ones against
+their training eps; both at the largest generation eps, the standard model at 0, absent without
+such columns. Grey: the controls (dashed: a random direction of the same norm, "no better than
+noise"; dotted: a straight step toward the target's reference, "aligned"). Writes <out>.pdf/.png.
 """
 
 from __future__ import annotations
@@ -29,8 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def stats(info: dict, key: str, name: str) -> tuple[float, float, float]:
-    s = info["eps"][key][name]
-    return s["mean"], s["low"], s["high"]
+    return tuple(info["eps"][key][name][k] for k in ("mean", "low", "high"))
 
 
 def sweeps(columns: dict) -> list[tuple[str, str, list[str]]]:

@@ -1,7 +1,5 @@
-"""Training curves: per model, the training loss and the test accuracy (clean and under the
-model's evaluation noise, whose sigma is in the panel title) per epoch, as small multiples, with
-one legend above them. Writes <out>.pdf and <out>.png.
-"""
+"""Training curves: per model, training loss above test accuracy (clean and under the model's
+evaluation noise) per epoch, as small multiples under one legend. Writes <out>.pdf and <out>.png."""
 
 from __future__ import annotations
 
@@ -28,8 +26,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_model(train_dir: Path, model: str) -> dict:
-    """The training record with its per-epoch list checked (non-empty, required keys); the record
-    of a pretrained model has no epochs, only its provenance."""
+    """The training record, epochs checked (a pretrained model's has none, only its provenance)."""
     path = train_dir / f"{model}.json"
     record = results.load_json(path, ["epochs"])
     if "pretrained" not in record:
@@ -41,8 +38,7 @@ def load_model(train_dir: Path, model: str) -> dict:
 
 
 def draw_model(ax_loss, ax_acc, model: str, record: dict) -> None:
-    """Titled by the model and its training: loss above test accuracy per epoch; for a pretrained
-    model, which has no training curve here, an empty panel naming its source."""
+    """Loss above test accuracy per epoch, titled by model and training (pretrained: a note)."""
     params = record.get("params", {})
     kind = str(record.get("kind", params.get("kind", "")))
     label = results.training_label(kind, params.get("sigma", 0.0), params.get("eps", 0.0))
@@ -61,11 +57,9 @@ def draw_model(ax_loss, ax_acc, model: str, record: dict) -> None:
     if float(params.get("eval_sigma", 0.0)) > 0:
         noisy = [e["test_noise_accuracy"] for e in epochs]
         ax_acc.plot(x, noisy, color="C2", ls="--", label=NOISY)
-    ax_acc.set(ylim=(0.0, 1.0))
+    ax_acc.set(ylim=(0.0, 1.0), xlabel="epoch", ylabel="test accuracy")
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("test accuracy")
 
 
 def draw(plt, models: list[str], records: list[dict]):

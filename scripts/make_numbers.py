@@ -1,9 +1,8 @@
 """Every number quoted in the paper's text, as LaTeX macros (``\\newcommand{\\Name}{value}``).
 
-The names are those paper/main.tex uses: the set-up, summaries and one value per role (e.g.
-\\CleanAccStandard = the first standard model of --models); 'n/a' where a role is absent.
-Units: model accuracies in percent (one decimal, no % sign); certified accuracies, differences and
-target probabilities as fractions (two decimals), as in the tables.
+One value per role (\\CleanAccStandard: the first standard model of --models; 'n/a' without one).
+Model accuracies in percent (one decimal, no % sign); certified accuracies, differences and target
+probabilities as fractions (two decimals), as in the tables.
 """
 
 from __future__ import annotations
@@ -36,17 +35,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keys of the figures paper/figures/train_vs_certify_<KEY>.pdf the paper shows",
     )  # fmt: skip
     parser.add_argument(
-        "--score_alignment", type=Path,
-        help="JSON of the score-alignment stage (absent or skipped: 'not computed' in the text)",
-    )  # fmt: skip
+        "--score_alignment", type=Path, help="score-alignment JSON (absent/skipped: 'not computed')"
+    )
     parser.add_argument("--pag_metrics", type=Path, required=True, help="JSON of pag_metrics.py")
     parser.add_argument("--out", type=Path, required=True, help="numbers.tex")
     return parser.parse_args(argv)
 
 
 def distinct(values) -> str:
-    """Distinct values in first-seen order as words ('90', '90 and 30', 'n/a' when empty): one
-    value when all agree (the text states one protocol), else all, so the text stays true."""
+    """Distinct values in first-seen order as words ('90', '90 and 30', 'n/a' when empty)."""
     return latex.join_words(list(dict.fromkeys(values)))
 
 
@@ -77,7 +74,6 @@ def certify_macros(args: argparse.Namespace, m: dict) -> None:
                 diffs.append((abs(float(value) - ref), NUM(run["sigma"]), NUM(r)))
     m[r"\CertCleanList"] = latex.join_words(clean)
     m[r"\CertRefCleanList"] = latex.join_words(clean_ref)
-    # |ours - published| over the (difference, sigma, radius) cells; 'n/a' without any
     m[r"\CertNumCompared"] = str(len(diffs))
     worst = max(diffs, default=(None, NA, NA))
     m[r"\CertMeanAbsDiff"] = FMT(sum(d[0] for d in diffs) / len(diffs)) if diffs else NA
@@ -110,8 +106,7 @@ def training_setup(train: list[dict], m: dict) -> None:
 def model_macros(args: argparse.Namespace, m: dict) -> None:
     train = [results.load_json(args.train_dir / f"{model}.json") for model in args.models]
     evals = [
-        results.load_json(args.eval_dir / f"{model}.json", ["clean_accuracy"])
-        for model in args.models
+        results.load_json(args.eval_dir / f"{m}.json", ["clean_accuracy"]) for m in args.models
     ]
     training_setup(train, m)
     robust = [{float(k): v for k, v in ev.get("robust_accuracy", {}).items()} for ev in evals]
@@ -121,22 +116,16 @@ def model_macros(args: argparse.Namespace, m: dict) -> None:
     m[r"\EvalEpsList"] = latex.join_words([NUM(e) for e in eps])
     kinds = [str(ev.get("kind", t.get("kind", ""))) for t, ev in zip(train, evals, strict=True)]
     first = {kind: kinds.index(kind) for kind in ("standard", "adversarial") if kind in kinds}
-    main_eps = headline_eps(eps, evals[first["adversarial"]] if "adversarial" in first else {})
+    # the text quotes the adversarial model's training eps if evaluated there, else the least eps
+    adversarial = evals[first["adversarial"]] if "adversarial" in first else {}
+    close = [e for e in eps if abs(e - float(adversarial.get("train_eps", -1.0))) < 1e-9]
+    main_eps = (close or eps or [None])[0]
     m[r"\EvalEpsMain"] = NA if main_eps is None else NUM(main_eps)
     for kind, name in (("standard", "Standard"), ("adversarial", "Adversarial")):
         i = first.get(kind)
         m[rf"\CleanAcc{name}"] = NA if i is None else PCT(evals[i]["clean_accuracy"])
         value = None if i is None or main_eps is None else results.lookup(robust[i], main_eps)
         m[rf"\RobustAcc{name}Main"] = NA if value is None else PCT(value)
-
-
-def headline_eps(eps: list[float], adversarial: dict) -> float | None:
-    """The radius quoted in the text: the adversarial model's training eps when it was evaluated
-    there, else the smallest evaluated eps (None when there is none)."""
-    train_eps = float(adversarial.get("train_eps", -1.0))
-    if any(abs(e - train_eps) < 1e-9 for e in eps):
-        return train_eps
-    return eps[0] if eps else None
 
 
 def pag_macros(args: argparse.Namespace, m: dict) -> None:
@@ -179,8 +168,7 @@ def judge_words(role: str, judge: dict) -> str:
 
 
 def conclusion(record: dict, names: list[str], what: str) -> str:
-    """Which columns beat the baseline on every metric of ``names``: column - baseline positive
-    and surviving Holm's correction."""
+    """Which columns beat the baseline (positive and Holm-significant) on every metric of names."""
     columns, base = record["columns"], record["paired"]["baseline"]
     above, below = [], []
     for c in record["settings"]["columns"]:
@@ -243,8 +231,7 @@ def pag_metrics_macros(args: argparse.Namespace, m: dict) -> None:
 
 
 def score_alignment_macros(args: argparse.Namespace, m: dict) -> None:
-    """\\ScoreAlignmentComputed (1 when the stage ran, else 0) and \\ScoreAlignmentText, the
-    sentence that reports it: mean LPIPS per classifier, or why it was not computed."""
+    """\\ScoreAlignmentComputed (1 if the stage ran, else 0) and \\ScoreAlignmentText."""
     record = {} if args.score_alignment is None else results.load_json(args.score_alignment)
     computed = record.get("skipped") is False
     if args.score_alignment is None:

@@ -1,5 +1,4 @@
-"""Generate perceptually aligned images for one column: a model, plain (sigma 0) or smoothed (sigma
-> 0).
+"""Generate perceptually aligned images for one column: a model, plain (sigma 0) or smoothed.
 
 Every column of one parameter set starts from the same (test image, target class) pairs and runs the
 same targeted L2 PGD (steps, step = step_factor * eps / steps) at every generation eps.

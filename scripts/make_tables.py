@@ -1,13 +1,10 @@
 """LaTeX tables of the paper: certified accuracy versus the published values, clean/robust accuracy.
 
-certified_accuracy.tex: blocks Ours, Cohen et al. (2019) (published, matched by sigma) and their
-difference (of the two-decimal values shown) over the same radius columns; the column maxima of the
-first two blocks are bold. accuracy.tex: clean and L2-PGD accuracy (%) per model, column maxima
-bold. Both are booktabs tabulars without a float wrapper; certified_accuracy.md is the first table
-in Markdown (ours and published, per run) for the README. --summary_dir gets the lines of `dvc
-metrics show`, to three decimals: models/<id>.json (clean and PGD accuracy of its evaluation, final
-test accuracy under its training noise, training seconds) and certify/<run>.json (abstention rate,
-average certified radius, certified accuracy at each radius of the table).
+certified_accuracy.tex: blocks Ours, Cohen et al. (2019) (matched by sigma) and their difference
+(of the values shown), the column maxima of the first two bold; certified_accuracy.md: ours and
+published per run, for the README; accuracy.tex: clean and L2-PGD accuracy (%) per model, column
+maxima bold. --summary_dir gets the lines of `dvc metrics show` (three decimals): models/<id>.json
+and certify/<run>.json.
 """
 
 from __future__ import annotations
@@ -35,8 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def certified_cells(run: dict, radii: list[float]) -> tuple[list[str], list[str], list[str]]:
-    """Displayed cells of a run: ours, published and their signed difference (of the displayed
-    two-decimal values); '--' where nothing is published."""
+    """Cells of a run as displayed: ours, published ('--' if none) and their signed difference."""
     ours = [FMT(a) for a in metrics.certified_accuracy(run["radius"], run["correct"], radii)]
     published = [FMT(results.lookup(run["published"], r)) for r in radii]
     pairs = zip(ours, published, strict=True)
@@ -45,8 +41,7 @@ def certified_cells(run: dict, radii: list[float]) -> tuple[list[str], list[str]
 
 
 def certified_markdown(runs: list[dict], radii: list[float]) -> str:
-    """The certified-accuracy table as Markdown (the README's copy): per run a line of ours and,
-    below it, Cohen et al.'s published values ('--' where none)."""
+    """The certified-accuracy table in Markdown: per run a line of ours, then the published one."""
     header = ["", *(f"r = {NUM(r)}" for r in radii)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
@@ -100,14 +95,13 @@ def _short(value):
 
 
 def summaries(args: argparse.Namespace, runs: list[dict], evals: list[dict]) -> dict[Path, dict]:
-    """Path -> content of every summary file (see the module docstring); None if not recorded."""
+    """Path -> content of every summary file; a value is None where it was not recorded."""
     out = {}
     for model, evaluation in zip(args.models, evals, strict=True):
         train = results.load_json(args.train_dir / f"{model}.json")
-        final = train.get("final") or {}
         out[args.summary_dir / "models" / f"{model}.json"] = {
             "clean": _short(evaluation["clean_accuracy"]),
-            "noisy": _short(final.get("test_noise_accuracy")),
+            "noisy": _short((train.get("final") or {}).get("test_noise_accuracy")),
             "train_s": _short(train.get("seconds")),
         } | {f"pgd_{float(e):g}": _short(v) for e, v in evaluation["robust_accuracy"].items()}
     for name, run in zip(args.runs, runs, strict=True):

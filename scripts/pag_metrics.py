@@ -1,14 +1,11 @@
 """Perceptual-alignment metrics of PAG columns, with 95% intervals over training runs and pairs.
 
-A column is one PAG column or several joined by '+': the training runs (seeds) of one recipe. Per
-column, run, generation eps and (start image, target) pair: the target share and probability of
-every judge (one per kind: standard, adversarial, noise), alignment with the target's reference
-image and two smoothness descriptors (robust.alignment), beside the two calibration controls;
-two-level bootstrap intervals (robust.bootstrap) and Holm-corrected paired differences of every
-column minus the first at the largest eps; how far the judges (and the references) agree on the
-order of the columns. Writes the JSON, a TSV and a LaTeX table, and per column the line
-`dvc metrics show` lists, <summary_dir>/<first run>.json: its target share under each judge at
-the largest eps (keys std, adv, noise: the judge roles, short for a narrow table).
+A column is one PAG column or several joined by '+': the training runs (seeds) of one recipe.
+Per column, run, eps and pair: the metrics of robust.alignment beside two calibration controls,
+two-level bootstrap intervals, Holm-corrected differences to the first column at the largest eps,
+and how far the judges (and the references) agree on the order of the columns. Writes the JSON,
+a TSV, a LaTeX table, and per column <summary_dir>/<first run>.json for `dvc metrics show`: the
+target share under each judge at the largest eps (keys std, adv, noise, short for a narrow table).
 """
 
 from __future__ import annotations
@@ -121,11 +118,9 @@ def evaluate(args, records: dict, judges: dict, reference, device) -> tuple[dict
 
 
 def agreement(metrics: dict, at: str, pairs: list[tuple[str, str]], intervals: dict) -> list[dict]:
-    """For each (metric a, metric b) at eps ``at``: Kendall's tau of the columns ordered by the
-    mean of each (None where undefined: one column, or a metric equal for all), whether the order
-    is the same (tau = 1), and whether b keeps the order of every pair of columns that a tells
-    apart (95% intervals that do not overlap; ``intervals``: {column: {eps key: {metric: {low,
-    high}}}}), which near-ties cannot upset."""
+    """For each (metric a, metric b) at eps ``at``: Kendall's tau of the column means (None where
+    undefined), whether the order is the same, and whether b keeps the order of every pair of
+    columns that a tells apart (non-overlapping ``intervals``), which near-ties cannot upset."""
     from robust.alignment import kendall_tau
 
     out = []
@@ -145,10 +140,9 @@ def agreement(metrics: dict, at: str, pairs: list[tuple[str, str]], intervals: d
 
 
 def latex_table(summary: dict, specs: list) -> str:
-    """booktabs tabular at the comparison eps: a row per column (mean [95% interval], +- the
-    seed-to-seed standard deviation when there are several training runs; the best mean as
-    displayed in bold; a dagger where the difference to the first column survives Holm's
-    correction), then the two control rows; grouped metric columns (the shown metrics)."""
+    """booktabs tabular at the comparison eps of the shown metrics: a row per column (mean [95%
+    interval], +- the seed SD for several runs, the best as displayed in bold, a dagger where the
+    difference to the first column survives Holm), then the control rows."""
     specs = [s for s in specs if s.shown]
     key, paired = summary["settings"]["eps_key"], summary["paired"]["columns"]
     groups = {s.group: sum(t.group == s.group for t in specs) for s in specs}

@@ -1,7 +1,6 @@
 """Predict with the smoothed classifier on a test subset (Cohen et al.'s PREDICT, abstaining).
 
-Rows (idx label predict correct time) are flushed to a scratch file and resumed after a crash, like
-certify.
+Rows are flushed to a scratch file and resumed after a crash, like certify.
 """
 
 from __future__ import annotations

@@ -1,28 +1,18 @@
 """Numbers for "perceptually aligned": per-image metrics of PAG images x made from start images x0.
 
-All functions are pure and batched. Images are float tensors [P, C, H, W] in [0, 1] (P images);
-the perturbation is delta = x - x0. Every metric returns one float64 value per image, shape [P].
+Images are float [P, C, H, W] in [0, 1]; delta = x - x0; every metric is float64 [P].
 
-* judge agreement: does a judge, a classifier trained apart from the models under test (another
-  architecture, seed and training objective), see the target class t in x? Per judge role
-  (:data:`JUDGE_ROLES`, from its kind): ``judge_<role>_share`` = 1 if argmax judge(x) == t else 0,
-  ``judge_<role>_prob`` = softmax(judge(x))_t.
-* alignment with the target: the reference image r_t of the target class (the prototype of the
-  synthetic data: ground truth; on real data the class-mean training image) gives the "right"
-  direction r_t - x0. Both metrics are cosines of spatial structure only: every channel is first
-  centred on its own mean, so a per-channel constant shift (a colour or brightness change toward
-  the blurry class mean) scores exactly 0, and random noise about 0.
-  ``cosine`` = cos(delta, r_t - x0): does the image move toward the reference;
-  ``ref_corr`` = rho(delta, r_t), the Pearson correlation of the perturbation with the reference
-  over all C*H*W pixel values: does the change draw the target, whatever the start image.
-* structure (descriptions of smoothness, not evidence of alignment): ``hf_share`` = share of the
-  energy of delta above a radial spatial frequency cutoff; ``tv_per_norm`` = anisotropic total
-  variation of delta divided by its L2 norm.
+* judges (classifiers trained apart from the models under test), per role of :data:`JUDGE_ROLES`:
+  ``judge_<role>_share`` = [argmax judge(x) == t], ``judge_<role>_prob`` = softmax(judge(x))_t.
+* target reference r_t (synthetic prototype: ground truth; on real data the class-mean image):
+  ``cosine`` = cos(delta, r_t - x0), ``ref_corr`` = rho(delta, r_t) (Pearson over all pixels).
+  Every channel is centred on its mean first, so a per-channel constant shift (a colour change
+  toward the blurry class mean) scores exactly 0, and random noise about 0.
+* smoothness (a description, not evidence of alignment): ``hf_share``, the energy share above a
+  radial frequency cutoff; ``tv_per_norm``, total variation per L2 norm.
 
-cosine, hf_share and tv_per_norm do not change when delta is scaled, so they compare
-perturbations of different sizes (generation eps) on equal terms. :func:`controls` calibrates every
-metric: a random direction ("no better than noise") and a straight step toward the reference
-("aligned"), both of the perturbation's norm.
+cosine, hf_share and tv_per_norm are scale-invariant, so perturbations of different eps compare
+on equal terms; :func:`controls` gives the "noise" and "aligned" calibration points.
 """
 
 from __future__ import annotations
@@ -35,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Smallest norm or standard deviation treated as non-zero (float64 arithmetic).
-_TINY = 1e-12
+_TINY = 1e-12  # smallest norm treated as non-zero (float64)
 # The role of a judge in the metric names, from the kind of its training.
 JUDGE_ROLES = {"standard": "standard", "adversarial": "adversarial", "gaussian": "noise"}
 # The metrics that claim alignment with the target's reference image (the rest describe smoothness).
@@ -108,6 +97,11 @@ def judge_agreement(
     return (probs.argmax(1) == t.view(-1)).double(), probs.gather(1, t).view(-1)
 
 
+def _ratio(num: Tensor, den: Tensor) -> Tensor:
+    """num / den, and 0 where den is (near) zero."""
+    return torch.where(den > _TINY, num / den.clamp_min(_TINY), torch.zeros_like(num))
+
+
 def _flat(x: Tensor) -> Tensor:
     return x.detach().reshape(x.shape[0], -1).double().cpu()
 
@@ -123,18 +117,12 @@ def cosine(delta: Tensor, direction: Tensor) -> Tensor:
     float64 [P] in [-1, 1], for delta, direction [P, C, H, W] (any units). A zero vector, or a
     per-channel constant, has cosine 0 (no alignment)."""
     a, b = _centred(delta), _centred(direction)
-    dot = (a * b).sum(1)
-    norms = a.norm(dim=1) * b.norm(dim=1)
-    return torch.where(norms > _TINY, dot / norms.clamp_min(_TINY), torch.zeros_like(dot))
+    return _ratio((a * b).sum(1), a.norm(dim=1) * b.norm(dim=1))
 
 
 def radial_frequency(h: int, w: int) -> Tensor:
-    """Radial spatial frequency of every 2-D DFT bin as a fraction of the Nyquist frequency.
-
-    Bin (k, l) has frequencies f_y = fftfreq(h)[k], f_x = fftfreq(w)[l] in cycles per pixel
-    (in [-0.5, 0.5)); its radial frequency is sqrt(f_y^2 + f_x^2) / 0.5: 0 at DC, 1 at the Nyquist
-    frequency along an axis, up to sqrt(2) in the corners. Returns float64 [h, w].
-    """
+    """sqrt(f_y^2 + f_x^2) / 0.5 of every 2-D DFT bin (fftfreq, cycles per pixel), float64 [h, w]:
+    a fraction of Nyquist, 0 at DC, 1 at Nyquist along an axis, up to sqrt(2) in the corners."""
     fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
     fx = torch.fft.fftfreq(w, dtype=torch.float64)[None, :]
     return torch.sqrt(fy**2 + fx**2) / 0.5
@@ -152,22 +140,17 @@ def high_frequency_share(delta: Tensor, cutoff: float) -> Tensor:
     d = delta.detach().double().cpu()
     power = torch.fft.fft2(d).abs().square().sum(1)  # [P, H, W]
     high = radial_frequency(d.shape[-2], d.shape[-1]) > cutoff
-    total = power.sum((1, 2))
-    share = (power * high).sum((1, 2)) / total.clamp_min(_TINY)
-    return torch.where(total > _TINY, share, torch.zeros_like(share))
+    return _ratio((power * high).sum((1, 2)), power.sum((1, 2)))
 
 
 def tv_per_norm(delta: Tensor) -> Tensor:
-    """Anisotropic total variation of delta [P, C, H, W] (sum over channels of |vertical| +
-    |horizontal| differences of neighbouring pixels) per unit L2 norm, float64 [P]
-    (dimensionless; 0 for delta = 0). Large for grainy, pixel-level perturbations (white noise:
-    about 2 (2hw - h - w) c / sqrt(pi c h w)), small for smooth, structured ones.
-    """
+    """Anisotropic total variation (sum of |differences| of neighbouring pixels) of delta
+    [P, C, H, W] per unit L2 norm, float64 [P] (0 for delta = 0). White noise scores about
+    2 (2hw - h - w) c / sqrt(pi c h w); smooth, structured perturbations score low."""
     d = delta.detach().double().cpu()
     vertical = (d[..., 1:, :] - d[..., :-1, :]).abs().sum((1, 2, 3))
     horizontal = (d[..., :, 1:] - d[..., :, :-1]).abs().sum((1, 2, 3))
-    norm, tv = _flat(d).norm(dim=1), vertical + horizontal
-    return torch.where(norm > _TINY, tv / norm.clamp_min(_TINY), torch.zeros_like(tv))
+    return _ratio(vertical + horizontal, _flat(d).norm(dim=1))
 
 
 def pag_metrics(
@@ -179,15 +162,11 @@ def pag_metrics(
     cutoff: float,
     batch_size: int = 500,
 ) -> dict[str, Tensor]:
-    """Every metric of :func:`metric_specs` for one batch of PAG images, {name: float64 [P] on the
-    CPU}: "cosine", "ref_corr", "hf_share", "tv_per_norm" and per judge role "judge_<role>_share"
-    and "judge_<role>_prob".
+    """Every metric of :func:`metric_specs` for one batch, {name: float64 [P] on the CPU}.
 
-    Args:
-        x0, x: start and PAG images [P, C, H, W] in [0, 1] (x on the judges' device).
-        target: int64 [P] target classes; reference: reference image per class [K, C, H, W].
-        judges: role -> judge (images -> logits), never the model that made x; {} for none.
-        cutoff: frequency cutoff of :func:`high_frequency_share`; batch_size: judge batch.
+    x0, x: start and PAG images [P, C, H, W] (x on the judges' device); target: int64 [P];
+    reference: image per class [K, C, H, W]; judges: role -> judge (images -> logits), never the
+    model that made x ({} for none); cutoff: of :func:`high_frequency_share`.
     """
     t = target.long().cpu()
     if x.shape != x0.shape or reference.shape[1:] != x0.shape[1:] or int(t.max()) >= len(reference):
@@ -212,11 +191,9 @@ def pag_metrics(
 def controls(
     x0: Tensor, target: Tensor, reference: Tensor, eps: float, generator: torch.Generator
 ) -> dict[str, Tensor]:
-    """The calibration images of one generation radius, float64 [P, C, H, W] in [0, 1] each:
-    ``random``, x0 plus a random direction (isotropic Gaussian, normalised) of L2 norm eps, what a
-    perturbation "no better than noise" scores; ``reference``, x0 plus a straight step of norm eps
-    toward the target's reference image r_t, what an "aligned" one scores. Both are clipped to
-    [0, 1], as PAG images are (their norm can then end below eps). generator: a CPU generator."""
+    """Calibration images of radius eps, float64 [P, C, H, W]: ``random``, x0 plus an isotropic
+    Gaussian direction of L2 norm eps ("no better than noise"), and ``reference``, a step of norm
+    eps toward r_t ("aligned"); clipped to [0, 1] as PAG images are. generator: on the CPU."""
     x0 = x0.detach().double().cpu()
     noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
     toward = reference.detach().double().cpu()[target.long().cpu()] - x0

@@ -1,14 +1,8 @@
 """Projected gradient descent (PGD) under L2 and Linf threat models.
 
-Each threat model is a small class with three operations, following Madry et al. (2018) and the
-MadryLab ``robustness`` library's step/projection conventions:
-
-    random_start(x0, generator)  a random point of the feasible set around x0
-    step(x, grad)                one ascent step along the steepest direction for the norm
-    project(x, x0)               the nearest-ish point of the feasible set (exact for Linf)
-
-Images are float tensors in [0, 1] of shape [B, C, H, W]; eps and step sizes are in the same
-[0, 1] pixel units. Nothing here picks a device: every tensor follows the input ``x``.
+Each threat model has ``random_start``, ``step`` and ``project``, following Madry et al. (2018)
+and the MadryLab ``robustness`` library's conventions. Images are float [B, C, H, W] in [0, 1];
+eps and step sizes are in the same pixel units. Every tensor follows the input ``x``'s device.
 """
 
 from __future__ import annotations
@@ -31,8 +25,8 @@ def _per_example_norm(v: Tensor) -> Tensor:
 def _noise(
     draw: Callable, shape: tuple[int, ...], generator: torch.Generator, like: Tensor
 ) -> Tensor:
-    """float32 noise from ``draw`` (torch.randn or torch.rand) on the generator's device, moved to
-    ``like``'s device and dtype: a seed's stream is the same whatever device x is on."""
+    """float32 ``draw`` (torch.randn/rand) on the generator's device, then moved to ``like``'s
+    device and dtype: a seed's stream is the same whatever device x is on."""
     z = draw(shape, generator=generator, device=generator.device, dtype=torch.float32)
     return z.to(device=like.device, dtype=like.dtype)
 
@@ -112,23 +106,19 @@ def pgd(
     random_start: bool = False,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Projected gradient descent on the cross-entropy loss.
+    """Projected gradient descent on the cross-entropy loss; returns the last iterate.
 
-    Untargeted: maximise CE(model(x'), y). Targeted (``y`` holds the target classes): minimise
-    CE(model(x'), y), i.e. raise the target's log-probability. The model is used in whatever mode
-    it is in (put it in eval mode first so batch-norm statistics do not move); ``model.training``
-    is never changed and gradients are taken w.r.t. the input only, so no ``.grad`` is written to
-    the parameters. The last iterate is returned.
+    Untargeted: maximise CE(model(x'), y). Targeted (``y`` holds the target classes): minimise it.
+    The model is used in its current mode (put it in eval mode first so batch-norm statistics do
+    not move) and no ``.grad`` is written to its parameters.
 
     Args:
         model: maps [B, C, H, W] images in [0, 1] to logits [B, K].
-        x: clean images, float [B, C, H, W] in [0, 1].
-        y: int64 [B] labels (untargeted) or target classes (targeted).
-        norm, eps: the threat model, "l2" or "linf", and its radius in [0, 1] pixel units.
+        x: clean images, float [B, C, H, W] in [0, 1]; y: int64 [B] labels or target classes.
+        norm, eps: "l2" or "linf", and the radius in [0, 1] pixel units.
         steps: number of PGD iterations (0 returns the start point).
         step_size: step length (L2: Euclidean length; Linf: per coordinate).
         random_start: start from a random point of the feasible set (needs ``generator``).
-        generator: source of the random start; deterministic for a seed.
 
     Returns:
         Detached tensor like x, inside {||x' - x|| <= eps} and [0, 1] (up to float rounding).
@@ -168,19 +158,11 @@ def robust_accuracy(
     generator: torch.Generator | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> float:
-    """Share of examples still classified correctly after an untargeted PGD attack.
+    """Share of images x [N, C, H, W] still classified correctly after untargeted :func:`pgd`.
 
-    Args:
-        model: classifier (used in its current mode; put it in eval mode first).
-        x: images [N, C, H, W] in [0, 1]; y: int64 labels [N].
-        norm, eps, steps, step_size, random_start, generator: as in :func:`pgd`.
-        batch_size: images per attack batch. With a random start the generator is consumed batch
-            after batch, so the random starts depend on batch_size.
-        progress: called with the number of images of each finished batch (a progress bar).
-
-    Returns:
-        Accuracy in [0, 1]. With eps == 0 or steps == 0 (and no random start) this is the clean
-        accuracy and no attack is run.
+    The generator is consumed batch after batch, so random starts depend on ``batch_size``.
+    ``progress`` gets the number of images of each finished batch. With eps == 0 or steps == 0
+    (and no random start) no attack runs: this is the clean accuracy.
     """
     if x.shape[0] == 0:
         raise ValueError("robust_accuracy needs at least one example")

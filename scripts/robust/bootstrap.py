@@ -1,14 +1,11 @@
-"""Percentile-bootstrap confidence intervals of means over training runs and images, of paired
-differences between columns, and their Holm multiplicity correction.
+"""Percentile-bootstrap intervals of means over training runs and images, paired differences
+between columns, and Holm's multiplicity correction.
 
-A column's values form a table [R, P]: R training runs of one recipe (seeds) by P images (the
-(start image, target) pairs, shared by every column). A resample draws P images with replacement,
-shared by every column of a comparison (so a paired difference keeps the pairing), and,
-independently per column, R runs (the two-level bootstrap: the uncertainty covers both the images
-and the training run; with R = 1 it is conditional on the trained weights). The interval is the
-(alpha/2, 1 - alpha/2) quantile pair of B resampled means (Efron's percentile interval). Seeds are
-explicit; :func:`key_seed` derives a stream per (seed, name), so an interval does not depend on
-which others were computed.
+A column's values form a table [R, P]: R training runs (seeds) by P images shared by every column.
+A resample draws P images with replacement, shared by the columns of a comparison (so differences
+stay paired), and, per column, R runs: a two-level bootstrap (with R = 1, conditional on the
+trained weights). :func:`key_seed` gives each (seed, name) its own stream, so an interval does
+not depend on which others were computed.
 """
 
 from __future__ import annotations
@@ -145,18 +142,13 @@ def summarize_runs(
 ) -> tuple[dict, dict]:
     """Two-level intervals of a sweep, and paired differences against a baseline column.
 
-    Args:
-        metrics: {column: {eps key: {metric: values [R, P]}}}: every column on the same P pairs,
-            R its training runs (R may differ between columns).
-        baseline: the column the others are compared with; at: the eps key of the comparison.
-        b, seed, alpha: resamples, seed (the image draws of an eps key are shared by every
-            column and metric; the run draws are the column's own), 1 - confidence.
+    metrics: {column: {eps key: {metric: values [R, P]}}}, every column on the same P pairs (R may
+    differ). The image draws of an eps key are shared by every column and metric.
 
-    Returns:
-        ({column: {eps key: {metric: {"mean", "low", "high", "seed_sd"}}}}, with seed_sd the
-        standard deviation over runs of the run means (None for one run); {column: {metric:
-        {"mean", "low", "high", "p", "p_holm", "holds"}}} of column - baseline at ``at`` for every
-        column but the baseline, Holm-corrected over all of them, holds = p_holm <= alpha).
+    Returns ({column: {eps key: {metric: {"mean", "low", "high", "seed_sd"}}}}, seed_sd the SD of
+    the run means, None for one run; {column: {metric: {"mean", "low", "high", "p", "p_holm",
+    "holds"}}} of column - baseline at eps key ``at``, Holm-corrected over all columns but the
+    baseline, holds = p_holm <= alpha).
     """
     tables = {c: {e: {m: _table(v, c) for m, v in s.items()} for e, s in sweep.items()}
               for c, sweep in metrics.items()}  # fmt: skip

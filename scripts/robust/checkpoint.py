@@ -64,9 +64,8 @@ def save_checkpoint(
     dataset_kind: str | None = None,
     extra: dict | None = None,
 ) -> None:
-    """Write ``model``'s weights and provenance to ``path`` atomically (see the module docstring).
-
-    ``dataset_kind`` defaults to ``dataset`` (an id that is also the name of its kind).
+    """Write ``model``'s weights and provenance to ``path`` atomically; ``dataset_kind`` defaults
+    to ``dataset`` (an id that is also the name of its kind).
 
     Raises:
         ValueError: ``params`` or ``extra`` holds a non-plain value (numpy, dataclass, Path, ...).
@@ -121,14 +120,7 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Sequential, dict]:
-    """Rebuild the model saved at ``path``.
-
-    Args:
-        path: a file written by :func:`save_checkpoint`.
-        map_location: the device (str or ``torch.device``) of the tensors and the model.
-
-    Returns:
-        (model in eval mode, the checkpoint dict).
+    """(model in eval mode on ``map_location``, checkpoint dict) of a :func:`save_checkpoint` file.
 
     Raises:
         FileNotFoundError: no file at ``path``.

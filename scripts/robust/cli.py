@@ -80,10 +80,8 @@ FILE_ONLY = {"file_only": True}
 
 
 class _CurrentStderr(logging.Handler):
-    """A stderr handler that writes to whatever ``sys.stderr`` is at emit time (it may be replaced,
-    e.g. by a test harness, after logging was set up), around a progress bar being drawn there
-    (tqdm clears it, prints the line and draws it again below); records logged with
-    ``extra=FILE_ONLY`` are skipped."""
+    """Writes to ``sys.stderr`` as it is at emit time (a test harness may replace it), above any
+    progress bar drawn there; skips records logged with ``extra=FILE_ONLY``."""
 
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
@@ -102,9 +100,8 @@ OUTPUT_FOLDERS = ("out_dir", "summary_dir", "work_dir", "cache_dir")
 
 
 def check_writable(args: argparse.Namespace) -> None:
-    """Before any work: the folder of every output flag of ``args``, or the nearest existing folder
-    above it (nothing is created), takes a new file. Raises the ``OSError`` naming the path (a
-    read-only folder, a file where a folder should be)."""
+    """Check that the folder of every output flag of ``args`` (or its nearest existing parent; none
+    is created) takes a new file; else raise the ``OSError`` naming the path."""
     import errno
     import tempfile
 
@@ -121,9 +118,8 @@ def check_writable(args: argparse.Namespace) -> None:
 
 
 def setup_logging(path: Path | None, outputs: argparse.Namespace) -> None:
-    """Log to ``path`` (overwritten; None: no file) and to stderr; records logged with
-    ``extra=FILE_ONLY`` skip stderr. Then check that every output flag of ``outputs`` (the parsed
-    flags) can be written (:func:`check_writable`): a bad folder fails in the log at once."""
+    """Log to ``path`` (overwritten; None: no file) and to stderr, then :func:`check_writable` the
+    parsed flags ``outputs``, so that a bad folder fails in the log before any work."""
     LOG.handlers.clear()
     LOG.setLevel(logging.INFO)
     LOG.propagate = False
@@ -145,12 +141,10 @@ CPU_THREADS = 1
 
 
 def resolve_device(name: str) -> Any:
-    """The torch device for a ``--device`` value (``auto``: cuda when one is visible); sets torch's
-    CPU threads to :data:`CPU_THREADS`. On cuda it turns on cuDNN autotuning: certification, PAG
-    and training repeat a few batch shapes many times, so timing the convolution algorithms once
-    per shape pays for itself (the benchmarks time the same setting). Rounding may then differ
-    between runs on a GPU (another algorithm can sum in another order), as it already may between
-    GPUs; counts remain exact samples of the classifier the run computes."""
+    """The torch device for a ``--device`` value (``auto``: cuda when visible); sets torch's CPU
+    threads to :data:`CPU_THREADS`. On cuda it turns on cuDNN autotuning, which pays for itself on
+    the few batch shapes every stage repeats; rounding may then differ between GPU runs, as it
+    already may between GPUs, and counts remain exact samples of the classifier the run computes."""
     import torch
 
     torch.set_num_threads(CPU_THREADS)
@@ -169,8 +163,7 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def subset_indices(total: int, skip: int, max_images: int) -> list[int]:
-    """Cohen et al.'s image subset: idx = 0, skip, 2*skip, ... below ``total``, at most
-    ``max_images``."""
+    """Cohen et al.'s image subset: 0, skip, 2*skip, ... below ``total``, at most ``max_images``."""
     return list(range(0, total, skip))[:max_images]
 
 
@@ -186,10 +179,8 @@ class Timer:
 
 
 def progress(label: str, total: int | None, unit: str, initial: int = 0):
-    """A progress bar on stderr, labelled (``train cifar10-gauss-025``) so that the bars of
-    parallel jobs stay apart: each redraw is one whole labelled line, at most every 2 s, and the
-    final state stays on its own line; log lines print above it. Quiet when stderr is not a
-    terminal (logs, CI)."""
+    """A labelled progress bar on stderr (``train cifar10-gauss-025``), redrawn as one whole line at
+    most every 2 s so that parallel jobs' bars stay apart; quiet when stderr is not a terminal."""
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc=label, unit=unit, disable=None, mininterval=2.0,

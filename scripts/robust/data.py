@@ -64,15 +64,9 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 class Split:
-    """One split of a dataset; ``get`` returns float32 images in [0, 1] and int64 labels.
-
-    Args:
-        x: uint8 [N, C, H, W] for tensor data sets, or None with ``loader``.
-        labels: int64 [N].
-        class_names: one name per class; ``num_classes`` is their number.
-        loader: for image folders, index -> float32 [C, H, W] in [0, 1], called lazily by ``get``.
-        kind: the dataset kind (a key of ``DATASETS``: its shape and normalisation).
-    """
+    """One split of a dataset: ``x`` uint8 [N, C, H, W] (tensor data sets) or ``loader`` (image
+    folders: index -> float32 [C, H, W] in [0, 1], called lazily), ``labels`` int64 [N], one
+    class name per class; ``kind`` is a key of ``DATASETS`` (shape and normalisation)."""
 
     def __init__(
         self,
@@ -108,18 +102,14 @@ class Split:
         return x, self.labels[idx]
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole split: uint8 images ``[N, C, H, W]`` and int64 labels (tensor data sets only).
-
-        The tensors are shared with the split: treat them as read-only.
-        """
+        """The whole split, shared (read-only): uint8 images [N, C, H, W] and int64 labels."""
         if self._x is None:
             raise ValueError("tensors() needs a prepared tensor dataset, not an image folder")
         return self._x, self.labels
 
 
 def _load_prepared(path: Path) -> dict:
-    """The dict of a prepared file or ImageNet manifest; one-line DataError if missing,
-    unreadable or incomplete."""
+    """The dict of a prepared file or ImageNet manifest; DataError if missing or damaged."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -159,19 +149,10 @@ def kind_of(path: Path) -> str:
 
 
 def open_split(path: Path, split: str) -> Split:
-    """Open ``split`` of the dataset at ``path``; its kind (:func:`kind_of`) chooses the loader.
-
-    Args:
-        path: the prepared ``.pt`` file (cifar10, synthetic; imagenet: the manifest of
-            ``robust.imagenet``, splits ``"test"`` and ``"train"``) or an image-folder root
-            (imagenet: split ``"val"`` is ``path/"val"``, or ``path`` itself when it holds the
-            class folders).
-        split: ``"train"``/``"test"`` for prepared files; a sub-folder name (e.g. ``"val"``) for
-            imagenet.
-
-    Raises:
-        ValueError: unknown split or kind. DataError: missing, corrupt or mismatched data.
-    """
+    """Open ``split`` (``"train"``/``"test"``) of a prepared ``.pt`` file or ImageNet manifest,
+    or a sub-folder ``split`` of an image-folder root (``"val"``: ``path`` itself when it holds
+    the class folders). Raises ValueError for an unknown split or kind, DataError for missing,
+    corrupt or mismatched data."""
     path = Path(path)
     if path.is_dir():
         return Split(None, *imagenet.open_folder(path, split), kind="imagenet")
@@ -188,11 +169,8 @@ def open_split(path: Path, split: str) -> Split:
 
 
 def prototypes(path: Path) -> torch.Tensor:
-    """Clean class prototypes of a prepared synthetic file: float32 ``[K, C, H, W]`` in [0, 1].
-
-    Raises:
-        ValueError: the file's dataset has no prototypes (e.g. cifar10: use ``class_means``).
-    """
+    """Clean class prototypes of a prepared synthetic file: float32 [K, C, H, W] in [0, 1]
+    (ValueError for another dataset: use ``class_means``)."""
     data = _load_prepared(Path(path))
     if "prototypes" not in data:
         raise ValueError(f"{path}: dataset '{data['dataset']}' has no class prototypes")

@@ -70,20 +70,14 @@ def fetch(
     url: str, dest: Path, expected: str | None, algorithm: str = "md5", archive: Path | None = None,
     timeout: float = 60.0, progress: Callable[[int, int | None], None] | None = None,
 ) -> str:  # fmt: skip
-    """Put a verified copy of ``url`` at ``dest``, atomically, and return its hex digest.
+    """Put a verified copy of ``url`` (http(s) or file URL, or a local path) at ``dest``,
+    atomically, and return its hex digest. A ``dest`` with the ``expected`` digest is reused;
+    ``expected`` None (unpinned) accepts any content, whose digest the caller can report for
+    pinning. ``archive``: a local copy used instead (``url`` is then only named in messages).
+    ``progress(bytes received, total bytes or None)`` is called after each block.
 
-    Args:
-        url: http(s) or file URL, or a local path (a mirror may replace the default).
-        dest: final path; reused without downloading when it already has the expected digest.
-        expected: hex digest (``algorithm``), or None for an unpinned download: any content is
-            accepted, and its digest returned so that the caller can report it for pinning.
-        archive: a local copy that replaces the download (``url`` is then only named in messages).
-        timeout: seconds before an unreachable host fails.
-        progress: called as ``progress(bytes received, total bytes or None)`` after each block.
-
-    Raises:
-        DataError: unreachable host, missing file, short read or checksum mismatch, in one line
-            naming the expected digest; ``dest`` is then unchanged and no temporary file remains.
+    Raises DataError (unreachable host, missing file, short read, checksum mismatch; one line
+    naming the expected digest): ``dest`` is then unchanged and no temporary file remains.
     """
     dest = Path(dest)
     if expected is not None and dest.is_file() and digest_of(dest, algorithm) == expected:
@@ -123,25 +117,13 @@ def cache_path(cache_dir: Path, url: str) -> Path:
 def cached_fetch(
     url: str, cache_dir: Path, sha256: str | None, timeout: float = 60.0
 ) -> tuple[Path, str]:
-    """A local copy of ``url`` from the shared cache, downloading it first if needed.
+    """(path, hex sha256) of a copy of ``url`` in the shared ``cache_dir``, downloaded first if
+    needed. Several checkpoints can come from one archive (Cohen et al. release all their models
+    in one file): the first job downloads while the others wait on a lock file. ``sha256`` None
+    (unpinned) reuses a cached copy as it is and accepts any fresh download.
 
-    Several pretrained checkpoints can come from one archive (Cohen et al. release all their models
-    in one file): the first job downloads while the others wait on a lock file, then each reuses
-    the finished file.
-
-    Args:
-        url: http(s) or file URL, or a local path.
-        cache_dir: the shared cache folder (created if missing).
-        sha256: expected hex digest, or None (unpinned: a cached copy is reused as it is and a
-            fresh download is accepted whatever its digest).
-        timeout: seconds before an unreachable host fails.
-
-    Returns:
-        (path of the cached file, its hex sha256).
-
-    Raises:
-        DataError: unreachable host, digest mismatch, or a web page instead of a file; no file
-            is then left under the cached name.
+    Raises DataError (unreachable host, digest mismatch, a web page instead of a file): no file is
+    then left under the cached name.
     """
     if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ValueError(f"sha256 must be 64 lowercase hex digits or None, got {sha256}")
@@ -185,14 +167,10 @@ def _copy(source: IO[bytes], dest: Path) -> Path:
 def extract_member(archive: Path, member: str, dest: Path) -> Path:
     """Copy one regular file of a tar (any compression) or zip ``archive`` to ``dest``, atomically.
 
-    Only the bytes of ``member`` are written, to ``dest`` itself: no other path is created, so
-    absolute names, ``..`` and links inside the archive cannot write anywhere else. A tar is read
-    forward only and stops at the member.
-
-    Raises:
-        ValueError: ``member`` is not a relative path without ``..``.
-        DataError: not a tar or zip archive, no such member, not a regular file, or a corrupt
-            archive; ``dest`` is then not written.
+    Only ``dest`` is written, so absolute names, ``..`` and links inside the archive cannot write
+    anywhere else; a tar is read forward only, up to the member. Raises ValueError for a member
+    name with ``..``; DataError (``dest`` not written) for no tar or zip, no such member, not a
+    regular file, or a corrupt archive.
     """
     check_member_name(member)
     archive, want = Path(archive), _normalise(member)
@@ -292,14 +270,11 @@ def prepare_cifar10(
     n_test: int | None = None,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> None:
-    """Fetch and verify CIFAR-10 under ``work_dir``, read its batches from the archive and write
-    the prepared file ``out`` atomically, in the format of ``robust.data`` (``class_names`` from
-    ``batches.meta``); ``n_train``/``n_test`` keep the first n images of each split (all when
-    None); ``progress``: as for :func:`fetch`, for the download.
+    """Fetch and verify CIFAR-10 under ``work_dir`` and write the prepared file ``out`` (format of
+    ``robust.data``) atomically, keeping the first ``n_train``/``n_test`` images (None: all).
 
-    Raises:
-        DataError: any fetch, checksum, archive or format problem. An archive this call
-            downloaded is then removed and ``out`` is not written.
+    Raises DataError on any fetch, checksum, archive or format problem; an archive this call
+    downloaded is then removed and ``out`` is not written.
     """
     tarball = Path(work_dir) / "cifar-10-python.tar.gz"
     had_tarball = tarball.exists()

@@ -53,16 +53,10 @@ def evenly_spaced(total: int, n: int) -> list[int]:
 
 
 def prepare_imagenet(out: Path, folder: Path, n_train: int, n_test: int) -> None:
-    """Write the manifest ``out`` of an ImageNet root ``folder`` (see the module docstring).
-
-    Args:
-        n_test: validation images kept, evenly spaced over the folder (all 50,000 keeps Cohen et
-            al.'s indices).
-        n_train: training images kept, evenly spaced (so every class is represented); 0 = none.
-
-    Raises:
-        DataError: a missing folder, not 1000 class folders, or fewer images than asked.
-    """
+    """Write the manifest ``out`` of an ImageNet root ``folder``, keeping ``n_test`` validation
+    and ``n_train`` training images evenly spaced (every class represented; all 50,000 validation
+    images keep Cohen et al.'s indices). Raises DataError for a missing folder, not 1000 class
+    folders, or fewer images than asked."""
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise DataError(
@@ -113,11 +107,8 @@ def _loader(root: Path, files: list[str]) -> Callable[[int], torch.Tensor]:
 
 
 def open_manifest(manifest: dict, split: str, path: Path) -> SplitParts:
-    """``split`` of ``manifest``, the dict of the manifest file ``path``, opened.
-
-    Raises:
-        DataError: a split that was not prepared, or (when loading) a missing or unreadable image.
-    """
+    """``split`` of ``manifest`` (the dict of the file ``path``) opened; DataError for a split not
+    prepared or, when loading, a missing or unreadable image."""
     if split not in manifest["splits"]:
         raise DataError(f"{path}: no '{split}' split in this ImageNet manifest")
     entry, root = manifest["splits"][split], Path(manifest["folder"])

@@ -51,10 +51,8 @@ def tex_escape(text: str) -> str:
 
 
 def bold_max(cells: Sequence[str]) -> list[str]:
-    """Wrap the largest numeric cell(s) in ``\\textbf{}``, comparing the values as displayed.
-
-    Ties after rounding are all bold; non-numeric cells ('--') are never bold.
-    """
+    """Wrap the largest numeric cell(s) in ``\\textbf{}``, compared as displayed (ties after
+    rounding are all bold; non-numeric cells such as '--' never)."""
     values = [as_number(c) for c in cells]
     best = max((v for v in values if v is not None), default=None)
     pairs = zip(cells, values, strict=True)

@@ -8,18 +8,13 @@ where l runs over AlexNet's five ReLU outputs (64, 192, 384, 256, 256 channels),
 output divided, at every position, by its L2 norm over the channels, and w_l >= 0 are learned
 per-channel weights. d(x, x) = 0 and d is symmetric; each layer contributes at most 2 sum_c w_{l,c}.
 
-Both sets of weights are read from local files; nothing is downloaded:
+Both weight sets are read from local files, nothing is downloaded: torchvision's ImageNet AlexNet
+state dict (``alexnet-owt-7be5be79.pth``: ``features.{0,3,6,8,10}.{weight,bias}``, its
+``classifier.*`` keys ignored) and the LPIPS v0.1 linear weights (``lin0.model.1.weight`` ..
+``lin4.model.1.weight``, shapes [1, C_l, 1, 1]).
 
-* AlexNet: a torchvision state dict with the convolutions ``features.{0,3,6,8,10}.{weight,bias}``
-  (the ImageNet weights torchvision distributes as ``alexnet-owt-7be5be79.pth``; its
-  ``classifier.*`` keys are allowed and ignored);
-* the linear weights: a state dict in the format of the reference LPIPS v0.1 release, keys
-  ``lin0.model.1.weight`` .. ``lin4.model.1.weight``, shapes [1, C_l, 1, 1].
-
-Resolution: images are compared at their own size, without upsampling (as Srinivas et al. 2023 do
-on 32x32 CIFAR-10 images). AlexNet's stride-4 first layer and two max-pools then leave 7x7, 3x3
-and 1x1 maps, so on CIFAR-10 the last three layers compare one feature vector per image. The
-smallest size the backbone accepts is 31x31.
+Images are compared at their own size, without upsampling, as Srinivas et al. (2023) do on 32x32
+CIFAR-10: the last three layers then compare one feature vector per image. Minimum size: 31x31.
 """
 
 from __future__ import annotations
@@ -32,8 +27,8 @@ from torch import Tensor, nn
 
 CHANNELS = (64, 192, 384, 256, 256)  # channels of the five compared layers
 _RELUS = (1, 4, 7, 9, 11)  # the ReLUs whose outputs are compared
-# Input scaling of the reference implementation: x -> (x - shift) / scale per RGB channel, which
-# maps [-1, 1] images to roughly the ImageNet normalisation AlexNet was trained with.
+# The reference input scaling x -> (x - shift) / scale per RGB channel: [-1, 1] images to roughly
+# the ImageNet normalisation AlexNet was trained with.
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 MIN_SIZE = 31  # smallest height and width that survive conv1 (stride 4) and two 3x3/2 max-pools
@@ -65,12 +60,8 @@ def _checked(
 
 
 def alexnet_features(state: Mapping[str, Tensor]) -> nn.Sequential:
-    """torchvision's ``alexnet().features`` up to the last ReLU, holding the weights of ``state``,
-    a torchvision AlexNet state dict (``features.N.weight/bias``; ``classifier.*`` is ignored).
-
-    Raises:
-        LpipsError: a key is missing or unexpected, or a tensor has the wrong shape.
-    """
+    """torchvision's ``alexnet().features`` up to the last ReLU with the weights of ``state``, a
+    torchvision AlexNet state dict; LpipsError on a missing or unexpected key or a wrong shape."""
     from robust._torchvision import import_torchvision
 
     with torch.device("meta"):  # shapes only: every weight is then taken from ``state``
@@ -83,12 +74,8 @@ def alexnet_features(state: Mapping[str, Tensor]) -> nn.Sequential:
 
 
 def linear_weights(state: Mapping[str, Tensor]) -> list[Tensor]:
-    """The five per-channel weights w_l, float32 [1, C_l, 1, 1], from an LPIPS v0.1 state dict.
-
-    Raises:
-        LpipsError: a key is missing or unexpected, a shape is wrong, or a weight is negative
-            (the distance is defined with w >= 0).
-    """
+    """The five per-channel weights w_l, float32 [1, C_l, 1, 1], from an LPIPS v0.1 state dict;
+    LpipsError on a missing or unexpected key, a wrong shape or a negative weight."""
     shapes = {f"lin{i}.model.1.weight": (1, c, 1, 1) for i, c in enumerate(CHANNELS)}
     weights = _checked(state, shapes, "LPIPS weights")
     negative = [key for key, w in weights.items() if bool((w < 0).any())]
@@ -103,11 +90,8 @@ def _unit(f: Tensor) -> Tensor:
 
 
 class LPIPS(nn.Module):
-    """d(x0, x1) of the module docstring; call it as ``lpips(x0, x1)`` -> float [B].
-
-    Args:
-        features: :func:`alexnet_features`; lin: :func:`linear_weights`.
-    """
+    """d(x0, x1) of the module docstring, from :func:`alexnet_features` and
+    :func:`linear_weights`; call it as ``lpips(x0, x1)`` -> float [B]."""
 
     def __init__(self, features: nn.Sequential, lin: Sequence[Tensor]) -> None:
         super().__init__()
@@ -118,11 +102,8 @@ class LPIPS(nn.Module):
             self.register_buffer(f"lin{i}", w.clone())
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """Distance per image pair, float [B] >= 0, for x0, x1 [B, 3, H, W] in [-1, 1].
-
-        Raises:
-            LpipsError: shapes differ, are not RGB, or are smaller than 31x31.
-        """
+        """Distance per image pair, float [B] >= 0, for x0, x1 [B, 3, H, W] in [-1, 1]; LpipsError
+        when the shapes differ, are not RGB, or are smaller than 31x31."""
         if x0.shape != x1.shape or x0.dim() != 4 or x0.shape[1] != 3:
             raise LpipsError(
                 f"LPIPS needs two RGB batches of one shape, got {tuple(x0.shape)} and "
@@ -145,11 +126,7 @@ class LPIPS(nn.Module):
 
 def load_lpips(alexnet: Path, lin: Path, device: torch.device | str = "cpu") -> LPIPS:
     """LPIPS from the two local weight files (formats in the module docstring), in eval mode.
-
-    Raises:
-        FileNotFoundError: a file does not exist; CheckpointError: a file is unreadable;
-        LpipsError: wrong keys or shapes.
-    """
+    FileNotFoundError, CheckpointError (unreadable) or LpipsError (wrong keys or shapes)."""
     from robust.checkpoint import read_torch_file
 
     state = read_torch_file(alexnet, "AlexNet weights")

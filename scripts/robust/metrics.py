@@ -21,20 +21,18 @@ def _as_1d(name: str, values: ArrayLike) -> np.ndarray:
     return array
 
 
-def certified_accuracy(radius: ArrayLike, correct: ArrayLike, radii: ArrayLike) -> np.ndarray:
-    """Share of images certified correct at each radius.
-
-    Args:
-        radius: certified L2 radius per image [N] (pixel units; 0 for abstentions).
-        correct: 1 where the certified class equals the label, else 0 [N].
-        radii: radii r to evaluate [R]; r = 0 gives the smoothed classifier's clean accuracy.
-
-    Returns:
-        float64 [R]: mean over images of (correct == 1 and radius >= r).
-    """
+def _radius_correct(radius: ArrayLike, correct: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     radius, correct = _as_1d("radius", radius), _as_1d("correct", correct)
     if radius.shape != correct.shape:
         raise ValueError(f"radius and correct differ in length: {radius.size} vs {correct.size}")
+    return radius, correct
+
+
+def certified_accuracy(radius: ArrayLike, correct: ArrayLike, radii: ArrayLike) -> np.ndarray:
+    """float64 [R]: per radius r of radii [R], the mean over images of (correct == 1 and
+    radius >= r), for radius [N] (pixel units, 0 for abstentions) and correct [N] (1 or 0).
+    r = 0 gives the smoothed classifier's clean accuracy."""
+    radius, correct = _radius_correct(radius, correct)
     radii = np.atleast_1d(np.asarray(radii, dtype=np.float64))
     hits = (correct == 1)[None, :] & (radius[None, :] >= radii[:, None])
     return hits.mean(axis=1)
@@ -42,9 +40,7 @@ def certified_accuracy(radius: ArrayLike, correct: ArrayLike, radii: ArrayLike) 
 
 def average_certified_radius(radius: ArrayLike, correct: ArrayLike) -> float:
     """Mean over images of radius * correct (wrong and abstained images count as 0)."""
-    radius, correct = _as_1d("radius", radius), _as_1d("correct", correct)
-    if radius.shape != correct.shape:
-        raise ValueError(f"radius and correct differ in length: {radius.size} vs {correct.size}")
+    radius, correct = _radius_correct(radius, correct)
     return float(np.mean(radius.astype(np.float64) * (correct == 1)))
 
 

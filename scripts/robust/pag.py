@@ -33,8 +33,7 @@ class Scorer(Protocol):
         """Log-probability [B] of target int64 [B] at x [B, C, H, W]; differentiable w.r.t. x."""
 
     def reset(self, x0: Tensor) -> None:
-        """Called with each batch of start images before its first step (sets up per-image state
-        such as fixed noise; stateless scorers do nothing)."""
+        """Called with each batch of start images before its first step (e.g. draws fixed noise)."""
 
 
 def _targets(target: Tensor | int, n: int, device: torch.device) -> Tensor:
@@ -47,9 +46,8 @@ def _targets(target: Tensor | int, n: int, device: torch.device) -> Tensor:
 
 
 def _per_image_noise(x: Tensor, m: int, sigma: float, generator: torch.Generator) -> Tensor:
-    """Gaussian noise [B, m, C, H, W] with std sigma, float32, on x's device, drawn image after
-    image (m draws each) on the generator's device: image i's noise depends only on how many images
-    the generator served before it, not on how images are batched."""
+    """Gaussian noise [B, m, C, H, W], std sigma, float32 on x's device, drawn image after image on
+    the generator's device, so that image i's noise does not depend on how images are batched."""
     shape = (m, *x.shape[1:])
     blocks = [
         torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
@@ -73,20 +71,13 @@ class PlainScorer:
 
 
 class SmoothedScorer:
-    """Scorer of the soft smoothed classifier G(x) = E_delta[softmax model(x + delta)].
+    """Scorer of the soft smoothed classifier G(x), with m noise draws per image per step.
 
-    log_prob is the Monte Carlo estimate log((1/m) sum_i softmax(model(x + delta_i))_t), computed
-    as logsumexp_i(log_softmax_t) - log m; the B * m noisy copies go through the model as one batch,
-    not clipped to [0, 1] (as in Cohen et al. and Salman et al.).
-
-    Args:
-        model: base classifier f, images in [0, 1] -> logits [., K]; use it in eval mode.
-        sigma: noise level in [0, 1] pixel units.
-        m: noise draws per image per step.
-        fixed_noise: True draws each image's m noise vectors once per :meth:`reset` and reuses
-            them at every step (Salman et al.'s attack, a deterministic objective); False draws
-            fresh noise at every call (a stochastic gradient of log G).
-        generator: source of all noise. A generator on the images' device avoids a copy.
+    log_prob is logsumexp_i(log_softmax(model(x + delta_i))_t) - log m; the B * m noisy copies
+    (not clipped to [0, 1], as in Cohen et al. and Salman et al.) go through the model as one batch.
+    fixed_noise=True draws each image's m noise vectors once per :meth:`reset` and reuses them at
+    every step (Salman et al.'s attack, a deterministic objective); False draws fresh noise at every
+    call (a stochastic gradient of log G). A generator on the images' device avoids a copy.
     """
 
     def __init__(
@@ -105,9 +96,8 @@ class SmoothedScorer:
         self.noise = _per_image_noise(x0, self.m, self.sigma, self.generator) if fixed else None
 
     def log_prob(self, x: Tensor, target: Tensor) -> Tensor:
-        """MC estimate [B] of log G(x)_target, differentiable w.r.t. x [B, C, H, W]. With
-        fixed_noise the noise of the last :meth:`reset` is used (drawn now if there is none for a
-        batch of this size)."""
+        """MC estimate [B] of log G(x)_target, differentiable w.r.t. x [B, C, H, W]; fixed noise is
+        that of the last :meth:`reset` (drawn now if there is none for a batch of this size)."""
         b, m, sigma = x.shape[0], self.m, self.sigma
         if self.fixed_noise and (self.noise is None or self.noise.shape[0] != b):
             self.reset(x)
@@ -130,26 +120,15 @@ def generate_pag(
     use_best: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> Tensor:
-    """Perceptually aligned image: maximise scorer.log_prob(x, target) over the L2 eps-ball.
+    """PAG images [B, C, H, W] (detached, in the eps-ball around x0 and [0, 1]): ``steps`` steps
+    of ascent on scorer.log_prob(x, target) from x0 [B, C, H, W] (see :class:`robust.attacks.L2`).
 
-    Each step is x <- Proj(x + step_size * g / ||g||_2), g = d log_prob / dx per image, Proj the
-    projection onto { ||x - x0||_2 <= eps } and [0, 1] (see :class:`robust.attacks.L2`).
-
-    Args:
-        scorer: :class:`PlainScorer`, :class:`SmoothedScorer` or any :class:`Scorer`; its model
-            should be in eval mode (it is not switched here) and gets no parameter gradients.
-        x0: start images, float [B, C, H, W] in [0, 1].
-        target: int64 [B] target classes (or one int for all images).
-        eps: L2 radius; steps: number of steps; step_size: L2 length of each step.
-        batch_size: images optimised together (None: all B). A smoothed scorer forwards
-            batch_size * m noisy copies at once. With fixed noise the result does not depend on
-            batch_size; with fresh noise the noise stream is consumed step by step, so it does.
-        use_best: return, per image, the iterate with the highest log_prob seen (as the
-            ``robustness`` library does) instead of the last one; costs one extra forward pass.
-            With fresh noise "highest" is judged on a noisy estimate.
-        progress: called with 1 after each step of each batch (a progress bar).
-
-    Returns detached images [B, C, H, W] inside the eps-ball around x0 and [0, 1].
+    The scorer's model should be in eval mode (not switched here); it gets no parameter gradients.
+    target: int64 [B] or one int. batch_size: images optimised together (None: all B; a smoothed
+    scorer forwards batch_size * m copies at once); with fresh noise the noise stream is consumed
+    step by step, so the result depends on it. use_best: return per image the iterate with the
+    highest log_prob seen (as the ``robustness`` library does; with fresh noise judged on a noisy
+    estimate), at the cost of one extra forward pass. progress: called with 1 after each step.
     """
     threat = threat_model("l2", eps, step_size)
     x0 = x0.detach()
@@ -203,18 +182,10 @@ def smoothed_probability(
     generator: torch.Generator,
     batch_size: int | None = None,
 ) -> Tensor:
-    """Monte Carlo estimate of G(x)_target = E_delta[softmax(model(x + delta))_target], float [B].
-
-    Args:
-        model: base classifier (eval mode); x: images [B, C, H, W] in [0, 1].
-        target: int64 [B] (or one int); sigma: noise level; m: draws per image.
-        generator: noise source; image i gets m draws after images 0..i-1 (as in SmoothedScorer),
-            so the estimate does not depend on batch_size.
-        batch_size: most noisy copies per forward pass (None: all B * m at once). The noise of
-            whole images is drawn at once, so memory holds at least m * C * H * W floats.
-
-    Returns the mean over the m draws of the target's softmax probability, shape [B], with a
-    standard error of at most 0.5 / sqrt(m).
+    """Monte Carlo estimate [B] of G(x)_target over m draws per image (standard error <= 0.5 /
+    sqrt(m)), for x [B, C, H, W] and target int64 [B] or one int. The noise is drawn as in
+    :class:`SmoothedScorer`, so the estimate does not depend on batch_size, the most noisy copies
+    per forward pass (None: all B * m; memory holds at least one image's m * C * H * W floats).
     """
     if m < 1:
         raise ValueError(f"m must be >= 1, got {m}")

@@ -156,16 +156,11 @@ def _describe(keys: list[str]) -> str:
 
 
 def convert(source: dict, fmt: str, arch: str, dataset: str) -> tuple[nn.Sequential, dict]:
-    """Our model holding the weights of a published checkpoint.
-
-    Args:
-        source: the dict of :func:`read_source`.
-        fmt: a key of ``EXTRACTORS`` (checked by :func:`fetch_source`).
-        arch: a key of ``robust.models.ARCHITECTURES``.
-        dataset: gives num_classes and the default normalisation.
+    """Our ``arch`` model holding the weights of ``source`` (from :func:`read_source`), in format
+    ``fmt`` (a key of ``EXTRACTORS``); ``dataset`` gives num_classes and default normalisation.
 
     Returns:
-        (model in eval mode, on the CPU, mapping [B, C, H, W] images in [0, 1] to logits;
+        (model in eval mode on the CPU, mapping [B, C, H, W] images in [0, 1] to logits;
         provenance: ``format``, ``source_arch``, ``source_epoch``, ``mean``, ``std``).
 
     Raises:

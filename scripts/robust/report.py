@@ -1,7 +1,5 @@
-"""Shared pieces of the figure, table and number scripts: their error and the plot style
-(matplotlib's Agg backend, mathtext only, a Computer Modern look; byte-identical PDF and PNG files
-for identical inputs). LaTeX text is in ``robust.latex``, the result readers in ``robust.results``.
-"""
+"""The error and the plot style of the report scripts: matplotlib's Agg backend, mathtext only, a
+Computer Modern look, byte-identical PDF and PNG files for identical inputs."""
 
 from __future__ import annotations
 
@@ -17,15 +15,13 @@ PNG_DPI = 300
 
 # Serif, Computer-Modern-like text without TeX: cmr10 ships with matplotlib. cmr10 has no Unicode
 # minus, hence use_mathtext for tick labels; DejaVu Serif is the fallback for missing glyphs.
-# fmt: off
 STYLE: dict[str, Any] = {
     "font.family": "serif", "font.serif": ["cmr10", "DejaVu Serif"], "mathtext.fontset": "cm",
     "axes.formatter.use_mathtext": True, "axes.unicode_minus": False,
     "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
     "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.grid": True, "grid.alpha": 0.3,
     "lines.linewidth": 1.2, "pdf.fonttype": 42, "svg.hashsalt": "robust", "figure.dpi": 100,
-}
-# fmt: on
+}  # fmt: skip
 
 
 class ReportError(ValueError):
@@ -52,15 +48,11 @@ def use_style():
 
 def save_figure(fig, out: Path) -> None:
     """Write ``<out>.pdf`` and ``<out>.png`` (dpi 300) byte-deterministically and atomically, and
-    close the figure in pyplot (it can still be saved again).
-
-    Both are rendered in memory first, so a rendering error leaves no file behind. Dates and
-    software versions are dropped from the metadata (they are the only run-dependent bytes).
-    """
+    close the figure in pyplot. Both are rendered in memory first: an error leaves no file."""
     import matplotlib.pyplot as plt
 
     pdf, png = io.BytesIO(), io.BytesIO()
-    meta = {"CreationDate": None, "Creator": None, "Producer": None}
+    meta = {"CreationDate": None, "Creator": None, "Producer": None}  # the run-dependent bytes
     fig.savefig(pdf, format="pdf", metadata=meta)
     fig.savefig(png, format="png", dpi=PNG_DPI, metadata={"Software": None})
     plt.close(fig)

@@ -1,7 +1,5 @@
-"""Readers of the pipeline's result files for the report scripts: JSON records, certify TSVs,
-published reference tables and PAG records. Every missing or malformed input raises a one-line
-``ReportError`` naming the file.
-"""
+"""Readers of the result files for the report scripts (JSON records, certify TSVs, published
+reference tables, PAG records): a missing or malformed input raises a one-line ``ReportError``."""
 
 from __future__ import annotations
 
@@ -33,8 +31,7 @@ def read_text(path: Path, what: str, role: str = "result") -> str:
 
 
 def load_json(path: Path, keys: Sequence[str] = ()) -> dict:
-    """A result JSON as a dict that has ``keys``; a missing, binary or malformed file -> one-line
-    error."""
+    """A result JSON object that has ``keys``."""
     try:
         record = json.loads(read_text(path, "JSON text file"))
     except json.JSONDecodeError as err:
@@ -60,8 +57,7 @@ def read_certify(
     path: Path, rows: int | None = None, max_radius: float = math.inf
 ) -> tuple[np.ndarray, np.ndarray]:
     """(radius float64 [N], correct bool [N]) from a certify TSV (Cohen et al.'s columns), checked:
-    the columns, ``rows`` rows when given (what the run's summary says), finite radii in
-    [0, ``max_radius``], correct 0 or 1. Anything else: a one-line error naming the file."""
+    the columns, ``rows`` rows when given, finite radii in [0, ``max_radius``], correct 0 or 1."""
     reader = csv.DictReader(read_text(path, "certify TSV").splitlines(), delimiter="\t")
     missing = [c for c in CERTIFY_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
@@ -101,10 +97,9 @@ def lookup(table: dict[float, Any], key: float) -> Any:
 
 
 def load_certify_run(certify_dir: Path, run: str, reference: dict) -> dict:
-    """A certify run as the report uses it: its summary JSON plus ``sigma`` and ``train_sigma``
-    (floats), ``radius`` and ``correct`` (arrays of the TSV) and ``published``, Cohen et al.'s
-    certified accuracy {radius: value} at its sigma ({} for a model certified at another sigma
-    than its training sigma: nothing was published for those)."""
+    """A certify run: its summary JSON plus ``sigma`` and ``train_sigma`` (floats), ``radius`` and
+    ``correct`` (the TSV's arrays) and ``published``, Cohen et al.'s {radius: accuracy} at its
+    sigma ({} when certified at another sigma than its training sigma: nothing was published)."""
     meta = load_json(certify_dir / f"{run}.json", ("sigma", "n0", "n", "alpha", "n_images"))
     sigma = float(meta["sigma"])
     train_sigma = float(meta.get("train_sigma", sigma))
@@ -126,7 +121,7 @@ PAG_KEYS = ("column", "kind", "sigma", "eps", "labels", "targets", "class_names"
 
 
 def load_pag(path: Path) -> dict:
-    """A PAG result (.pt, see the result formats) as a dict; missing/corrupt -> one-line error."""
+    """A PAG result (.pt, see the result formats) as a dict."""
     import torch
 
     if not path.is_file():
@@ -151,8 +146,8 @@ def eps_index(record: dict, eps: float, path: Path) -> int:
 
 
 def training_label(kind: str, sigma: float, eps: float) -> str:
-    """'Gaussian ($\\sigma = 0.25$)', 'PGD ($\\epsilon = 0.5$)' or the kind itself (LaTeX and
-    mathtext alike): how a classifier was trained, from its kind and training sigma or eps."""
+    """How a classifier was trained, in LaTeX and mathtext alike: 'Gaussian ($\\sigma = 0.25$)',
+    'PGD ($\\epsilon = 0.5$)' or the kind itself."""
     if kind == "gaussian":
         return rf"Gaussian ($\sigma = {format_float(sigma)}$)"
     if kind == "adversarial":
@@ -170,8 +165,7 @@ def pag_role(record: dict) -> str:
 def column_info(
     model_id: str, kind: str, sigma: float, train_sigma: float, train_eps: float
 ) -> dict:
-    """What the metrics JSON says of a column: its title (as in the PAG figures, on one line),
-    role (:func:`pag_role`), model id, kind, smoothing sigma and training sigma and eps."""
+    """A column of the metrics JSON: the arguments plus its title (one line) and role."""
     info = {"model_id": str(model_id), "kind": str(kind), "sigma": float(sigma),
             "train_sigma": float(train_sigma), "train_eps": float(train_eps)}  # fmt: skip
     return {"title": pag_title(info).replace("\n", " "), "role": pag_role(info)} | info

@@ -25,13 +25,8 @@ def fingerprint_of(params: dict[str, Any]) -> str:
 
 
 class RowLog:
-    """Append-only TSV rows with crash-safe resume.
-
-    Args:
-        path: scratch file (not a declared output of the stage).
-        header: column names; the first column is the row key.
-        params: what determines the rows; a mismatch with the scratch file discards it.
-    """
+    """Append-only TSV rows with crash-safe resume in the scratch file ``path`` (not a declared
+    output of the stage); params determine the rows (their fingerprint)."""
 
     def __init__(self, path: Path, header: Sequence[str], params: dict[str, Any]) -> None:
         self.path = Path(path)
@@ -76,8 +71,7 @@ class RowLog:
         self.rows.append(cells)
 
     def finish(self, out: Path) -> dict[str, np.ndarray]:
-        """Publish the rows (sorted by key) to ``out`` atomically, remove the scratch file, return
-        columns."""
+        """Publish the rows sorted by key to ``out``, remove the scratch file, return columns."""
         self._handle.close()
         rows = sorted(self.rows, key=lambda row: int(row[0]))
         io.write_text(out, self._text(rows, with_tag=False))

@@ -1,27 +1,21 @@
 """Score alignment (Srinivas et al. 2023): how far a classifier's input gradient is, perceptually,
-from the score of the data distribution. Per image x, two maps of the shape of x are compared:
+from the score of the data distribution. Per image x in [0, 1] (float32 [N, C, H, W]):
 
-* the model direction g(x) = d/dx sum_k f_k(x), the input gradient of the sum of all logits (not
-  probabilities: the softmax sums to 1 over the classes, so the gradient of its sum is 0); for a
-  smoothed classifier the gradient of the noise-averaged logits, E_delta[d/dx sum_k f_k(x + delta)],
-  delta ~ N(0, sigma^2 I), estimated by the mean over m draws (sigma = 0: the plain model).
-* the reference direction: the score of the noisy data distribution p_sigma = p * N(0, sigma^2 I),
-  read off a diffusion model's minimum-MSE denoiser D(y; sigma) = E[x | x + sigma n = y] by
-  Tweedie's formula (Robbins 1956; Miyasawa 1961), as EDM (Karras et al. 2022) does:
-  grad_y log p_sigma(y) = (D(y; sigma) - y) / sigma^2. Srinivas et al. take EDM's unconditional
-  CIFAR-10 model at sigma = 0.5; EDM works on images in [-1, 1], so y and this sigma are in
-  [-1, 1] units (0.5 is 0.25 in [0, 1] pixel units).
+* model direction g(x) = d/dx sum_k f_k(x), the gradient of the sum of the logits (the softmax
+  sums to 1, so its gradient would be 0); for a classifier smoothed with N(0, sigma^2 I) noise
+  (sigma in pixel units), the mean over m noise draws of the gradient at x + delta.
+* reference direction: the score of p_sigma = p * N(0, sigma^2 I) by Tweedie's formula from a
+  diffusion denoiser D(y; sigma) = E[x | x + sigma n = y], as EDM (Karras et al. 2022) does:
+  grad_y log p_sigma(y) = (D(y; sigma) - y) / sigma^2. Srinivas et al. take EDM's CIFAR-10 model
+  at sigma = 0.5 in EDM's [-1, 1] units (0.25 in [0, 1] pixel units).
 
-Each map is divided by its largest absolute entry, which puts it in [-1, 1] like an image and
-removes its scale (and any change of pixel units), and the two are compared with LPIPS
-(:mod:`robust.lpips`). Lower means more aligned; identical directions give 0. Images x are
-float32 [N, C, H, W] in [0, 1] pixels; the classifier's sigma is in the same units.
+Each map is divided by its largest absolute entry (into [-1, 1] like an image, its scale and units
+removed) and the two are compared with LPIPS (:mod:`robust.lpips`): lower is more aligned.
 
-The denoiser is read from a local file without the code that defined it: ``.pt2``, a
-``torch.export`` program (``torch.export.save``); any other suffix, a TorchScript module
-(``torch.jit.save``, deprecated in torch 2.13 but read). It is called as ``D(y, sigma)``, y float32
-[B, C, H, W] in [-1, 1] and sigma float32 [B] (one noise level per image), and returns the
-denoised images [B, C, H, W]. config/README.md shows how to export EDM's released network.
+The denoiser file holds no source: ``.pt2`` is a ``torch.export`` program, any other suffix a
+TorchScript module (deprecated in torch 2.13 but read). It is called as ``D(y, sigma)``, y float32
+[B, C, H, W] in [-1, 1], sigma float32 [B], and returns [B, C, H, W]; config/README.md shows how
+to export EDM's released network.
 """
 
 from __future__ import annotations
@@ -36,8 +30,7 @@ from torch import Tensor, nn
 from robust.pag import _per_image_noise  # the noise stream of the PAG images: image by image
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
-# Largest absolute entry below which a map counts as zero (it stays zero after scaling).
-_TINY = 1e-30
+_TINY = 1e-30  # largest absolute entry below which a map counts as zero
 
 
 class DenoiserError(RuntimeError):
@@ -45,14 +38,9 @@ class DenoiserError(RuntimeError):
 
 
 def load_denoiser(path: Path, device: torch.device | str = "cpu") -> Denoiser:
-    """The denoiser saved at ``path`` (format by suffix, see the module docstring) on ``device``.
-
-    Export the network on the device it will run on: a traced graph may record the device of
-    the tensors it creates.
-
-    Raises:
-        FileNotFoundError: no file; DenoiserError: the file is not a loadable program.
-    """
+    """The denoiser saved at ``path`` on ``device``; FileNotFoundError, or DenoiserError when it is
+    not a loadable program. Export it on the device it will run on: a traced graph may record
+    the device of the tensors it creates."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"denoiser not found: {path}")
@@ -70,18 +58,8 @@ def load_denoiser(path: Path, device: torch.device | str = "cpu") -> Denoiser:
 
 @torch.no_grad()
 def diffusion_score(denoiser: Denoiser, y: Tensor, sigma: float) -> Tensor:
-    """(D(y; sigma) - y) / sigma^2, the score of p_sigma at y (see the module docstring).
-
-    Args:
-        denoiser: called as ``denoiser(y, sigma [B])``; y: float [B, C, H, W] in [-1, 1].
-        sigma: noise level in [-1, 1] units, > 0.
-
-    Returns:
-        float32 [B, C, H, W] in units of 1 / ([-1, 1] units).
-
-    Raises:
-        ValueError: sigma <= 0; DenoiserError: the output has another shape or is not finite.
-    """
+    """(D(y; sigma) - y) / sigma^2, float32 [B, C, H, W], for y [B, C, H, W] and sigma > 0 in
+    [-1, 1] units; DenoiserError when the output has another shape or is not finite."""
     if not sigma > 0:
         raise ValueError(f"the score needs a noise level sigma > 0, got {sigma}")
     y = y.float()
@@ -95,16 +73,10 @@ def diffusion_score(denoiser: Denoiser, y: Tensor, sigma: float) -> Tensor:
 
 
 def score_maps(denoiser: Denoiser, x: Tensor, sigma: float, batch_size: int) -> Tensor:
-    """:func:`diffusion_score` of images x [N, C, H, W] in [0, 1], ``batch_size`` at a time.
-
-    Returns float32 [N, C, H, W] on x's device (the gradient w.r.t. the [-1, 1] image 2x - 1;
-    w.r.t. the [0, 1] image it is twice that, a factor that max-abs scaling removes).
-    """
-    chunks = [
-        diffusion_score(denoiser, 2.0 * x[i : i + batch_size] - 1.0, sigma)
-        for i in range(0, x.shape[0], batch_size)
-    ]
-    return torch.cat(chunks)
+    """:func:`diffusion_score` of images x [N, C, H, W] in [0, 1] as 2x - 1, ``batch_size`` at a
+    time, float32 [N, C, H, W] on x's device (w.r.t. x it is twice that, which scaling removes)."""
+    batches = (2.0 * x[i : i + batch_size] - 1.0 for i in range(0, x.shape[0], batch_size))
+    return torch.cat([diffusion_score(denoiser, y, sigma) for y in batches])
 
 
 def logit_sum_gradient(
@@ -114,16 +86,11 @@ def logit_sum_gradient(
     m: int = 1,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Input gradient of the sum of all logits, float32 [B, C, H, W] (logit per pixel unit).
+    """Input gradient of the sum of all logits, float32 [B, C, H, W] (logit per pixel unit), of
+    model (eval mode; its parameters get no gradient) at images x [B, C, H, W] in [0, 1].
 
-    Args:
-        model: classifier, images [B, C, H, W] in [0, 1] -> logits [B, K], in eval mode; no
-            gradient reaches its parameters.
-        x: images [B, C, H, W] in [0, 1].
-        sigma: 0 for the model itself; > 0 for the mean over m noisy copies x + delta_i of the
-            gradient at x + delta_i (an unbiased estimate of the smoothed gradient).
-        m: noise draws per image (sigma > 0 only); generator: their source (sigma > 0 only),
-            drawn image after image, so the result does not depend on how images are batched.
+    sigma > 0: the mean over m noisy copies x + delta_i (unbiased for the smoothed gradient), the
+    noise drawn from generator image after image, so batching does not change the result.
     """
     if sigma < 0 or m < 1:
         raise ValueError(f"need sigma >= 0 and m >= 1, got sigma={sigma}, m={m}")
@@ -164,15 +131,9 @@ def score_alignment(
     generator: torch.Generator | None,
     batch_size: int,
 ) -> Tensor:
-    """Per-image LPIPS between the model direction and the score, float64 [N] on the CPU.
-
-    Args:
-        model, sigma, m, generator: as for :func:`logit_sum_gradient`.
-        x: images [N, C, H, W] in [0, 1]; scores: the reference maps [N, C, H, W] (any scale).
-        lpips: distance between two batches of [-1, 1] images (:class:`robust.lpips.LPIPS`).
-        batch_size: most model inputs per backward pass, noisy copies included (images per pass:
-            batch_size // m, at least 1, for sigma > 0).
-    """
+    """Per-image LPIPS between the model direction and the scores (reference maps, any scale)
+    of images x [N, C, H, W], float64 [N] on the CPU; model, sigma, m, generator as for
+    :func:`logit_sum_gradient`. batch_size: most model inputs per pass, noisy copies included."""
     if x.shape != scores.shape:
         raise ValueError(f"images {tuple(x.shape)} and scores {tuple(scores.shape)} differ")
     per_pass = max(1, batch_size // m) if sigma > 0 else batch_size

@@ -45,18 +45,9 @@ def noisy_batches(
     xs: Tensor, idxs: Sequence[int], streams: Sequence[tuple[str, int]], sigma: float,
     batch_size: int, chunk_size: int, seed: int,
 ) -> Iterator[tuple[Tensor, Tensor]]:  # fmt: skip
-    """The noisy copies of every (image, stream) segment, packed into batches.
-
-    Args:
-        xs: images [B, C, H, W], float32 in [0, 1]; idxs: their dataset indices (seed the noise).
-        streams: (name in ``STREAMS``, samples) drawn for every image, in this order.
-        sigma, batch_size, chunk_size, seed: noise std (pixel units), copies per batch, samples
-            per seeded chunk, base seed.
-
-    Yields:
-        (x + noise [b, C, H, W] float32, segment [b] int64), b <= batch_size; sample rows in
-        stream order; segment = image * len(streams) + stream position.
-    """
+    """Noisy copies of images xs [B, C, H, W] (dataset indices idxs), image by image and for each
+    (stream name, samples) of ``streams`` in turn, in batches (x + noise [b, C, H, W] float32,
+    segment [b] int64) with b <= batch_size and segment = image * len(streams) + stream position."""
     pieces: list[tuple[Tensor, int]] = []
     filled = 0
     for image, idx in enumerate(idxs):
@@ -129,16 +120,9 @@ def _check_alpha(alpha: float) -> None:
 
 
 class Smooth:
-    """Smoothed classifier around ``base_classifier`` with Gaussian noise of std ``sigma``.
-
-    Args:
-        base_classifier: maps float32 images [b, C, H, W] to logits [b, num_classes]. Its
-            train/eval mode is left untouched (the caller sets eval); it runs under no_grad.
-        num_classes: number of classes of the base classifier (>= 2).
-        sigma: noise standard deviation in [0, 1] pixel units (> 0).
-        chunk_size, seed: samples per independently seeded noise chunk; base seed of all noise.
-        precision: "fp32" or "bf16" (see the module docstring).
-    """
+    """Smoothed classifier with noise std ``sigma`` (pixel units) around ``base_classifier``
+    (float32 images [b, C, H, W] -> logits [b, num_classes]), which runs under no_grad in the
+    train/eval mode the caller set. chunk_size, seed and precision: see the module docstring."""
 
     def __init__(
         self, base_classifier: nn.Module, num_classes: int, sigma: float, chunk_size: int = 1000,
@@ -156,17 +140,10 @@ class Smooth:
     def sample_counts(
         self, xs: Tensor, idxs: Sequence[int], streams: Sequence[tuple[str, int]], batch_size: int
     ) -> Tensor:
-        """Counts of the base classifier's top-1 labels on the noisy copies of every image.
-
-        Args:
-            xs: images [B, C, H, W], float32 in [0, 1], on the base classifier's device.
-            idxs: the images' dataset indices (>= 0); they select the noise with ``seed``.
-            streams: (name in ``STREAMS``, samples >= 1) drawn for every image, in this order.
-            batch_size: noisy copies per forward pass (speed only: counts do not depend on it).
-
-        Returns:
-            int64 counts [B, len(streams), num_classes] on the CPU, read back once per call.
-        """
+        """int64 counts [B, len(streams), num_classes] on the CPU of the base classifier's top-1
+        labels on the noisy copies of images xs [B, C, H, W] (on its device; dataset indices idxs
+        select the noise), for each (name in ``STREAMS``, samples) of ``streams``. batch_size
+        (copies per forward pass) does not change the counts."""
         if xs.dim() != 4 or len(idxs) != len(xs) or min(idxs, default=0) < 0:
             raise ValueError(f"need xs [B, C, H, W] and B indices >= 0, got {tuple(xs.shape)}")
         if batch_size < 1 or min(num for _, num in streams) < 1:

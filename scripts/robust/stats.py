@@ -92,10 +92,9 @@ def _binom_sf_from(m: int, n: int, p: float) -> float:
 def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
     """One-sided (1 - alpha) Clopper-Pearson lower confidence bound on a binomial proportion.
 
-    This is the alpha-quantile of Beta(k, n - k + 1), i.e. the p solving P(Bin(n, p) >= k) = alpha,
-    and equals the lower end of the two-sided "beta" interval at level 2 * alpha that Cohen et al.
-    take from statsmodels. Takes k successes in n trials (0 <= k <= n, n >= 1) and alpha in (0, 1);
-    returns the bound in [0, 1): 0 for k == 0 and alpha ** (1 / n) for k == n.
+    For k successes in n trials: the alpha-quantile of Beta(k, n - k + 1), i.e. the p with
+    P(Bin(n, p) >= k) = alpha, in [0, 1) (0 for k == 0, alpha ** (1 / n) for k == n); the lower end
+    of the two-sided "beta" interval at level 2 * alpha that Cohen et al. take from statsmodels.
     """
     k, n = _check_counts(k, n)
     alpha = _check_open_unit("alpha", alpha)
@@ -145,11 +144,9 @@ def _first_at_most(lo: int, hi: int, key: Callable[[int], float], threshold: flo
 
 
 def binom_test_two_sided(k: int, n: int, p: float = 0.5) -> float:
-    """p-value of the exact two-sided binomial test, defined as in ``scipy.stats.binomtest``.
-
-    The p-value in [0, 1] sums P(X = j) over all outcomes j at most as likely as the observed k
-    (with scipy's relative tolerance 1e-7), X ~ Binomial(n, p) for k successes in n trials
-    (0 <= k <= n, n >= 1) and p in (0, 1). For p = 0.5 it is min(1, 2 P(X <= min(k, n - k))).
+    """p-value of the exact two-sided binomial test, defined as in ``scipy.stats.binomtest``: the
+    sum of P(X = j), X ~ Binomial(n, p), over all outcomes j at most as likely as the observed k
+    (with scipy's relative tolerance 1e-7). For p = 0.5 it is min(1, 2 P(X <= min(k, n - k))).
     """
     k, n = _check_counts(k, n)
     p = _check_open_unit("p", p)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from robust.io import sealed, torch_save
 
@@ -37,21 +38,21 @@ _CHUNK = 500  # images rendered at a time
 SPLIT_STREAMS = {"train": 0, "test": 1}
 
 
-def _box(u: torch.Tensor, v: torch.Tensor, half: float = 0.75) -> torch.Tensor:
+def _box(u: Tensor, v: Tensor, half: float = 0.75) -> Tensor:
     return half - torch.maximum(u.abs(), v.abs())
 
 
-def _stripes(t: torch.Tensor, period: float = 0.5, half_width: float = 0.12) -> torch.Tensor:
+def _stripes(t: Tensor, period: float = 0.5, half_width: float = 0.12) -> Tensor:
     return half_width - (t - period * torch.round(t / period)).abs()
 
 
-def _cross(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _cross(u: Tensor, v: Tensor) -> Tensor:
     horizontal = torch.minimum(0.2 - v.abs(), 0.8 - u.abs())
     vertical = torch.minimum(0.2 - u.abs(), 0.8 - v.abs())
     return torch.maximum(horizontal, vertical)
 
 
-def _checker(u: torch.Tensor, v: torch.Tensor, cell: float = 0.375) -> torch.Tensor:
+def _checker(u: Tensor, v: Tensor, cell: float = 0.375) -> Tensor:
     fu, fv = u / cell, v / cell
     edge = torch.minimum((fu - fu.round()).abs(), (fv - fv.round()).abs()) * cell
     sign = 1 - 2 * torch.remainder(fu.floor() + fv.floor(), 2)
@@ -61,7 +62,7 @@ def _checker(u: torch.Tensor, v: torch.Tensor, cell: float = 0.375) -> torch.Ten
 # The classes, in label order, as signed distances of shape coordinates (u, v), v pointing down:
 # positive inside, in shape units, so a one-pixel ramp anti-aliases the edge. Sizes are chosen so
 # every shape covers about 1.1 of the 4 square units of the image.
-_SHAPES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+_SHAPES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "disc": lambda u, v: 0.6 - torch.hypot(u, v),
     "ring": lambda u, v: 0.15 - (torch.hypot(u, v) - 0.58).abs(),
     "square": lambda u, v: 0.12 - (torch.maximum(u.abs(), v.abs()) - 0.58).abs(),
@@ -78,24 +79,11 @@ CLASS_NAMES: tuple[str, ...] = tuple(_SHAPES)
 NUM_CLASSES = len(CLASS_NAMES)
 
 
-def masks(
-    labels: torch.Tensor,
-    cx: torch.Tensor,
-    cy: torch.Tensor,
-    scale: torch.Tensor,
-    angle: torch.Tensor,
-) -> torch.Tensor:
-    """Anti-aliased shape masks.
-
-    Args:
-        labels: int64 [N] class indices.
-        cx, cy: float32 [N] shape centres in image units ([-1, 1], y pointing down).
-        scale: float32 [N] size relative to the nominal shape.
-        angle: float32 [N] rotation in radians.
-
-    Returns:
-        float32 [N, SIZE, SIZE] in [0, 1]: 1 inside the shape, a one-pixel linear ramp at its edge.
-    """
+def masks(labels: Tensor, cx: Tensor, cy: Tensor, scale: Tensor, angle: Tensor) -> Tensor:
+    """Anti-aliased shape masks, float32 [N, SIZE, SIZE] in [0, 1]: 1 inside the shape, a
+    one-pixel linear ramp at its edge. All arguments are [N]: int64 class indices, float32 centres
+    in image units ([-1, 1], y pointing down), size relative to the nominal shape, and rotation in
+    radians."""
     grid = (torch.arange(SIZE, dtype=torch.float32) + 0.5) * _PIXEL - 1.0
     dx = grid[None, None, :] - cx[:, None, None]
     dy = grid[None, :, None] - cy[:, None, None]
@@ -109,15 +97,15 @@ def masks(
     return (0.5 + dist * s / _PIXEL).clamp(0.0, 1.0)
 
 
-def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+def _to_uint8(x: Tensor) -> Tensor:
     return x.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
 
 
-def _render(y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def _render(y: Tensor, g: torch.Generator) -> Tensor:
     """Draw the nuisances for labels ``y`` from ``g`` and render: uint8 [len(y), 3, SIZE, SIZE]."""
     n = len(y)
 
-    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+    def uniform(low: float, high: float, *shape: int) -> Tensor:
         return torch.rand(*shape, generator=g).mul_(high - low).add_(low)
 
     shift = uniform(-_JITTER, _JITTER, 2, n)
@@ -131,17 +119,9 @@ def _render(y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return _to_uint8(x)
 
 
-def generate(n: int, seed: int, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw ``n`` labelled images, exactly balanced when ``n`` is a multiple of 10.
-
-    Args:
-        n: number of images.
-        seed: the data seed; ``(seed, split, n)`` fixes the output bit for bit.
-        split: ``"train"`` or ``"test"`` (independent random streams).
-
-    Returns:
-        x: uint8 [n, 3, 32, 32]; y: int64 [n] in [0, 10).
-    """
+def generate(n: int, seed: int, split: str = "train") -> tuple[Tensor, Tensor]:
+    """``n`` labelled images, x uint8 [n, 3, 32, 32] and y int64 [n] in [0, 10), exactly balanced
+    when ``n`` is a multiple of 10; ``(seed, split, n)`` fixes them bit for bit."""
     if split not in SPLIT_STREAMS:
         raise ValueError(f"unknown split '{split}'; valid: {', '.join(SPLIT_STREAMS)}")
     # Independent streams per (seed, split): the test set does not depend on the train set's size.
@@ -161,7 +141,7 @@ def generate(n: int, seed: int, split: str = "train") -> tuple[torch.Tensor, tor
     return x, y
 
 
-def prototypes() -> torch.Tensor:
+def prototypes() -> Tensor:
     """Clean class prototypes: uint8 [10, 3, 32, 32]; shape ``k`` centred, scale 1, mean colours."""
     k = torch.arange(NUM_CLASSES)
     zeros, ones = torch.zeros(NUM_CLASSES), torch.ones(NUM_CLASSES)
@@ -171,8 +151,7 @@ def prototypes() -> torch.Tensor:
 
 
 def prepare_synthetic(out: Path, seed: int, n_train: int, n_test: int) -> None:
-    """Generate the data set and write it, atomically, as one prepared tensor file in the format
-    of ``robust.data``, with ``prototypes`` uint8 [10, 3, 32, 32] and ``meta`` (seed and sizes)."""
+    """Write the data set atomically as a prepared tensor file (format of ``robust.data``)."""
     x_train, y_train = generate(n_train, seed, "train")
     x_test, y_test = generate(n_test, seed, "test")
     data = {

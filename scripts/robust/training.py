@@ -1,15 +1,9 @@
 """One training loop for standard, Gaussian-noise (Cohen et al.) and PGD (Madry et al.) training.
 
 The kinds differ only in the batch perturbation ``perturb(model, x, y, generator)`` applied before
-the loss: none; sigma * N(0, I), fresh per example and step, not clipped; or untargeted PGD in an
-eps-ball, run with the model in eval mode as the ``robustness`` library does. Images are
-[B, C, H, W] in [0, 1]; sigma and eps are in pixel units.
-
-Reproducibility: all randomness (shuffling, augmentation, noise, PGD starts) comes from generators
-seeded from ``config.seed``, and the learning rate is a pure function of the step. A resumable state
-(model, optimizer, generators, history) is written atomically after every epoch, so a killed run
-resumes where it stopped and, on a deterministic device such as the CPU, ends with exactly the
-weights of an uninterrupted run.
+the loss. Images are [B, C, H, W] in [0, 1]; sigma and eps are in pixel units. All randomness comes
+from generators seeded from ``config.seed`` and the learning rate is a pure function of the step, so
+a run resumed from its per-epoch state ends, on a deterministic device, with the same weights.
 """
 
 from __future__ import annotations
@@ -85,14 +79,8 @@ def make_perturbation(
     steps: int = 0,
     step_size: float = 0.0,
 ) -> Perturbation:
-    """The batch perturbation ``perturb(model, x, y, generator) -> x_train`` of a training kind.
-
-    Args:
-        kind: "standard", "gaussian" (sigma >= 0) or "adversarial" (PGD: norm "l2" or "linf",
-            eps > 0, steps >= 1, step_size > 0).
-        sigma, eps, step_size: in [0, 1] pixel units.
-        norm, steps: PGD settings (see ``robust.attacks.pgd``), from a random start in the ball.
-    """
+    """The batch perturbation ``perturb(model, x, y, generator) -> x_train`` of ``kind`` (a key of
+    KINDS); adversarial training runs PGD (``robust.attacks.pgd``) from a random start."""
     if kind == "standard":
         return NoPerturbation()
     if kind == "gaussian":
@@ -174,14 +162,8 @@ def learning_rate(config: TrainConfig, epoch: int, step: int, steps_per_epoch: i
 
 
 def augment_batch(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
-    """Random crop of the zero-padded image and horizontal flip (p = 1/2), per example, made with
-    one gather (no loop over examples); the result has x's shape and dtype.
-
-    Args:
-        x: [B, C, H, W] images of any dtype, on the generator's device.
-        generator: source of the crop offsets (uniform in [0, 2 * pad]) and the flips.
-        pad: zero padding on each side, in pixels.
-    """
+    """Random crop of the ``pad``-pixel zero-padded image and horizontal flip (p = 1/2), per
+    example, in one gather; x [B, C, H, W] of any dtype on the generator's device -> same shape."""
     b, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
     offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=x.device)
@@ -232,8 +214,7 @@ def _train_epoch(
     epoch: int,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> dict[str, float]:
-    """One pass over the shuffled training set (uint8 x and y already on the model's device);
-    ``progress(epoch, batches done, batches)`` after each batch."""
+    """One pass over the shuffled training set (uint8 x and y already on the model's device)."""
     x_all, y_all = data
     device, n, batch = x_all.device, len(y_all), config.batch_size
     steps = math.ceil(n / batch)
@@ -293,18 +274,16 @@ def train(
         model: maps [B, C, H, W] images in [0, 1] to logits (normalisation inside the model).
         train, test: ``robust.data.Split``-like: ``tensors()`` gives uint8 x [N, C, H, W] and
             int64 y [N]. The training set is moved to the model's device once.
-        perturb: from :func:`make_perturbation` (or any callable with its signature).
         state_path: resumable state, written atomically after every epoch and resumed from if
             present (it must come from the same config, perturbation, data size and device type).
         log: called with each epoch's metrics, after the state is saved.
         eval_size: evaluate on the first ``eval_size`` test images only (all if None).
-        progress: called as ``progress(epoch, batches done, batches per epoch)`` after each
-            training batch (epoch 0-based): for a progress bar.
+        progress: ``progress(epoch (0-based), batches done, batches per epoch)`` after each batch.
 
     Returns:
         Per-epoch metrics: "epoch" (1-based); "loss" and "train_accuracy" on the perturbed
-        training batches; "test_accuracy" (clean); "test_noise_accuracy" under N(0, eval_sigma^2 I)
-        (the clean one if eval_sigma is 0); "lr" of the epoch's last step; "seconds" (train + eval).
+        batches; "test_accuracy"; "test_noise_accuracy" under N(0, eval_sigma^2 I) (the clean one
+        if eval_sigma is 0); "lr" of the epoch's last step; "seconds" (train + eval).
     """
     device = next(model.parameters()).device
     data = tuple(t.to(device) for t in train.tensors())

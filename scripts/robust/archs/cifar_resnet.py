@@ -1,14 +1,9 @@
 """The CIFAR ResNet used by Cohen et al. (2019) for randomized smoothing (depth 6n + 2).
 
-He et al.'s (2016) CIFAR design as implemented in the pytorch-classification code base that Cohen
-et al. took their ResNet-110 from: a 3x3 stem with 16 channels, three stages of n BasicBlocks with
-16/32/64 channels (stages 2 and 3 halve the resolution), average pooling over the final 8x8 map and
-a linear classifier. Where the shape changes, the shortcut is a strided 1x1 convolution + BN
-("option B").
-
-Attribute names (``conv1``, ``bn1``, ``layer1`` ... ``fc``; per block ``conv1``, ``bn1``, ``conv2``,
-``bn2``, ``downsample``) reproduce that code's state-dict keys, so its published checkpoints load
-into this module.
+He et al.'s (2016) CIFAR design as in the pytorch-classification code Cohen et al. took their
+ResNet-110 from: three stages of n BasicBlocks (16/32/64 channels), a strided 1x1 conv + BN
+shortcut where the shape changes ("option B"). Attribute names reproduce that code's state-dict
+keys, so its published checkpoints load into this module.
 """
 
 from __future__ import annotations
@@ -48,12 +43,7 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """ResNet-(6n+2) for 32x32 inputs: [B, 3, 32, 32] -> logits [B, num_classes].
-
-    Args:
-        depth: 6n + 2 with n >= 1 (20, 56, 110, ...), i.e. n BasicBlocks per stage.
-        num_classes: output size.
-    """
+    """ResNet-``depth`` (6n + 2: 20, 56, 110, ...): [B, 3, 32, 32] -> logits [B, num_classes]."""
 
     def __init__(self, depth: int, num_classes: int) -> None:
         super().__init__()

@@ -1,15 +1,9 @@
-"""The CIFAR ResNet-50 of the MadryLab ``robustness`` library (Engstrom et al. 2019), whose released
-L2-robust CIFAR-10 models Santurkar et al. (2019) and the perceptually-aligned-gradient literature
-use.
+"""The CIFAR ResNet-50 of the MadryLab ``robustness`` library (Engstrom et al. 2019), the net of
+its released L2-robust CIFAR-10 models (Santurkar et al. 2019).
 
-Unlike the 16/32/64-channel ResNets of ``cifar_resnet``, this is the ImageNet ResNet-50 body
-(Bottleneck blocks with expansion 4, 3/4/6/3 blocks, 64/128/256/512 channels) adapted to 32x32
-inputs: a 3x3 stride-1 stem without max-pooling, stride 2 in the 3x3 convolution of the first
-block of stages 2-4, and a 4x4 average pool before the classifier.
-
-Attribute names (``conv1``, ``bn1``, ``layer1`` ... ``layer4``, ``linear``; per block ``conv1``
-... ``bn3`` and ``shortcut``, a Sequential of 1x1 convolution + BN where the shape changes)
-reproduce that library's state-dict keys, so its checkpoints load into this module.
+The ImageNet ResNet-50 body adapted to 32x32 inputs: a 3x3 stride-1 stem without max-pooling,
+stride 2 in the first 3x3 convolution of stages 2-4, a 4x4 average pool before the classifier.
+Attribute names reproduce the library's state-dict keys, so its checkpoints load into this module.
 """
 
 from __future__ import annotations
@@ -22,10 +16,7 @@ EXPANSION = 4
 
 
 class Bottleneck(nn.Module):
-    """relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x))))))) + shortcut(x)); 1x1, 3x3, 1x1.
-
-    ``stride`` 2 (in the 3x3 convolution) halves H and W; the output has 4 * ``channels`` maps.
-    """
+    """1x1, 3x3, 1x1 convolutions + shortcut; ``stride`` 2 halves H and W; 4 * ``channels`` out."""
 
     def __init__(self, in_channels: int, channels: int, stride: int = 1) -> None:
         super().__init__()
