@@ -110,6 +110,11 @@ CASES = [
         "models: 'synthetic.gauss' is not an id (letters, digits, _ and -; a letter or digit ",
     ),
     ("dot-in-run-id", lambda p: _rename(p, C, "run.1"), "certify: 'run.1' is not an id"),
+    (
+        "underscore-in-figure-key",  # names a LaTeX label: refused here, not by the numbers stage
+        lambda p: _rename(p, ["report", "train_vs_certify", "certify-050"], "cert_050"),
+        "report.train_vs_certify: 'cert_050' is not a figure key (letters, digits and -;",
+    ),
     ("missing-model-key", lambda p: _delete(p, M + ["seed"]), "gauss-025.seed: required, missing"),
     ("extra-model-key", lambda p: _set(p, M + ["dropout"], 0.1), "dropout: not expected here"),
     ("missing-section", lambda p: _delete(p, ["evaluate"]), "evaluate: required, missing"),

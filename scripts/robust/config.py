@@ -84,9 +84,8 @@ def _lines(error, root: dict) -> list[tuple[list, str]]:
     if error.validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         return [([*path, k], "required, missing") for k in missing]
-    if error.validator == "pattern" and error.validator_value == root["$defs"]["id"]["pattern"]:
-        return [(path, f"{error.instance!r} is not an id (letters, digits, _ and -; a letter or "
-                       "digit first)")]  # fmt: skip
+    if error.validator == "pattern" and "description" in error.schema:  # the pattern in words
+        return [(path, f"{error.instance!r} is not {error.schema['description']}")]
     if error.validator in ("oneOf", "anyOf"):
         options = [_describe(option, root) for option in error.validator_value]
         return [(path, f"{error.instance!r} is none of: {'; '.join(options)}")]
