@@ -137,15 +137,18 @@ def cached_fetch(
                 return dest, actual
             dest.unlink()  # another or a damaged file: download again and check the new copy
         actual = fetch(url, dest, sha256, "sha256", timeout=timeout)
-        with open(dest, "rb") as handle:
-            page = handle.read(512).lstrip().lower().startswith((b"<!doctype html", b"<html"))
-        if sha256 is None and page:
+        if sha256 is None and _is_web_page(dest):  # a pinned digest already rules a page out
             dest.unlink()
             raise DataError(
                 f"{url} sent a web page, not a file (a sign-in or download-confirmation page?); "
                 "use a direct-download address"
             )
     return dest, actual
+
+
+def _is_web_page(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(512).lstrip().lower().startswith((b"<!doctype html", b"<html"))
 
 
 def _normalise(name: str) -> str:
